@@ -1,0 +1,6 @@
+"""Allow `python -m egocache`."""
+
+from egocache.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""FLOPs, parameters, latency, accuracy tables, plots and the benchmark report."""

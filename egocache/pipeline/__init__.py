@@ -1,0 +1,1 @@
+"""Dataset adapters, decoding, IMU, teachers, the synthetic generator and the extraction pass."""
