@@ -1,0 +1,307 @@
+"""IMU streams: read EPIC-KITCHENS-100, Ego4D and generic CSVs, repair them, cut mean-centred windows.
+
+A stream is six channels in CHANNELS order (accelerometer xyz, then gyroscope xyz) on one sorted,
+unique time base in seconds from the video start. Units stay native: GoPro (EPIC-KITCHENS-100) and
+Ego4D's normalised CSVs hold SI values (accelerometer m/s^2 as GoPro's GPMF stores it, gyroscope
+rad/s); every window is mean-centred per channel (EgoDistill, App. C), so only the scale matters.
+
+Where a channel has no reading at a time of the common base (EPIC's accelerometer and gyroscope are
+sampled at different instants; Ego4D rows can lack accelerometer values), `values` holds NaN there
+and `imu_window` interpolates that channel from its own readings only.
+
+Repairs made when reading (counted in `ImuStream.repairs`): NULL/empty/unparsable timestamps are
+dropped; timestamps below 0 s or above MAX_TIMESTAMP_S are dropped; a timestamp more than
+ABSURD_JUMP_S away from the median of its ABSURD_NEIGHBOURS neighbours on each side (file order)
+is dropped as an absurd jump; rows are sorted stably; Ego4D/generic rows sharing a timestamp are
+averaged; EPIC rows sharing a GoPro packet timestamp are spread evenly up to the next timestamp
+(at most PACKET_MAX_SPACING_FACTOR sample periods apart, else at the nominal rate). Limits used
+when cutting a window: gaps up to MAX_GAP_S are interpolated across, and the window may reach
+EDGE_TOLERANCE_S past either end of a channel's readings (the edge value is held). Anything
+beyond these limits raises IMUError naming the file, what the stream covers and what was needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from egocache.errors import IMUError
+
+IMU_RATE_HZ = 198.0
+IMU_WINDOW = 422
+CHANNELS = ("accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
+IMU_FORMATS = ("epic100", "ego4d", "csv")
+
+# Repair limits: the one place they are set (imu_limits() records them in cache attributes).
+MAX_GAP_S = 0.1                  # longest gap between readings interpolated across inside a window
+EDGE_TOLERANCE_S = 0.05          # how far a window may reach past a channel's first/last reading
+MAX_TIMESTAMP_S = 86400.0        # timestamps beyond one day are absurd
+ABSURD_JUMP_S = 1.0              # distance from the local (file-order) median that marks a jump
+ABSURD_NEIGHBOURS = 5            # rows on each side forming that local median
+PACKET_MAX_SPACING_FACTOR = 2.0  # EPIC packet spread only when it keeps spacing <= 2 periods
+CACHE_STREAMS = 4                # parsed streams kept per process (clips are sorted by video)
+
+_GAP_EPS = 1e-9
+_MISSING = r"[ \t]*(?:null|none|nan|na)?[ \t]*"
+_MISSING_FIELD = re.compile(rf"(?im)(?<=,){_MISSING}(?=,|$)|^{_MISSING}(?=,)")
+_EPIC_ACCL = ("acclx", "accly", "acclz")
+_EPIC_GYRO = ("gyrox", "gyroy", "gyroz")
+
+
+def imu_limits() -> dict:
+    """The IMU resampling settings and repair limits, for a cache's attributes."""
+    return {"rate_hz": IMU_RATE_HZ, "window": IMU_WINDOW, "channels": list(CHANNELS),
+            "centred": True, "max_gap_s": MAX_GAP_S, "edge_tolerance_s": EDGE_TOLERANCE_S,
+            "max_timestamp_s": MAX_TIMESTAMP_S, "absurd_jump_s": ABSURD_JUMP_S,
+            "absurd_neighbours": ABSURD_NEIGHBOURS,
+            "packet_max_spacing_factor": PACKET_MAX_SPACING_FACTOR}
+
+
+@dataclass(eq=False)
+class ImuStream:
+    """Six IMU channels on a sorted unique time base (s from video start); NaN = no reading there."""
+
+    t_s: np.ndarray
+    values: np.ndarray
+    source: str = ""
+    repairs: dict[str, int] = field(default_factory=dict)
+    finite: np.ndarray = field(init=False, repr=False)
+    extent: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Check shapes and order, record each channel's first/last reading, freeze the arrays."""
+        name = self.source or "IMU stream"
+        t = np.array(self.t_s, dtype=np.float64)
+        v = np.array(self.values, dtype=np.float64)
+        if t.ndim != 1 or v.shape != (t.size, len(CHANNELS)):
+            raise IMUError(f"{name}: expected t_s (n,) and values (n, 6), got {t.shape} and {v.shape}")
+        if not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
+            raise IMUError(f"{name}: timestamps must be finite, sorted and unique")
+        fin = np.isfinite(v)
+        extent = np.full((len(CHANNELS), 2), np.nan)
+        for c in range(len(CHANNELS)):
+            idx = np.flatnonzero(fin[:, c])
+            if idx.size:
+                extent[c] = t[idx[0]], t[idx[-1]]
+        for arr in (t, v, fin, extent):
+            arr.flags.writeable = False
+        self.t_s, self.values, self.finite, self.extent = t, v, fin, extent
+
+
+def read_imu(fmt: str, paths: tuple[str, ...]) -> ImuStream:
+    """Read and repair one video's IMU files; parsed streams are cached by path and mtime."""
+    if fmt not in IMU_FORMATS:
+        raise IMUError(f"{', '.join(paths)}: unknown IMU format {fmt!r} (known: {', '.join(IMU_FORMATS)})")
+    want = 2 if fmt == "epic100" else 1
+    if len(paths) != want:
+        raise IMUError(f"{', '.join(paths) or '(no file)'}: IMU format {fmt!r} needs {want} file(s), "
+                       f"got {len(paths)}")
+    stamps = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            raise IMUError(f"{p}: cannot read IMU file ({e.strerror or e})") from e
+        stamps.append((st.st_mtime_ns, st.st_size))
+    return _read_cached(fmt, tuple(os.path.abspath(p) for p in paths), tuple(stamps))
+
+
+def guess_imu_format(path: str) -> str:
+    """"ego4d" if the CSV header has canonical_timestamp_ms, else "csv" (also when unreadable)."""
+    try:
+        with open(path, newline="") as f:
+            header = [h.strip().lower() for h in next(csv.reader([f.readline()]), [])]
+    except OSError:
+        return "csv"
+    return "ego4d" if "canonical_timestamp_ms" in header else "csv"
+
+
+def imu_window(stream: ImuStream, centre_s: float, *, rate: float = IMU_RATE_HZ,
+               length: int = IMU_WINDOW) -> np.ndarray:
+    """(length, 6) float32 window resampled at `rate` around `centre_s`, each channel minus its mean.
+
+    Sample k sits at centre_s + (k - (length - 1) / 2) / rate, by linear interpolation of each
+    channel's own readings; raises IMUError when a gap or the stream's ends exceed the limits.
+    """
+    if rate <= 0 or length < 2:
+        raise ValueError(f"rate must be > 0 and length >= 2, got {rate} and {length}")
+    grid = centre_s + (np.arange(length) - (length - 1) / 2.0) / rate
+    lo, hi = float(grid[0]), float(grid[-1])
+    i0 = int(np.searchsorted(stream.t_s, lo - MAX_GAP_S, side="left"))
+    i1 = int(np.searchsorted(stream.t_s, hi + MAX_GAP_S, side="right"))
+    need = f"the window at {centre_s:.3f} s needs {lo:.3f}-{hi:.3f} s"
+    out = np.empty((length, len(CHANNELS)), dtype=np.float64)
+    for c, name in enumerate(CHANNELS):
+        first, last = stream.extent[c]
+        if not np.isfinite(first):
+            raise IMUError(f"{stream.source}: no {name} readings in the stream; {need}")
+        if first > lo + EDGE_TOLERANCE_S or last < hi - EDGE_TOLERANCE_S:
+            raise IMUError(f"{stream.source}: {name} covers {first:.3f}-{last:.3f} s but {need} "
+                           f"(edge tolerance {EDGE_TOLERANCE_S} s)")
+        keep = stream.finite[i0:i1, c]
+        tc = stream.t_s[i0:i1][keep]
+        gap = _widest_gap(stream, c, tc, max(lo, first), min(hi, last), i0, i1)
+        if gap is not None:
+            a, b = gap
+            raise IMUError(f"{stream.source}: {name} has a {b - a:.3f} s gap ({a:.3f}-{b:.3f} s) "
+                           f"and {need}; at most {MAX_GAP_S} s is interpolated")
+        out[:, c] = np.interp(grid, tc, stream.values[i0:i1, c][keep])
+    out -= out.mean(axis=0)
+    return out.astype(np.float32)
+
+
+def _widest_gap(stream: ImuStream, c: int, tc: np.ndarray, start: float, stop: float,
+                i0: int, i1: int) -> tuple[float, float] | None:
+    """The first gap longer than MAX_GAP_S over [start, stop] among channel c's readings, if any."""
+    fin = stream.finite[:, c]
+    if tc.size == 0 or tc[0] > start:
+        prev = stream.t_s[np.flatnonzero(fin[:i0])[-1]]
+        nxt = tc[0] if tc.size else stream.t_s[i1 + np.flatnonzero(fin[i1:])[0]]
+        return float(prev), float(nxt)
+    if tc[-1] < stop:
+        return float(tc[-1]), float(stream.t_s[i1 + np.flatnonzero(fin[i1:])[0]])
+    d = np.diff(tc)
+    if d.size and d.max() > MAX_GAP_S + _GAP_EPS:
+        j = int(np.argmax(d > MAX_GAP_S + _GAP_EPS))
+        return float(tc[j]), float(tc[j + 1])
+    return None
+
+
+@lru_cache(maxsize=CACHE_STREAMS)
+def _read_cached(fmt: str, paths: tuple[str, ...], stamps: tuple) -> ImuStream:
+    """Parse and repair (the cache key includes each file's mtime and size)."""
+    repairs: dict[str, int] = {}
+    if fmt == "epic100":
+        ta, va = _read_epic_part(paths[0], _EPIC_ACCL, repairs)
+        tg, vg = _read_epic_part(paths[1], _EPIC_GYRO, repairs)
+        t = np.union1d(ta, tg)
+        values = np.full((t.size, len(CHANNELS)), np.nan)
+        values[np.searchsorted(t, ta), :3] = va
+        values[np.searchsorted(t, tg), 3:] = vg
+        return ImuStream(t, values, " + ".join(paths), repairs)
+    path = paths[0]
+    time_names = ("canonical_timestamp_ms",) if fmt == "ego4d" else ("t_s", "timestamp_ms")
+    cols, used = _read_columns(path, [time_names] + [(c,) for c in CHANNELS])
+    t_raw = cols[:, 0] / (1.0 if used[0] == "t_s" else 1000.0)
+    t, v = _clean_times(path, t_raw, cols[:, 1:], repairs)
+    t, v = _average_duplicates(t, v, repairs)
+    return ImuStream(t, v, path, repairs)
+
+
+def _read_epic_part(path: str, names: tuple[str, ...], repairs: dict[str, int]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """One EPIC CSV (Milliseconds + three axes), cleaned, packets spread, duplicates averaged."""
+    cols, _ = _read_columns(path, [("milliseconds",)] + [(n,) for n in names])
+    t, v = _clean_times(path, cols[:, 0] / 1000.0, cols[:, 1:], repairs)
+    t = _spread_packets(t, repairs)
+    return _average_duplicates(t, v, repairs)
+
+
+def _read_columns(path: str, wanted: list[tuple[str, ...]]) -> tuple[np.ndarray, list[str]]:
+    """(n, len(wanted)) float64 of the named columns (first alias found, returned too); NaN = missing."""
+    try:
+        with open(path, newline=None) as f:
+            header = [h.strip().lower() for h in next(csv.reader([f.readline()]), [])]
+            body = f.read()
+    except OSError as e:
+        raise IMUError(f"{path}: cannot read IMU file ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:
+        raise IMUError(f"{path}: not a text CSV ({e.reason})") from e
+    used = [next((a for a in aliases if a in header), "") for aliases in wanted]
+    missing = [" or ".join(aliases) for aliases, name in zip(wanted, used) if not name]
+    if missing:
+        raise IMUError(f"{path}: missing column(s) {', '.join(missing)} in header {','.join(header)}")
+    if not body.strip():
+        raise IMUError(f"{path}: no IMU rows")
+    cols = [header.index(name) for name in used]
+    try:
+        data = np.loadtxt(io.StringIO(_MISSING_FIELD.sub("nan", body)), delimiter=",",
+                          usecols=cols, ndmin=2, dtype=np.float64, comments=None)
+    except ValueError:
+        data = _parse_slowly(body, cols)
+    return data, used
+
+
+def _parse_slowly(body: str, cols: list[int]) -> np.ndarray:
+    """Cell-by-cell parse for files the fast parser rejects (ragged rows, stray text)."""
+    rows = []
+    for rec in csv.reader(io.StringIO(body)):
+        if not rec:
+            continue
+        vals = []
+        for c in cols:
+            try:
+                vals.append(float(rec[c]))
+            except (IndexError, ValueError):
+                vals.append(np.nan)
+        rows.append(vals)
+    return np.array(rows, dtype=np.float64).reshape(-1, len(cols))
+
+
+def _clean_times(path: str, t: np.ndarray, v: np.ndarray, repairs: dict[str, int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Drop NULL, out-of-range and absurd-jump timestamps, then sort stably; counts the repairs."""
+    _count(repairs, "missing_values", int(np.count_nonzero(~np.isfinite(v))))
+    ok = np.isfinite(t)
+    _count(repairs, "null_timestamps", int(np.count_nonzero(~ok)))
+    t, v = t[ok], v[ok]
+    ok = (t >= 0) & (t <= MAX_TIMESTAMP_S)
+    _count(repairs, "out_of_range_timestamps", int(np.count_nonzero(~ok)))
+    t, v = t[ok], v[ok]
+    ok = ~_absurd_jumps(t)
+    _count(repairs, "absurd_timestamps", int(np.count_nonzero(~ok)))
+    t, v = t[ok], v[ok]
+    if t.size == 0:
+        raise IMUError(f"{path}: no usable timestamps")
+    _count(repairs, "unsorted_rows", int(np.count_nonzero(np.diff(t) < 0)))
+    order = np.argsort(t, kind="stable")
+    return t[order], v[order]
+
+
+def _absurd_jumps(t: np.ndarray) -> np.ndarray:
+    """Rows whose timestamp is far from the median of their neighbours in file order."""
+    k = ABSURD_NEIGHBOURS
+    if t.size <= 2 * k:
+        return np.abs(t - np.median(t)) > ABSURD_JUMP_S if t.size else np.zeros(0, bool)
+    local = np.median(sliding_window_view(np.pad(t, k, mode="reflect"), 2 * k + 1), axis=1)
+    return np.abs(t - local) > ABSURD_JUMP_S
+
+
+def _spread_packets(t: np.ndarray, repairs: dict[str, int]) -> np.ndarray:
+    """Spread rows sharing one (GoPro packet) timestamp evenly towards the next timestamp."""
+    uniq, first, counts = np.unique(t, return_index=True, return_counts=True)
+    if counts.max() == 1:
+        return t
+    nominal = 1.0 / IMU_RATE_HZ
+    span = np.append(np.diff(uniq), np.inf)
+    step = np.where(span <= counts * nominal * PACKET_MAX_SPACING_FACTOR, span / counts, nominal)
+    offset = np.arange(t.size) - np.repeat(first, counts)
+    _count(repairs, "packet_rows_spread", int(np.count_nonzero(offset)))
+    return t + offset * np.repeat(step, counts)
+
+
+def _average_duplicates(t: np.ndarray, v: np.ndarray, repairs: dict[str, int]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge rows with equal (sorted) timestamps into one, averaging each channel's readings."""
+    uniq, first = np.unique(t, return_index=True)
+    if uniq.size == t.size:
+        return t, v
+    _count(repairs, "duplicate_rows_averaged", int(t.size - uniq.size))
+    fin = np.isfinite(v)
+    sums = np.add.reduceat(np.where(fin, v, 0.0), first, axis=0)
+    n = np.add.reduceat(fin.astype(np.int64), first, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return uniq, np.where(n > 0, sums / n, np.nan)
+
+
+def _count(repairs: dict[str, int], key: str, n: int) -> None:
+    """Add n to a repair counter, keeping zero counts out of the record."""
+    if n:
+        repairs[key] = repairs.get(key, 0) + n
