@@ -221,12 +221,14 @@ def _read_columns(path: str, wanted: list[tuple[str, ...]]) -> tuple[np.ndarray,
     if not body.strip():
         raise IMUError(f"{path}: no IMU rows")
     cols = [header.index(name) for name in used]
-    try:
-        data = np.loadtxt(io.StringIO(_MISSING_FIELD.sub("nan", body)), delimiter=",",
-                          usecols=cols, ndmin=2, dtype=np.float64, comments=None)
-    except ValueError:
-        data = _parse_slowly(body, cols)
-    return data, used
+    for fill_missing in (False, True):          # clean files skip the substitution
+        text = _MISSING_FIELD.sub("nan", body) if fill_missing else body
+        try:
+            return np.loadtxt(io.StringIO(text), delimiter=",", usecols=cols, ndmin=2,
+                              dtype=np.float64, comments=None), used
+        except ValueError:
+            continue
+    return _parse_slowly(body, cols), used
 
 
 def _parse_slowly(body: str, cols: list[int]) -> np.ndarray:
