@@ -46,3 +46,33 @@ def main() -> None:
 
 
 # --- commands are added below, one block per command -------------------------------------------
+
+
+@main.command("teachers")
+@click.option("--stats", is_flag=True,
+              help="Also count parameters and GFLOPs per clip (1 MAC = 1 FLOP, measured on the meta device).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of one line per teacher.")
+@library_errors
+def teachers_command(stats: bool, as_json: bool) -> None:
+    """List the registered teachers: clip shape, channel order, heads; with --stats, params and GFLOPs."""
+    from egocache.pipeline.teachers import list_teachers, teacher_spec, teacher_stats
+
+    rows = []
+    for name in list_teachers():
+        spec = teacher_spec(name)
+        row = {"name": name, "tag": spec.tag, "num_frames": spec.num_frames,
+               "frame_stride": spec.frame_stride, "img_size": spec.img_size, "bgr": spec.bgr,
+               "feature_dim": spec.feature_dim, "heads": spec.heads}
+        if stats:
+            row.update({k: v for k, v in teacher_stats(name).items() if k != "name"})
+        rows.append(row)
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        heads = ",".join(f"{k}:{v}" for k, v in row["heads"].items())
+        line = (f"{row['name']:<14} {row['num_frames']}x{row['img_size']}px stride {row['frame_stride']} "
+                f"{'BGR' if row['bgr'] else 'RGB'}  heads {heads}  features {row['feature_dim']}")
+        if stats:
+            line += f"  {row['params_m']:.1f}M params  {row['gflops']:.4g} GFLOPs/clip"
+        click.echo(line)

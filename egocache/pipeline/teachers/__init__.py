@@ -1,0 +1,188 @@
+"""Teacher registry: `list_teachers`, `teacher_spec`, `create_teacher`, `teacher_stats`.
+
+Registration is one explicit table at the bottom of this module (no import side effects); a
+duplicate name raises. `create_teacher(name, checkpoint=..., heads=..., **overrides)` builds a
+teacher whose spec (what its weights expect) and architecture come from, in increasing priority:
+the registered defaults, the checkpoint, the explicit arguments. From a checkpoint written by
+`save_checkpoint` the saved TeacherSpec gives config, heads (names and class counts) and input
+settings; from an official MotionFormer checkpoint its YAML cfg gives crop, frames, stride, ViT
+sizes and channel order, and the classifier weights give the class counts (named like the
+registered heads when their number matches). The weights then load strictly (every key and shape).
+Overrides name architecture fields (e.g. depth, embed_dim, use_original_code) or the input
+settings frame_stride, bgr, mean, std; unknown keys and wrong types raise EgocacheError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from egocache.errors import CheckpointError, EgocacheError
+from egocache.pipeline.teachers import mformer
+from egocache.pipeline.teachers.base import Teacher, TeacherSpec
+from egocache.pipeline.teachers.checkpoint import (checkpoint_sha256, load_checkpoint,
+                                                   load_state_strict, read_checkpoint,
+                                                   save_checkpoint, state_from_checkpoint)
+
+__all__ = ["Teacher", "TeacherSpec", "checkpoint_sha256", "create_teacher", "list_teachers",
+           "load_checkpoint", "register_teacher", "save_checkpoint", "teacher_spec", "teacher_stats"]
+
+SPEC_OVERRIDES = ("frame_stride", "bgr", "mean", "std")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A registered teacher: default spec and config, builder, and checkpoint readers."""
+
+    spec: TeacherSpec
+    config: Any                                                  # frozen dataclass with check()
+    build: Callable[[TeacherSpec], Teacher]
+    read_heads: Callable[[dict[str, torch.Tensor], dict[str, int]], dict[str, int]]
+    official_overrides: Callable[[str], dict[str, Any]]          # from an official YAML cfg
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_teacher(name: str, *, spec: TeacherSpec, config: Any, build: Callable[[TeacherSpec], Teacher],
+                     read_heads: Callable[[dict[str, torch.Tensor], dict[str, int]], dict[str, int]],
+                     official_overrides: Callable[[str], dict[str, Any]]) -> None:
+    """Add a teacher under `name`; a name registered twice raises."""
+    if name in _REGISTRY:
+        raise EgocacheError(f"teacher {name!r} is already registered")
+    if spec.name != name or spec.config != dataclasses.asdict(config):
+        raise EgocacheError(f"teacher {name!r}: its spec's name/config disagree with the registration")
+    _REGISTRY[name] = _Entry(spec, config, build, read_heads, official_overrides)
+
+
+def list_teachers() -> list[str]:
+    """Registered teacher names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _entry(name: str) -> _Entry:
+    """The registry entry for `name`, or an error listing the known names."""
+    if name not in _REGISTRY:
+        raise EgocacheError(f"unknown teacher {name!r}; known: {', '.join(list_teachers())}")
+    return _REGISTRY[name]
+
+
+def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
+    """`value` checked against type `hint` (int, float, bool, str, tuple of floats), as that type."""
+    def numeric(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    ok, out = False, value
+    if hint is bool or hint is str:
+        ok = isinstance(value, hint)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok, out = numeric(value), float(value) if numeric(value) else value
+    elif typing.get_origin(hint) is tuple:
+        size = len(typing.get_args(hint))
+        ok = isinstance(value, (tuple, list)) and len(value) == size and all(map(numeric, value))
+        out = tuple(float(v) for v in value) if ok else value
+    if not ok:
+        raise EgocacheError(f"teacher {owner}: override {key}={value!r} should be {hint}")
+    return out
+
+
+def _check_heads(name: str, heads: dict[str, int]) -> dict[str, int]:
+    """`heads` as a plain dict if it maps names to positive class counts."""
+    if not isinstance(heads, dict) or not heads or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+            for k, v in heads.items()):
+        raise EgocacheError(f"teacher {name}: heads must map head names to positive class counts, "
+                            f"got {heads!r}")
+    return dict(heads)
+
+
+def _resolve(name: str, heads: dict[str, int] | None, overrides: dict[str, Any]) -> TeacherSpec:
+    """The spec of teacher `name` with `heads` and type-checked `overrides` applied."""
+    entry = _entry(name)
+    cfg_hints = typing.get_type_hints(type(entry.config))
+    spec_hints = typing.get_type_hints(TeacherSpec)
+    unknown = sorted(set(overrides) - set(cfg_hints) - set(SPEC_OVERRIDES))
+    if unknown:
+        raise EgocacheError(f"teacher {name}: unknown override(s) {', '.join(unknown)}; allowed: "
+                            f"{', '.join(sorted(cfg_hints) + list(SPEC_OVERRIDES))}")
+    cfg_over = {k: _coerce(name, k, v, cfg_hints[k]) for k, v in overrides.items() if k in cfg_hints}
+    spec_over = {k: _coerce(name, k, v, spec_hints[k]) for k, v in overrides.items()
+                 if k in SPEC_OVERRIDES}
+    cfg = dataclasses.replace(entry.config, **cfg_over)
+    cfg.check()
+    return dataclasses.replace(
+        entry.spec, **spec_over, heads=_check_heads(name, heads) if heads is not None else entry.spec.heads,
+        num_frames=cfg.num_frames, img_size=cfg.img_size, feature_dim=cfg.feature_dim,
+        config=dataclasses.asdict(cfg))
+
+
+def teacher_spec(name: str, *, heads: dict[str, int] | None = None, **overrides: Any) -> TeacherSpec:
+    """The TeacherSpec `create_teacher` would give, without building the model."""
+    return _resolve(name, heads, overrides)
+
+
+def _checkpoint_settings(name: str, ckpt: dict[str, Any], state: dict[str, torch.Tensor], source: str
+                         ) -> tuple[dict[str, int], dict[str, Any]]:
+    """(heads, overrides) that a checkpoint implies for teacher `name` (see the module docstring)."""
+    entry = _entry(name)
+    saved = ckpt.get("teacher")
+    if isinstance(saved, dict):
+        if saved.get("name") != name:
+            raise CheckpointError(f"{source}: saved from teacher {saved.get('name')!r}, not {name!r}")
+        overrides = {**saved.get("config", {}), **{k: saved[k] for k in SPEC_OVERRIDES if k in saved}}
+        return saved.get("heads") or entry.read_heads(state, entry.spec.heads), overrides
+    cfg_yaml = ckpt.get("cfg")
+    overrides = entry.official_overrides(cfg_yaml) if isinstance(cfg_yaml, str) else {}
+    return entry.read_heads(state, entry.spec.heads), overrides
+
+
+def create_teacher(name: str, *, checkpoint: str | os.PathLike[str] | None = None,
+                   heads: dict[str, int] | None = None, **overrides: Any) -> Teacher:
+    """Build teacher `name` in eval mode, loading `checkpoint` strictly if given.
+
+    Settings come from the registered defaults, then the checkpoint, then `heads`/`overrides`.
+    Build under `with torch.device("meta"):` to inspect shapes without allocating memory.
+    """
+    state = None
+    if checkpoint is not None:
+        source = str(checkpoint)
+        ckpt = read_checkpoint(checkpoint)
+        state = state_from_checkpoint(ckpt, source)
+        found_heads, found = _checkpoint_settings(name, ckpt, state, source)
+        overrides = {**found, **overrides}
+        heads = heads if heads is not None else found_heads
+    spec = _resolve(name, heads, overrides)
+    model = _entry(name).build(spec)
+    if state is not None:
+        load_state_strict(model, state, str(checkpoint))
+    return model.eval()
+
+
+def teacher_stats(name: str, **overrides: Any) -> dict[str, Any]:
+    """{name, params, params_m, macs, gflops} for one clip (one view), 1 multiply-add = 1 FLOP.
+
+    Built and run on the meta device: no memory is allocated and nothing is computed, so the full
+    model is measured in about a second on CPU.
+    """
+    from egocache.benchmark.flops import count_flops, count_params
+
+    with torch.device("meta"):
+        model = create_teacher(name, **overrides)
+        clip = torch.empty(1, 3, model.spec.num_frames, model.spec.img_size, model.spec.img_size)
+    params = count_params(model)
+    macs = count_flops(model, clip)
+    return {"name": name, "params": params, "params_m": params / 1e6, "macs": macs, "gflops": macs / 1e9}
+
+
+register_teacher("mformer", spec=mformer.BASE_SPEC, config=mformer.BASE_CONFIG, build=mformer.MotionFormer,
+                 read_heads=mformer.heads_from_state, official_overrides=mformer.official_overrides)
+register_teacher("mformer-tiny", spec=mformer.TINY_SPEC, config=mformer.TINY_CONFIG,
+                 build=mformer.MotionFormer, read_heads=mformer.heads_from_state,
+                 official_overrides=mformer.official_overrides)

@@ -1,0 +1,105 @@
+"""What every teacher shares: the TeacherSpec metadata and the Teacher interface.
+
+A teacher's spec says what its weights expect (clip length and stride, input size, mean/std, channel
+order, heads and class counts, source and licence) apart from the architecture's hyper-parameters,
+which it carries as a plain dict in `config`. The extraction pass and the cache's attributes read the
+spec; nothing downstream needs the model's code (timm's pretrained-config habit).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """What a teacher's weights expect and produce; `config` holds its architecture hyper-parameters."""
+
+    name: str                              # registry name, e.g. "mformer"
+    tag: str                               # which weights the defaults describe, e.g. "ek100"
+    num_frames: int                        # T frames per clip
+    frame_stride: int                      # native frames between teacher frames at 30 fps
+    img_size: int                          # square input side S in pixels
+    mean: tuple[float, float, float]       # per channel, in the model's channel order, on [0, 1]
+    std: tuple[float, float, float]
+    bgr: bool                              # the weights expect BGR (preprocess swaps RGB -> BGR)
+    feature_dim: int                       # size of forward_features' output
+    heads: dict[str, int]                  # head name -> number of classes, in output order
+    config: dict[str, Any] = field(default_factory=dict)
+    source_url: str = ""
+    licence: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-safe dict (tuples become lists) for cache attributes and checkpoints."""
+        out = dataclasses.asdict(self)
+        out["mean"], out["std"] = list(self.mean), list(self.std)
+        out["heads"] = dict(self.heads)
+        return out
+
+
+class Teacher(nn.Module, abc.ABC):
+    """A video model with the shared teacher interface: preprocess, forward_features, forward_head."""
+
+    spec: TeacherSpec
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (B,T,H,W,3) RGB frames -> normalised float (B,3,T,S,S) in the weights' channel order.
+
+        Frames whose side is not S are resized so the short side is S (bilinear, as the official
+        test-time transform) and centre-cropped; then RGB->BGR if the spec says so, /255, (x-mean)/std.
+        """
+        spec = self.spec
+        if frames.dtype != torch.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
+            raise ValueError(f"{spec.name}: expected uint8 frames (B,T,H,W,3), got {frames.dtype} "
+                             f"{tuple(frames.shape)}")
+        b, t, h, w, _ = frames.shape
+        if t != spec.num_frames:
+            raise ValueError(f"{spec.name}: expected {spec.num_frames} frames per clip, got {t}")
+        x = frames.reshape(b * t, h, w, 3).permute(0, 3, 1, 2).float()
+        s = spec.img_size
+        if (h, w) != (s, s):
+            x = _resize_centre_crop(x, s)
+        if spec.bgr:
+            x = x.flip(1)
+        mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1) * 255.0
+        x = (x - mean) / std
+        return x.reshape(b, t, 3, s, s).permute(0, 2, 1, 3, 4).contiguous()
+
+    @abc.abstractmethod
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocessed clips (B,3,T,S,S) -> clip features (B, feature_dim)."""
+
+    @abc.abstractmethod
+    def forward_head(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Clip features -> {head name: logits (B, classes)}; never softmax outputs."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Preprocessed clips -> (features, {head: logits})."""
+        feats = self.forward_features(x)
+        return feats, self.forward_head(feats)
+
+
+def _resize_centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (N,C,H,W) so the short side is `size`, then centre-crop.
+
+    Same arithmetic as the official test transform (slowfast/datasets/transform.py:
+    random_short_side_scale_jitter with min=max=size, uniform_crop with spatial_idx=1): long side
+    floor(long/short*size), bilinear without antialias, crop offset ceil((side-size)/2).
+    """
+    h, w = x.shape[-2:]
+    if w <= h:
+        new_h, new_w = math.floor(h / w * size), size
+    else:
+        new_h, new_w = size, math.floor(w / h * size)
+    x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    top, left = math.ceil((new_h - size) / 2), math.ceil((new_w - size) / 2)
+    return x[..., top:top + size, left:left + size]
