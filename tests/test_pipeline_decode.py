@@ -117,11 +117,10 @@ def test_empty_clip_gives_empty_array(videos):
     assert stats.frames_spanned == 1
 
 
-def test_each_frame_decoded_once(videos, tmp_path):
-    fresh = tmp_path / "fresh.mp4"                 # a new file: a reader that starts at frame 0
-    fresh.write_bytes(Path(videos["landscape"]).read_bytes())
+def test_each_frame_decoded_once(videos):
+    decode.clear_reader_cache()                    # a fresh reader starts at frame 0
     a, b = np.arange(10, 74, 4), np.arange(30, 94, 4)
-    _, both = decode_clips(str(fresh), [a, b, a.copy()], size=16)
+    _, both = decode_clips(videos["landscape"], [a, b, a.copy()], size=16)
     # decoding 10..90 in one forward pass: frames 0..90 once, minus the frames a seek to the
     # keyframes 30 (skips 27-29), 60 (skips 59) and 90 (skips 87-89) jumps over
     assert both.frames_decoded == 91 - 3 - 1 - 3
@@ -219,3 +218,10 @@ def test_cached_reader_follows_file_changes(tmp_path, videos):
 def test_bad_size_rejected(videos):
     with pytest.raises(ValueError, match="size"):
         decode_clips(videos["landscape"], [np.array([0])], size=0)
+
+
+def test_next_call_continues_where_the_reader_stopped(videos):
+    decode.clear_reader_cache()
+    _, first = decode_clips(videos["landscape"], [np.arange(0, 10)], size=16)
+    _, second = decode_clips(videos["landscape"], [np.arange(10, 20)], size=16)
+    assert first.frames_decoded == second.frames_decoded == 10

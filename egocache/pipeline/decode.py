@@ -88,6 +88,13 @@ def _keep(video: _Video) -> None:
         _last_video = video
 
 
+def clear_reader_cache() -> None:
+    """Forget the cached reader (frees its decoder; the next call opens the file afresh)."""
+    global _last_video
+    with _cache_lock:
+        _last_video = None
+
+
 def _file_key(path: str) -> tuple[str, int, int]:
     """Identity of the file (path, mtime, size); DecodeError if it is missing or empty."""
     try:
