@@ -1,0 +1,75 @@
+"""What every dataset adapter returns to load_manifest, and the small parsing rules they share."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from egocache.errors import ManifestError
+
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validation": "validation",
+                 "train": "train", "training": "train", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One annotated segment, before it is cut into clips; `where` is "file:row" for problems."""
+
+    segment_id: str
+    video_id: str
+    video_path: str
+    split: str
+    start_s: float
+    stop_s: float
+    labels: dict[str, int]
+    imu_format: str | None
+    imu_paths: tuple[str, ...]
+    where: str
+
+
+@dataclass
+class AdapterResult:
+    """An adapter's segments (file order), class names per head, skipped rows, extra files read."""
+
+    segments: list[Segment] = field(default_factory=list)
+    class_names: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    extra_files: list[str] = field(default_factory=list)
+
+
+def split_from_name(path: str) -> str | None:
+    """The split a file's name announces ("EPIC_100_validation.csv" -> "validation"), if any."""
+    tokens = re.split(r"[^a-z]+", os.path.splitext(os.path.basename(path))[0].lower())
+    found = [SPLIT_ALIASES[t] for t in tokens if t in SPLIT_ALIASES]
+    return found[-1] if found else None
+
+
+def normalise_split(value: object) -> str | None:
+    """A split value as stored in clips ("val" -> "validation"); None when empty."""
+    text = str(value).strip() if value is not None else ""
+    return SPLIT_ALIASES.get(text.lower(), text) if text else None
+
+
+def check_heads(dataset: str, heads: tuple[str, ...], known: tuple[str, ...]) -> None:
+    """Refuse heads an adapter cannot label."""
+    unknown = [h for h in heads if h not in known]
+    if unknown:
+        raise ManifestError(f"{dataset} annotations define heads {', '.join(known)}; "
+                            f"cannot label {', '.join(unknown)}")
+
+
+def names_from_pairs(pairs: Counter) -> list[str]:
+    """Class names indexed by id from (id, name) counts: the most frequent name, "class_<i>" if none."""
+    best: dict[int, tuple[int, str]] = {}
+    for (idx, name), n in pairs.items():
+        if idx not in best or (-n, name) < (-best[idx][0], best[idx][1]):
+            best[idx] = (n, name)
+    size = max(best) + 1 if best else 0
+    return [best[i][1] if i in best else f"class_{i}" for i in range(size)]
+
+
+def resolve(root: str, path: str) -> str:
+    """An absolute, normalised path; relative paths are taken from `root`."""
+    return os.path.abspath(os.path.join(root, os.path.expanduser(path.strip())))

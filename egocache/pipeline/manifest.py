@@ -1,0 +1,121 @@
+"""Annotations -> a manifest of clips: what to extract, from which video and IMU files, with what labels.
+
+Adapters (datasets_epic, datasets_ego4d, datasets_generic) turn annotation files into segments;
+this module checks them, cuts them into clips and sorts the clips by video so each video is decoded
+once, front to back. A training segment yields one clip at its centre; a segment of any other split
+("validation", "test", ...) yields `eval_clips` evenly spaced clips, whose predictions the benchmark
+averages per segment.
+
+Rows that cannot be used (unparsable times, unknown labels, repeated segment ids, stop <= start,
+rejected annotations) are skipped and listed in Manifest.problems as "file:row: reason"; nothing is
+dropped silently. Missing video or IMU files are not problems here: extraction reports them per clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+
+from egocache.errors import ManifestError
+from egocache.pipeline.datasets_common import AdapterResult, Segment
+from egocache.pipeline.datasets_ego4d import load_ego4d
+from egocache.pipeline.datasets_epic import load_epic100
+from egocache.pipeline.datasets_generic import load_generic
+from egocache.pipeline.sampling import segment_clip_centres
+
+ADAPTERS = {"epic100": load_epic100, "ego4d": load_ego4d, "manifest": load_generic}
+MANIFEST_VERSION = 1   # bump when the same files would give different clips
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip to extract: a teacher window centred at centre_s in one video."""
+
+    clip_id: str
+    segment_id: str
+    video_id: str
+    video_path: str
+    split: str
+    centre_s: float
+    segment_start_s: float
+    segment_stop_s: float
+    labels: dict[str, int]
+    imu_format: str | None
+    imu_paths: tuple[str, ...]
+
+
+@dataclass
+class Manifest:
+    """The clips of a dataset, its class names per head, its fingerprint and the rows it skipped."""
+
+    dataset: str
+    clips: list[Clip]
+    class_names: dict[str, list[str]]
+    sha256: str
+    problems: list[str]
+
+
+def load_manifest(dataset: str, annotations: list[str], root: str, *, eval_clips: int = 3,
+                  heads: tuple[str, ...] = ("verb", "noun")) -> Manifest:
+    """Read annotation files of `dataset` ("epic100", "ego4d" or "manifest") into sorted clips."""
+    if dataset not in ADAPTERS:
+        raise ManifestError(f"unknown dataset {dataset!r} (known: {', '.join(ADAPTERS)})")
+    if eval_clips < 1:
+        raise ManifestError(f"eval_clips must be >= 1, got {eval_clips}")
+    if not annotations:
+        raise ManifestError(f"{dataset}: no annotation files given")
+    if not heads or len(set(heads)) != len(heads):
+        raise ManifestError(f"heads must be distinct and at least one, got {heads}")
+    for path in annotations:
+        if not os.path.isfile(path):
+            raise ManifestError(f"{path}: annotation file not found")
+    result: AdapterResult = ADAPTERS[dataset](list(annotations), os.path.abspath(root), tuple(heads))
+    problems = list(result.problems)
+    clips = []
+    for seg in _checked(result.segments, problems):
+        n = 1 if seg.split == "train" else eval_clips
+        centres = segment_clip_centres(seg.start_s, seg.stop_s, n)
+        clips += [Clip(f"{seg.segment_id}/{k}", seg.segment_id, seg.video_id, seg.video_path, seg.split,
+                       c, seg.start_s, seg.stop_s, dict(seg.labels), seg.imu_format, seg.imu_paths)
+                  for k, c in enumerate(centres)]
+    clips.sort(key=lambda c: (c.video_path, c.centre_s, c.clip_id))
+    sha = _fingerprint(dataset, list(annotations) + result.extra_files, eval_clips, heads)
+    return Manifest(dataset, clips, result.class_names, sha, problems)
+
+
+def _checked(segments: list[Segment], problems: list[str]) -> list[Segment]:
+    """Segments with a unique id and a valid time span; the others become problem lines."""
+    seen: dict[str, str] = {}
+    kept = []
+    for seg in segments:
+        if seg.segment_id in seen:
+            problems.append(f"{seg.where}: duplicate segment id {seg.segment_id!r} "
+                            f"(first at {seen[seg.segment_id]})")
+            continue
+        seen[seg.segment_id] = seg.where
+        if not (math.isfinite(seg.start_s) and math.isfinite(seg.stop_s)):
+            problems.append(f"{seg.where}: segment time is not a finite number")
+        elif seg.start_s < 0:
+            problems.append(f"{seg.where}: segment starts before the video ({seg.start_s:.3f} s)")
+        elif seg.stop_s <= seg.start_s:
+            problems.append(f"{seg.where}: stop {seg.stop_s:.3f} s is not after "
+                            f"start {seg.start_s:.3f} s")
+        else:
+            kept.append(seg)
+    return kept
+
+
+def _fingerprint(dataset: str, files: list[str], eval_clips: int, heads: tuple[str, ...]) -> str:
+    """sha256 of the options and the bytes of every file read (paths and root are left out)."""
+    h = hashlib.sha256(json.dumps({"version": MANIFEST_VERSION, "dataset": dataset,
+                                   "eval_clips": eval_clips, "heads": list(heads)},
+                                  sort_keys=True).encode())
+    for path in files:
+        with open(path, "rb") as f:
+            data = f.read()
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
