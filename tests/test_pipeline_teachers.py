@@ -247,7 +247,8 @@ def test_official_checkpoint_with_module_prefix_and_yaml_cfg_loads(tmp_path):
 
 
 def test_official_cfg_gives_the_336_crop_and_refuses_other_attention():
-    cfg = yaml.safe_dump({"TRAIN": {"DATASET": "Kinetics"}, "DATA": {"TRAIN_CROP_SIZE": 336, "NUM_FRAMES": 16},
+    cfg = yaml.safe_dump({"TRAIN": {"DATASET": "Kinetics"},
+                          "DATA": {"TRAIN_CROP_SIZE": 336, "NUM_FRAMES": 16},
                           "VIT": {"ATTN_LAYER": "trajectory", "DEPTH": 12}})
     assert official_overrides(cfg) == {"img_size": 336, "num_frames": 16, "depth": 12,
                                        "use_original_code": True, "bgr": False}

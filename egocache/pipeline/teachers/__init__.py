@@ -73,13 +73,13 @@ def _entry(name: str) -> _Entry:
 
 
 def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
-    """`value` checked against type `hint` (int, float, bool, str, tuple of floats), as that type."""
+    """`value` checked against type `hint` (int, float, bool, tuple of floats), as that type."""
     def numeric(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
     ok, out = False, value
-    if hint is bool or hint is str:
-        ok = isinstance(value, hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif hint is float:
