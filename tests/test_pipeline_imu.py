@@ -179,6 +179,9 @@ def test_epic_gopro_packets_spread_and_merged(tmp_path):
     g = grid(3.0)
     np.testing.assert_allclose(imu_window(stream, 3.0), SLOPES[None, :] * (g - g.mean())[:, None],
                                atol=1e-3)
+    with pytest.raises(IMUError, match=r"P01_01-accl\.csv \+ .*P01_01-gyro\.csv: accl_x covers "
+                                       r"0\.000-5\.99\d s but the window at 5\.500 s"):
+        imu_window(stream, 5.5)                   # the stream ends before the video does
 
 
 def test_epic_packet_followed_by_gap_keeps_the_gap(tmp_path):
