@@ -76,3 +76,47 @@ def teachers_command(stats: bool, as_json: bool) -> None:
         if stats:
             line += f"  {row['params_m']:.1f}M params  {row['gflops']:.4g} GFLOPs/clip"
         click.echo(line)
+
+
+@main.command("info")
+@click.argument("cache", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the human summary.")
+@library_errors
+def info_command(cache: str, as_json: bool) -> None:
+    """Summarise CACHE: clips per split, ok/failed/pending, teacher, sampling, size on disk."""
+    from egocache.cache import open_cache
+
+    info = open_cache(cache)
+    if as_json:
+        echo_json(info.to_dict())
+    else:
+        click.echo(info.summary())
+
+
+@main.command("verify")
+@click.argument("cache", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@library_errors
+def verify_command(cache: str, as_json: bool) -> None:
+    """Check CACHE's schema, completeness and per-shard checksums; exit 0 if it passes, 1 if not."""
+    from egocache.cache import verify_cache
+
+    report = verify_cache(cache)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command("export")
+@click.argument("cache", type=click.Path(exists=True, file_okay=False))
+@click.option("--hdf5", "out", required=True, type=click.Path(dir_okay=False),
+              help="HDF5 file to write: the same arrays (JPEG frames decoded to uint8) and attributes.")
+@library_errors
+def export_command(cache: str, out: str) -> None:
+    """Export CACHE to one HDF5 file."""
+    from egocache.cache import export_hdf5
+
+    click.echo(f"wrote {export_hdf5(cache, out)}")

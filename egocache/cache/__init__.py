@@ -1,1 +1,31 @@
-"""Zarr cache format: schema, shard writer, reader and torch Dataset, verify, info, HDF5 export."""
+"""Zarr cache format: schema, shard writer, reader and torch Dataset, verify, info, HDF5 export.
+
+Heavy pieces (torch Dataset, h5py export) are imported on first use, so `import egocache.cache`
+stays cheap for the writer in extraction workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from egocache.cache.info import CacheInfo, open_cache
+from egocache.cache.schema import (
+    FORMAT_VERSION, STATUS_FAILED, STATUS_OK, STATUS_PENDING, array_specs, read_attrs,
+)
+from egocache.cache.writer import CacheWriter, extraction_lock
+
+_LAZY = {"CacheDataset": "reader", "cache_loader": "reader", "verify_cache": "verify",
+         "VerifyReport": "verify", "export_hdf5": "export"}
+
+__all__ = ["CacheDataset", "CacheInfo", "CacheWriter", "FORMAT_VERSION", "STATUS_FAILED", "STATUS_OK",
+           "STATUS_PENDING", "VerifyReport", "array_specs", "cache_loader", "export_hdf5",
+           "extraction_lock", "open_cache", "read_attrs", "verify_cache"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch/h5py-backed parts only when they are asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"egocache.cache.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'egocache.cache' has no attribute {name!r}")

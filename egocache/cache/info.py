@@ -1,0 +1,113 @@
+"""Summarise a cache: clips per split, ok/failed/pending counts, teacher, sampling, size on disk."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from egocache.cache.schema import (
+    STATUS_FAILED, STATUS_OK, STATUS_PENDING, committed_shards, read_attrs, read_strings,
+)
+from egocache.errors import CacheError
+
+
+@dataclass
+class CacheInfo:
+    """What a cache holds, from its root attributes and its small split/status arrays."""
+
+    path: str
+    format_version: int
+    num_clips: int
+    shard_size: int
+    num_shards: int
+    done_shards: int
+    splits: dict[str, int]
+    status: dict[str, dict[str, int]]
+    teacher: dict[str, Any]
+    heads: dict[str, list[str]]
+    feature_dim: int
+    sampling: dict[str, Any]
+    imu: dict[str, Any]
+    source: dict[str, Any]
+    frames: dict[str, Any]
+    created_by: str
+    size_bytes: int
+    attrs: dict[str, Any] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (for `egocache info --json`)."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """Human-readable multi-line summary."""
+        t, s = self.teacher, self.sampling
+        lines = [
+            f"cache      {self.path}  (format v{self.format_version}, {self.created_by})",
+            f"clips      {self.num_clips} in {self.num_shards} shards of {self.shard_size}; "
+            f"{self.done_shards}/{self.num_shards} shards committed",
+        ]
+        for split, counts in self.status.items():
+            lines.append(f"  {split:<10} {self.splits[split]:>7} clips: {counts['ok']} ok, "
+                         f"{counts['failed']} failed, {counts['pending']} pending")
+        heads = ", ".join(f"{h} ({len(names)} classes)" for h, names in self.heads.items())
+        sha = t.get("checkpoint_sha256")
+        lines += [
+            f"teacher    {t['name']}: feature {self.feature_dim}-d, heads {heads}; checkpoint "
+            f"sha256 {sha[:12] + '...' if sha else 'none'}",
+            f"sampling   T={s['t']} stride={s['stride']} clip {s['clip_seconds']:.3f} s; "
+            f"{len(s['positions'])} stored frames {self.frames['codec']} {s['frame_size']}px at "
+            f"{[round(p, 3) for p in s['positions']]}; N -> index {s['frames_for_n']}; "
+            f"first/last {s['first_last']}",
+            f"imu        {self.imu['window']} samples at {self.imu['rate_hz']} Hz, channels "
+            f"{self.imu['channels']}, centred={self.imu['centred']}",
+            f"source     {self.source['dataset']} (manifest sha256 "
+            f"{str(self.source['manifest_sha256'])[:12]}...)",
+            f"size       {self.size_bytes / 1e6:.1f} MB on disk "
+            f"({self.size_bytes / max(self.num_clips, 1) / 1e3:.1f} KB/clip)",
+        ]
+        return "\n".join(lines)
+
+
+def disk_size(path: str) -> int:
+    """Bytes of all files under `path`."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
+def status_by_split(split: np.ndarray, status: np.ndarray) -> dict[str, dict[str, int]]:
+    """{split: {ok, failed, pending}} counts."""
+    out = {}
+    for name in sorted(set(split.tolist())):
+        st = status[split == name]
+        out[name] = {"ok": int((st == STATUS_OK).sum()), "failed": int((st == STATUS_FAILED).sum()),
+                     "pending": int((st == STATUS_PENDING).sum())}
+    return out
+
+
+def open_cache(path: str) -> CacheInfo:
+    """Open a cache read-only and describe it; CacheFormatError if its format version is not ours."""
+    import zarr
+
+    attrs = read_attrs(path)
+    try:
+        group = zarr.open_group(path, mode="r")
+        split = read_strings(group["split"])
+        status = np.asarray(group["status"][:])
+    except (KeyError, OSError, ValueError) as exc:
+        raise CacheError(f"{path}: split/status arrays unreadable ({exc}); run `egocache verify`") from exc
+    lay, teacher = attrs["layout"], attrs["teacher"]
+    names, counts = np.unique(split, return_counts=True)
+    return CacheInfo(
+        path=str(path), format_version=attrs["format_version"], num_clips=lay["num_clips"],
+        shard_size=lay["shard_size"], num_shards=lay["num_shards"],
+        done_shards=len({i for i in committed_shards(path) if i < lay["num_shards"]}),
+        splits={str(k): int(c) for k, c in zip(names, counts)}, status=status_by_split(split, status),
+        teacher=teacher, heads=teacher["heads"], feature_dim=teacher["feature_dim"],
+        sampling=attrs["sampling"], imu=attrs["imu"], source=attrs["source"], frames=attrs["frames"],
+        created_by=attrs["created_by"], size_bytes=disk_size(path), attrs=attrs)

@@ -1,0 +1,215 @@
+"""What a cache holds: format version, root attributes, clip table and the arrays with their layout.
+
+Writer, reader, verify and export all derive array names, shapes, dtypes and file locations from
+here, so the format is defined in one place (documented in docs/cache-format.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from egocache.errors import CacheError, CacheFormatError
+
+FORMAT_NAME = "egocache"
+FORMAT_VERSION = 1
+STATUS_PENDING, STATUS_OK, STATUS_FAILED = 0, 1, 2
+FRAME_CODECS = ("raw", "jpeg")
+
+CONTROL_GROUP = "_egocache"              # zarr group holding the done markers, never data
+MARKER_GROUP = f"{CONTROL_GROUP}/shards"  # one zarr group per committed shard: <MARKER_GROUP>/<i>
+
+TABLE_STR = ("clip_id", "segment_id", "video_id", "split")
+TABLE_F64 = ("start_s", "end_s")
+
+REQUIRED_ATTRS: dict[str, tuple[str, ...]] = {
+    "teacher": ("name", "config", "checkpoint_sha256"),
+    "sampling": ("clip_seconds",),
+    "imu": ("rate_hz", "window", "channels", "centred"),
+    "source": ("dataset", "manifest_sha256"),
+}
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array of the cache: name, full shape, zarr data type, chunk rows, whether written per shard."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str          # zarr v3 data_type name: float32, int64, int8, uint8, string, variable_length_bytes
+    chunk_rows: int     # rows per chunk (per shard for per-shard arrays; the whole table otherwise)
+    per_shard: bool     # written by write_shard (True) or once at create time (False)
+    description: str
+
+
+def validate_clip_table(clips: dict[str, Any], heads: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """Check a clip table (equal lengths, unique clip ids, one label per head) and return numpy arrays."""
+    wanted = [*TABLE_STR, *TABLE_F64, *(f"label_{h}" for h in heads)]
+    missing = [k for k in wanted if k not in clips]
+    extra = [k for k in clips if k not in wanted]
+    if missing or extra:
+        raise CacheError(f"clip table: missing columns {missing}, unexpected columns {extra}")
+    out: dict[str, np.ndarray] = {}
+    for k in TABLE_STR:
+        out[k] = np.asarray([str(v) for v in clips[k]], dtype=np.str_)
+    for k in TABLE_F64:
+        out[k] = np.asarray(clips[k], dtype=np.float64)
+    for h in heads:
+        out[f"label_{h}"] = np.asarray(clips[f"label_{h}"], dtype=np.int64)
+    lengths = {k: len(v) for k, v in out.items()}
+    if len(set(lengths.values())) != 1:
+        raise CacheError(f"clip table: columns have different lengths {lengths}")
+    n = lengths["clip_id"]
+    if n == 0:
+        raise CacheError("clip table is empty: nothing to cache")
+    uniq, counts = np.unique(out["clip_id"], return_counts=True)
+    if (counts > 1).any():
+        raise CacheError(f"clip table: duplicate clip_id {uniq[counts > 1][:5].tolist()}")
+    for h, names in heads.items():
+        lab = out[f"label_{h}"]
+        bad = (lab < -1) | (lab >= len(names))
+        if bad.any():
+            raise CacheError(f"clip table: label_{h} of clip {out['clip_id'][bad][0]!r} is "
+                             f"{lab[bad][0]}, outside -1..{len(names) - 1}")
+    return out
+
+
+def table_sha256(table: dict[str, np.ndarray]) -> str:
+    """Hash of a validated clip table's content, to tell a resume from a different extraction."""
+    h = hashlib.sha256()
+    for k in sorted(table):
+        h.update(k.encode())
+        h.update(json.dumps(table[k].tolist()).encode())
+    return h.hexdigest()
+
+
+SAMPLING_ALIASES = {"t": "teacher_frames", "stride": "teacher_stride_at_30fps"}
+
+
+def check_attr_sections(attrs: dict[str, Any]) -> None:
+    """Refuse caller attrs that lack a section or key a student needs (listed in REQUIRED_ATTRS)."""
+    missing = [f"{sec}.{key}" for sec, keys in REQUIRED_ATTRS.items()
+               for key in keys if not isinstance(attrs.get(sec), dict) or key not in attrs[sec]]
+    sampling = attrs.get("sampling") if isinstance(attrs.get("sampling"), dict) else {}
+    missing += [f"sampling.{key} (or sampling.{alias})" for key, alias in SAMPLING_ALIASES.items()
+                if key not in sampling and alias not in sampling]
+    if missing:
+        raise CacheError(f"cache attrs lack required keys {missing} (see docs/internals.md, Cache)")
+
+
+def merge_section(section: str, given: dict[str, Any], derived: dict[str, Any]) -> dict[str, Any]:
+    """Merge writer-derived keys into a caller's attrs section, refusing a conflicting value."""
+    out = dict(given)
+    for key, value in derived.items():
+        if key in out and json.loads(json.dumps(out[key])) != json.loads(json.dumps(value)):
+            raise CacheError(f"cache attrs: {section}.{key} is {out[key]!r} but the cache is "
+                             f"written with {value!r}")
+        out[key] = value
+    return out
+
+
+def array_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
+    """Every array of a cache described by its root attributes, per-shard arrays first."""
+    lay, sam, imu, fr = attrs["layout"], attrs["sampling"], attrs["imu"], attrs["frames"]
+    n, rows = lay["num_clips"], lay["shard_size"]
+    heads = attrs["teacher"]["heads"]
+    k, s = len(sam["positions"]), sam["frame_size"]
+    frames = (ArraySpec("frames", (n, k, s, s, 3), "uint8", rows, True,
+                        "RGB uint8 frames at sampling.positions")
+              if fr["codec"] == "raw" else
+              ArraySpec("frames", (n, k), "variable_length_bytes", rows, True,
+                        "one JPEG (bytes) per clip and sampling position"))
+    specs = [
+        ArraySpec("features", (n, attrs["teacher"]["feature_dim"]), "float32", rows, True,
+                  "teacher clip feature"),
+        *(ArraySpec(f"logits_{h}", (n, len(names)), "float32", rows, True,
+                    f"teacher logits of head {h} (never softmax)") for h, names in heads.items()),
+        ArraySpec("imu", (n, imu["window"], len(imu["channels"])), "float32", rows, True,
+                  "IMU window, channels in imu.channels order"),
+        frames,
+        ArraySpec("status", (n,), "int8", rows, True, "0 pending, 1 ok, 2 failed"),
+        ArraySpec("error", (n,), "string", rows, True, "reason a clip failed, empty if ok"),
+        *(ArraySpec(k_, (n,), "string", n, False, f"clip table: {k_}") for k_ in TABLE_STR),
+        *(ArraySpec(k_, (n,), "float64", n, False, f"clip table: {k_} (seconds)") for k_ in TABLE_F64),
+        *(ArraySpec(f"label_{h}", (n,), "int64", n, False, f"label of head {h}, -1 unknown")
+          for h in heads),
+    ]
+    return specs
+
+
+def chunk_file(path: str, spec: ArraySpec, chunk: int) -> str:
+    """Path of the file holding chunk (shard) `chunk` along the clip axis of an array."""
+    return os.path.join(path, spec.name, "c", str(chunk), *(["0"] * (len(spec.shape) - 1)))
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes (the stored, encoded chunk or shard)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def read_attrs(path: str) -> dict[str, Any]:
+    """Root attributes of the cache at `path`, after checking it is an egocache cache this code reads."""
+    meta_path = os.path.join(path, "zarr.json")
+    if not os.path.isdir(path):
+        raise CacheError(f"{path}: no cache here (not a directory)")
+    try:
+        with open(meta_path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except FileNotFoundError as exc:
+        raise CacheFormatError(f"{meta_path}: missing; {path} is not a zarr v3 store") from exc
+    except (OSError, ValueError) as exc:
+        raise CacheFormatError(f"{meta_path}: unreadable or corrupt JSON ({exc})") from exc
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
+        raise CacheFormatError(f"{path}: not an egocache cache (root attribute format != {FORMAT_NAME!r})")
+    version = attrs.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CacheFormatError(f"{path}: cache format version {version!r} (written by "
+                               f"{attrs.get('created_by')}) but this egocache reads version "
+                               f"{FORMAT_VERSION}; re-extract the cache or use a matching egocache")
+    missing = [k for k in ("layout", "teacher", "sampling", "imu", "source", "frames") if k not in attrs]
+    if missing:
+        raise CacheFormatError(f"{meta_path}: root attributes lack sections {missing}")
+    return attrs
+
+
+def marker_path(path: str, shard: int) -> str:
+    """Path of shard `shard`'s done marker (a zarr group metadata file whose attributes hold checksums)."""
+    return os.path.join(path, MARKER_GROUP, str(shard), "zarr.json")
+
+
+def read_marker(path: str, shard: int) -> dict[str, Any] | None:
+    """A shard's done-marker attributes, or None if the shard was never committed."""
+    p = marker_path(path, shard)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CacheFormatError(f"{p}: done marker of shard {shard} is corrupt ({exc})") from exc
+    attrs = meta.get("attributes", {}) if isinstance(meta, dict) else {}
+    if not isinstance(attrs.get("checksums"), dict) or attrs.get("shard") != shard:
+        raise CacheFormatError(f"{p}: done marker of shard {shard} lacks its shard index or checksums")
+    return attrs
+
+
+def committed_shards(path: str) -> set[int]:
+    """Indices of shards whose done marker exists (marker content is checked by verify)."""
+    root = os.path.join(path, MARKER_GROUP)
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return set()
+    return {int(n) for n in names if n.isdigit() and os.path.isfile(os.path.join(root, n, "zarr.json"))}
+
+
+def read_strings(array: Any) -> np.ndarray:
+    """A zarr string array as a fixed-width numpy str array (zarr returns StringDType or object)."""
+    return np.asarray(np.asarray(array[:]).tolist(), dtype=np.str_)

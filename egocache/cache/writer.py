@@ -1,0 +1,268 @@
+"""Create a cache at its final size, write whole shards, commit each with an atomic done marker.
+
+zarr's sharding rewrites a whole shard on any partial write, without a lock, so two writers on one
+shard lose data. Hence: every array is created at its final length up front, all per-shard arrays
+share the same boundaries along the clip axis, one writer writes one shard in one aligned write per
+array, and only then is the shard's done marker (with sha256 checksums of the files just written)
+renamed into place. A rerun writes only shards without a marker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+
+from egocache import __version__
+from egocache.cache.frames import encode_jpeg_frames
+from egocache.cache.schema import (
+    CONTROL_GROUP, FORMAT_NAME, FORMAT_VERSION, FRAME_CODECS, MARKER_GROUP, STATUS_FAILED, STATUS_OK,
+    SAMPLING_ALIASES, ArraySpec, array_specs, check_attr_sections, chunk_file, committed_shards, file_sha256,
+    marker_path, merge_section, read_attrs, table_sha256, validate_clip_table,
+)
+from egocache.errors import CacheError, CacheLockedError
+
+_DIMS = {"features": ("clip", "feature"), "imu": ("clip", "imu_sample", "imu_channel")}
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write JSON to a temporary file, fsync it, then rename it over `path` (all or nothing)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _group_meta(attributes: dict[str, Any]) -> dict[str, Any]:
+    """zarr v3 group metadata document holding `attributes`."""
+    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+
+
+@contextlib.contextmanager
+def extraction_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive flock on the cache directory; a second extraction gets CacheLockedError."""
+    os.makedirs(path, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise CacheLockedError(
+                f"{path}: another extraction is writing this cache (it holds the lock); wait for it "
+                f"to finish or stop it; the lock is released as soon as that process exits") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def _final_attrs(attrs: dict[str, Any], *, n: int, shard_size: int, table_sha: str, feature_dim: int,
+                 heads: dict[str, list[str]], frame_size: int, frame_positions: list[float],
+                 frames_for_n: dict[int, list[int]], first_last: list[int] | None,
+                 frame_codec: str, jpeg_quality: int) -> dict[str, Any]:
+    """Root attributes: the caller's sections plus everything the writer knows (JSON-normalised)."""
+    check_attr_sections(attrs)
+    k = len(frame_positions)
+    used = [i for idx in frames_for_n.values() for i in idx] + list(first_last or [])
+    if any(not 0 <= i < k for i in used) or not frames_for_n:
+        raise CacheError(f"frames_for_n {frames_for_n} / first_last {first_last} must index the "
+                         f"{k} frame_positions")
+    if first_last is not None and len(first_last) != 2:
+        raise CacheError(f"first_last must be [first, last] stored indices, got {first_last}")
+    final = {key: value for key, value in attrs.items() if key not in ("teacher", "sampling")}
+    final.update({
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created_by": f"egocache {__version__}",
+        "layout": {"num_clips": n, "shard_size": shard_size, "num_shards": -(-n // shard_size),
+                   "clip_table_sha256": table_sha},
+        "teacher": merge_section("teacher", attrs["teacher"],
+                                 {"feature_dim": feature_dim, "heads": heads}),
+        "sampling": merge_section("sampling", attrs["sampling"], {
+            **{key: attrs["sampling"].get(key, attrs["sampling"].get(alias))
+               for key, alias in SAMPLING_ALIASES.items()},
+            "frame_size": frame_size, "positions": [float(p) for p in frame_positions],
+            "frames_for_n": {str(nf): [int(i) for i in idx] for nf, idx in frames_for_n.items()},
+            "first_last": None if first_last is None else [int(i) for i in first_last]}),
+        "frames": {"codec": frame_codec, "quality": jpeg_quality if frame_codec == "jpeg" else None,
+                   "colorsubsampling": "444" if frame_codec == "jpeg" else None},
+    })
+    try:
+        final = json.loads(json.dumps(final))
+    except (TypeError, ValueError) as exc:
+        raise CacheError(f"cache attrs must be JSON-serialisable: {exc}") from exc
+    final["arrays"] = {s.name: s.description for s in array_specs(final)}
+    return final
+
+
+def _create_array(group: Any, spec: ArraySpec) -> Any:
+    """Create one array of the cache at its final shape with the format's chunk/shard layout."""
+    import zarr
+
+    rest = spec.shape[1:]
+    head_dim = ("clip", f"class_{spec.name[len('logits_'):]}")
+    kw: dict[str, Any] = {"dimension_names": _DIMS.get(spec.name, head_dim if len(spec.shape) == 2 else ("clip",))}
+    if spec.name == "frames":
+        kw.update(chunks=(1, 1, *rest[1:]), shards=(spec.chunk_rows, *rest), compressors=None)
+        if spec.dtype == "uint8":
+            kw["dimension_names"] = ("clip", "position", "y", "x", "rgb")
+        else:
+            kw["dimension_names"] = ("clip", "position")
+    else:
+        kw["chunks"] = (spec.chunk_rows, *rest)
+    dtype: Any = {"variable_length_bytes": zarr.dtype.VariableLengthBytes(), "string": str}.get(
+        spec.dtype, spec.dtype)
+    with warnings.catch_warnings():
+        # vlen-bytes (JPEG frames) has no ratified zarr v3 extension spec yet; zarr-python reads it
+        # and docs/cache-format.md says so, so this known warning is not repeated to every user.
+        warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
+        return group.create_array(spec.name, shape=spec.shape, dtype=dtype, overwrite=True, **kw)
+
+
+class CacheWriter:
+    """Writes shards of one cache; cheap to construct, safe to use from many processes on disjoint shards."""
+
+    def __init__(self, path: str, attrs: dict[str, Any]) -> None:
+        """Bind to a created cache (use create() or open())."""
+        self.path = path
+        self.attrs = attrs
+        self.specs = [s for s in array_specs(attrs) if s.per_shard]
+        self.shard_size: int = attrs["layout"]["shard_size"]
+        self.num_clips: int = attrs["layout"]["num_clips"]
+
+    @classmethod
+    def create(cls, path: str, *, clips: dict[str, Any], feature_dim: int, heads: dict[str, list[str]],
+               frame_size: int, frame_positions: list[float], frames_for_n: dict[int, list[int]],
+               first_last: list[int] | None, attrs: dict[str, Any], shard_size: int = 256,
+               frame_codec: str = "raw", jpeg_quality: int = 90) -> CacheWriter:
+        """Create the store with every array at its final length, or reopen the same cache to resume."""
+        import zarr
+
+        if frame_codec not in FRAME_CODECS:
+            raise CacheError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
+        if not 1 <= jpeg_quality <= 100 or shard_size < 1:
+            raise CacheError(f"jpeg_quality must be 1..100 and shard_size >= 1 "
+                             f"(got {jpeg_quality}, {shard_size})")
+        bad = [h for h in heads if not re.fullmatch(r"[A-Za-z0-9_]+", h)]
+        if bad or not heads:
+            raise CacheError(f"head names must be non-empty [A-Za-z0-9_]+, got {list(heads)}")
+        table = validate_clip_table(clips, heads)
+        final = _final_attrs(attrs, n=len(table["clip_id"]), shard_size=shard_size,
+                             table_sha=table_sha256(table), feature_dim=feature_dim, heads=heads,
+                             frame_size=frame_size, frame_positions=frame_positions,
+                             frames_for_n=frames_for_n, first_last=first_last,
+                             frame_codec=frame_codec, jpeg_quality=jpeg_quality)
+        control = os.path.join(path, CONTROL_GROUP, "zarr.json")
+        if os.path.exists(os.path.join(path, "zarr.json")):
+            existing = read_attrs(path)
+            differs = sorted(k for k in set(existing) | set(final) if k != "created_by"
+                             and existing.get(k) != final.get(k))
+            if os.path.exists(control):
+                if differs:
+                    what = ("a different clip table" if "layout" in differs else "different attributes")
+                    raise CacheError(f"{path}: an existing cache has {what} (differs in {differs}); "
+                                     f"choose another path or delete it")
+                return cls(path, existing)
+        elif os.path.isdir(path) and os.listdir(path):
+            raise CacheError(f"{path}: directory exists, is not empty and is not a cache; refusing to write")
+        write_json_atomic(os.path.join(path, "zarr.json"), _group_meta(final))
+        group = zarr.open_group(path, mode="r+")
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            for spec in array_specs(final):
+                arr = _create_array(group, spec)
+                if not spec.per_shard:
+                    arr[:] = table[spec.name]
+        sums = {s.name: file_sha256(chunk_file(path, s, 0)) for s in array_specs(final) if not s.per_shard}
+        write_json_atomic(os.path.join(path, MARKER_GROUP, "zarr.json"), _group_meta({}))
+        write_json_atomic(control, _group_meta({"table_checksums": sums}))
+        return cls(path, final)
+
+    @classmethod
+    def open(cls, path: str) -> CacheWriter:
+        """Open a created cache for writing shards (in a worker process)."""
+        attrs = read_attrs(path)
+        if not os.path.exists(os.path.join(path, CONTROL_GROUP, "zarr.json")):
+            raise CacheError(f"{path}: cache creation did not finish; call CacheWriter.create again")
+        return cls(path, attrs)
+
+    @property
+    def num_shards(self) -> int:
+        """Number of shards along the clip axis."""
+        return int(self.attrs["layout"]["num_shards"])
+
+    def shard_slice(self, i: int) -> slice:
+        """Rows (clips) of shard `i`."""
+        if not 0 <= i < self.num_shards:
+            raise CacheError(f"{self.path}: shard {i} out of range 0..{self.num_shards - 1}")
+        return slice(i * self.shard_size, min((i + 1) * self.shard_size, self.num_clips))
+
+    def done_shards(self) -> set[int]:
+        """Shards already committed (their done marker exists); a resumed extraction skips these."""
+        return {i for i in committed_shards(self.path) if i < self.num_shards}
+
+    def write_shard(self, i: int, features: np.ndarray, logits: dict[str, np.ndarray], imu: np.ndarray,
+                    frames: np.ndarray, status: np.ndarray, errors: list[str]) -> None:
+        """Write every per-shard array of shard `i` in one aligned write each, then commit it."""
+        import zarr
+
+        rows = self.shard_slice(i)
+        data = self._check_shard(i, rows.stop - rows.start, features, logits, imu, frames, status, errors)
+        marker = marker_path(self.path, i)
+        if os.path.exists(marker):
+            os.unlink(marker)  # a rewrite must never leave the old checksums claiming the new data
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            group = zarr.open_group(self.path, mode="r+")
+            for spec in self.specs:
+                group[spec.name][rows] = data[spec.name]
+        sums = {}
+        for spec in self.specs:
+            file = chunk_file(self.path, spec, i)
+            if not os.path.exists(file):
+                raise CacheError(f"{file}: shard {i} of array {spec.name} was not written")
+            sums[spec.name] = file_sha256(file)
+        st = data["status"]
+        write_json_atomic(marker, _group_meta({
+            "shard": i, "rows": [rows.start, rows.stop], "checksums": sums,
+            "ok": int((st == STATUS_OK).sum()), "failed": int((st == STATUS_FAILED).sum()),
+            "written_by": f"egocache {__version__}"}))
+
+    def _check_shard(self, i: int, m: int, features: np.ndarray, logits: dict[str, np.ndarray],
+                     imu: np.ndarray, frames: np.ndarray, status: np.ndarray,
+                     errors: list[str]) -> dict[str, Any]:
+        """Validate one shard's arrays against the schema and return them keyed by array name."""
+        where = f"{self.path} shard {i}"
+        heads = self.attrs["teacher"]["heads"]
+        if set(logits) != set(heads):
+            raise CacheError(f"{where}: logits for heads {sorted(logits)}, cache has {sorted(heads)}")
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8:
+            raise CacheError(f"{where}: frames must be uint8, got {frames.dtype}")
+        st = np.asarray(status, dtype=np.int8)
+        errs = np.asarray([str(e) for e in errors], dtype=np.str_)
+        if len(errs) != m:
+            raise CacheError(f"{where}: {len(errs)} error strings for {m} clips")
+        if not np.isin(st, (STATUS_OK, STATUS_FAILED)).all():
+            raise CacheError(f"{where}: status must be 1 (ok) or 2 (failed), got {sorted(set(st.tolist()))}")
+        if ((st == STATUS_FAILED) & (errs == "")).any() or ((st == STATUS_OK) & (errs != "")).any():
+            raise CacheError(f"{where}: failed clips need a reason and ok clips an empty error string")
+        data: dict[str, Any] = {"features": np.asarray(features, dtype=np.float32),
+                                "imu": np.asarray(imu, dtype=np.float32), "frames": frames,
+                                "status": st, "error": errs}
+        data.update({f"logits_{h}": np.asarray(v, dtype=np.float32) for h, v in logits.items()})
+        sam = self.attrs["sampling"]
+        want_frames = (len(sam["positions"]), sam["frame_size"], sam["frame_size"], 3)
+        for spec in self.specs:
+            want = (m, *want_frames) if spec.name == "frames" else (m, *spec.shape[1:])
+            if data[spec.name].shape != want:
+                raise CacheError(f"{where}: {spec.name} has shape {data[spec.name].shape}, expected {want}")
+        if self.attrs["frames"]["codec"] == "jpeg":
+            data["frames"] = encode_jpeg_frames(frames, self.attrs["frames"]["quality"])
+        return data
