@@ -204,8 +204,9 @@ def test_missing_file_column_and_format_errors(tmp_path):
     with pytest.raises(IMUError, match="needs 2 file"):
         read_imu("epic100", (bad,))
     empty = write_csv(tmp_path / "empty.csv", EGO4D_HEADER, [])
-    with pytest.raises(IMUError, match="empty.csv: no IMU rows"):
-        read_imu("ego4d", (empty,))
+    for _ in range(2):                            # the second answer comes from the cache
+        with pytest.raises(IMUError, match="empty.csv: no IMU rows"):
+            read_imu("ego4d", (empty,))
     t = np.arange(0, 4, 0.005)
     only_accl = ImuStream(t, np.c_[np.ones((t.size, 3)), np.full((t.size, 3), np.nan)], "x.csv")
     with pytest.raises(IMUError, match="x.csv: no gyro_x readings"):

@@ -98,7 +98,8 @@ class ImuStream:
 def read_imu(fmt: str, paths: tuple[str, ...]) -> ImuStream:
     """Read and repair one video's IMU files; parsed streams are cached by path and mtime."""
     if fmt not in IMU_FORMATS:
-        raise IMUError(f"{', '.join(paths)}: unknown IMU format {fmt!r} (known: {', '.join(IMU_FORMATS)})")
+        raise IMUError(f"{', '.join(paths)}: unknown IMU format {fmt!r} "
+                       f"(known: {', '.join(IMU_FORMATS)})")
     want = 2 if fmt == "epic100" else 1
     if len(paths) != want:
         raise IMUError(f"{', '.join(paths) or '(no file)'}: IMU format {fmt!r} needs {want} file(s), "
@@ -110,7 +111,10 @@ def read_imu(fmt: str, paths: tuple[str, ...]) -> ImuStream:
         except OSError as e:
             raise IMUError(f"{p}: cannot read IMU file ({e.strerror or e})") from e
         stamps.append((st.st_mtime_ns, st.st_size))
-    return _read_cached(fmt, tuple(os.path.abspath(p) for p in paths), tuple(stamps))
+    result = _read_cached(fmt, tuple(os.path.abspath(p) for p in paths), tuple(stamps))
+    if isinstance(result, IMUError):
+        raise IMUError(str(result))
+    return result
 
 
 def guess_imu_format(path: str) -> str:
@@ -175,8 +179,16 @@ def _widest_gap(stream: ImuStream, c: int, tc: np.ndarray, start: float, stop: f
 
 
 @lru_cache(maxsize=CACHE_STREAMS)
-def _read_cached(fmt: str, paths: tuple[str, ...], stamps: tuple) -> ImuStream:
-    """Parse and repair (the cache key includes each file's mtime and size)."""
+def _read_cached(fmt: str, paths: tuple[str, ...], stamps: tuple) -> ImuStream | IMUError:
+    """The stream, or the reason it cannot be read (cached too: many clips share one file)."""
+    try:
+        return _read_stream(fmt, paths)
+    except IMUError as e:
+        return e
+
+
+def _read_stream(fmt: str, paths: tuple[str, ...]) -> ImuStream:
+    """Parse and repair one video's IMU files."""
     repairs: dict[str, int] = {}
     if fmt == "epic100":
         ta, va = _read_epic_part(paths[0], _EPIC_ACCL, repairs)
