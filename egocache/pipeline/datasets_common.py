@@ -39,6 +39,12 @@ class AdapterResult:
     extra_files: list[str] = field(default_factory=list)
 
 
+def with_labels(seg: Segment, labels: dict[str, int]) -> Segment:
+    """A copy of `seg` with its final labels (a direct call: dataclasses.replace is slow here)."""
+    return Segment(seg.segment_id, seg.video_id, seg.video_path, seg.split, seg.start_s, seg.stop_s,
+                   labels, seg.imu_format, seg.imu_paths, seg.where)
+
+
 def split_from_name(path: str) -> str | None:
     """The split a file's name announces ("EPIC_100_validation.csv" -> "validation"), if any."""
     tokens = re.split(r"[^a-z]+", os.path.splitext(os.path.basename(path))[0].lower())

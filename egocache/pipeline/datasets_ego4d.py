@@ -23,11 +23,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import replace
 
 from egocache.errors import ManifestError
 from egocache.pipeline.datasets_common import (AdapterResult, Segment, check_heads, normalise_split,
-                                               split_from_name)
+                                               split_from_name, with_labels)
 
 HEADS = ("verb", "noun")
 EGO4D_FPS = 30.0
@@ -56,7 +55,7 @@ def load_ego4d(annotations: list[str], root: str, heads: tuple[str, ...]) -> Ada
             out.problems.append(f"{seg.where}: {'; '.join(unknown)}")
             continue
         labels = {h: index[h][label_names[h]] if label_names[h] is not None else -1 for h in index}
-        out.segments.append(replace(seg, labels=labels))
+        out.segments.append(with_labels(seg, labels))
     return out
 
 

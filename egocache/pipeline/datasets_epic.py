@@ -15,11 +15,10 @@ import csv
 import os
 import re
 from collections import Counter
-from dataclasses import replace
 
 from egocache.errors import ManifestError
 from egocache.pipeline.datasets_common import (AdapterResult, Segment, check_heads, names_from_pairs,
-                                               split_from_name)
+                                               split_from_name, with_labels)
 
 HEADS = ("verb", "noun")
 REQUIRED = ("narration_id", "video_id", "start_timestamp", "stop_timestamp")
@@ -57,7 +56,7 @@ def load_epic100(annotations: list[str], root: str, heads: tuple[str, ...]) -> A
             out.problems.append(f"{seg.where}: {'; '.join(bad)}")
         else:
             labels = {h: seg.labels[h] for h in heads if h in present}
-            out.segments.append(replace(seg, labels=labels))
+            out.segments.append(with_labels(seg, labels))
     return out
 
 

@@ -16,10 +16,10 @@ import csv
 import json
 import os
 import re
-from dataclasses import replace
 
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets_common import AdapterResult, Segment, normalise_split, resolve
+from egocache.pipeline.datasets_common import (AdapterResult, Segment, normalise_split, resolve,
+                                               with_labels)
 from egocache.pipeline.imu import IMU_FORMATS, guess_imu_format
 
 REQUIRED = ("video", "start", "end")
@@ -54,8 +54,8 @@ def load_generic(annotations: list[str], root: str, heads: tuple[str, ...]) -> A
         if bad:
             out.problems.append(f"{seg.where}: {'; '.join(bad)}")
             continue
-        out.segments.append(replace(seg, labels={h: index[h][names[h]] if names[h] is not None else -1
-                                                 for h in index}))
+        out.segments.append(with_labels(seg, {h: index[h][names[h]] if names[h] is not None else -1
+                                              for h in index}))
     return out
 
 
