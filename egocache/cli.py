@@ -120,3 +120,35 @@ def export_command(cache: str, out: str) -> None:
     from egocache.cache import export_hdf5
 
     click.echo(f"wrote {export_hdf5(cache, out)}")
+
+
+@main.command("benchmark")
+@click.option("--cache", type=click.Path(exists=True, file_okay=False),
+              help="Cache whose teacher and validation split to benchmark.")
+@click.option("--runs", type=click.Path(exists=True, file_okay=False),
+              help="Folder holding student runs (each with metrics.json and best.pt/last.pt).")
+@click.option("--out", default="report", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for report.md, report.json, results.csv and the plots.")
+@click.option("--paper-configs", is_flag=True,
+              help="Benchmark the full-size mformer (16x224^2) and EgoDistill N=1,2,4 at 224^2, no data needed.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Latency batch size.")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(1), help="Timed batches (median).")
+@click.option("--latency/--no-latency", default=None,
+              help="Measure latency (default: on for --cache runs; for --paper-configs only on cuda).")
+@library_errors
+def benchmark_command(cache: str | None, runs: str | None, out: str, paper_configs: bool, device: str,
+                      batch_size: int, repeats: int, latency: bool | None) -> None:
+    """GFLOPs, parameters, latency and accuracy of the teacher and every student; report and plots."""
+    from egocache.benchmark.report import benchmark_cache, benchmark_paper_configs
+
+    if paper_configs:
+        report = benchmark_paper_configs(out, device=device, batch=batch_size, repeats=repeats,
+                                         latency=device == "cuda" if latency is None else latency)
+    elif cache and runs:
+        report = benchmark_cache(cache, runs, out, device=device, batch=batch_size, repeats=repeats,
+                                 latency=True if latency is None else latency)
+    else:
+        raise click.UsageError("give --cache and --runs, or --paper-configs")
+    click.echo(report.table)
+    click.echo("\n" + "\n".join(f"{k}: {p}" for k, p in report.files.items()))

@@ -1,0 +1,69 @@
+"""Measure a model's cost: GFLOPs and parameters (flops.py) and per-clip latency at a batch size."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from egocache.benchmark.flops import count_flops, count_params
+from egocache.pipeline.imu import IMU_WINDOW
+from egocache.student.models import Student
+
+IMU_CHANNELS = 6
+
+
+def student_inputs(n_frames: int, frame_size: int, batch: int, device: torch.device | str = "cpu"
+                   ) -> dict[str, torch.Tensor]:
+    """A batch of the inputs a student sees: uint8 frames (B,N,S,S,3) and IMU (B,422,6)."""
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (batch, n_frames, frame_size, frame_size, 3), dtype=torch.uint8, generator=gen)
+    imu = torch.randn(batch, IMU_WINDOW, IMU_CHANNELS, generator=gen)
+    return {"frames": frames.to(device), "imu": imu.to(device)}
+
+
+def teacher_inputs(num_frames: int, img_size: int, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A batch of normalised teacher input (B,3,T,S,S), what `Teacher.forward` takes after preprocess."""
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 3, num_frames, img_size, img_size, generator=gen).to(device)
+
+
+def student_cost(student: Student, frame_size: int) -> tuple[float, float]:
+    """(GFLOPs per clip, parameters in millions) of a student at `frame_size` pixels.
+
+    Parameters that inference never uses are not counted: the pretrain-only predictor h and the
+    ResNet's ImageNet classifier (kept only so torchvision weight files load strictly).
+    """
+    flops = count_flops(student, (student_inputs(student.n_frames, frame_size, 1),))
+    unused = [student.image_encoder.backbone.fc] + ([student.predictor] if student.predictor is not None else [])
+    params = count_params(student) - sum(count_params(m) for m in unused)
+    return flops / 1e9, params / 1e6
+
+
+def teacher_cost(teacher: nn.Module, num_frames: int, img_size: int) -> tuple[float, float]:
+    """(GFLOPs per clip view, parameters in millions) of a teacher; works on the meta device."""
+    device = next(teacher.parameters()).device
+    flops = count_flops(teacher, (teacher_inputs(num_frames, img_size, 1, device),))
+    return flops / 1e9, count_params(teacher) / 1e6
+
+
+def latency_ms(run: Callable[[], Any], *, batch: int, device: torch.device, warmup: int = 2,
+               repeats: int = 5) -> float:
+    """Median wall time per clip (ms) of `run()` processing one batch of `batch` clips, after warm-up.
+
+    CUDA work is synchronised before each clock read so the figure is the kernel time, not the launch.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times) / batch

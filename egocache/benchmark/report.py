@@ -1,0 +1,215 @@
+"""`egocache benchmark`: cost and accuracy of the teacher and every trained student, as a report.
+
+For a cache and a folder of student runs it measures GFLOPs per clip (1 multiply-add = 1 FLOP),
+parameters, latency per clip at a batch size, and per-segment top-1 (overall and on the motion-pair
+verbs), then writes report.md, report.json, results.csv and the two figures of the paper (accuracy
+vs. GFLOPs, per-class gain of EgoDistill over VisOnly-Distill). The teacher's accuracy comes from the
+logits in the cache; it is built only to count its cost (on the meta device) and time it.
+`--paper-configs` does the same for the full-size models without any data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from egocache.benchmark.measure import (latency_ms, student_cost, student_inputs, teacher_cost,
+                                        teacher_inputs)
+from egocache.benchmark.plots import plot_accuracy_vs_gflops, plot_per_class_gain
+from egocache.benchmark.results import ModelResult, markdown_table, write_csv, write_json
+from egocache.errors import EgocacheError
+from egocache.pipeline.sampling import clip_seconds
+from egocache.pipeline.teachers import create_teacher
+from egocache.student.models import Student, build_student
+
+PAPER_TABLE3 = {  # EgoDistill paper, Table 3 (A40 GPU, batch 32): GFLOPs, runtime ms, params M
+    "mformer": (369.51, 10.70, 108.91),
+    "egodistill": (1.91, 0.25, 20.56),
+}
+
+
+@dataclass
+class Report:
+    """What a benchmark wrote: its rows and the paths of its files."""
+
+    rows: list[ModelResult]
+    files: dict[str, Path]
+    table: str
+
+
+def find_runs(runs: Path) -> list[Path]:
+    """Run folders under `runs` (itself included) holding a finished student: metrics.json + a checkpoint."""
+    found = [p.parent for p in sorted(Path(runs).rglob("metrics.json"))
+             if (p.parent / "best.pt").exists() or (p.parent / "last.pt").exists()]
+    return [p for p in found if p.name != "pretrain"]
+
+
+def load_student(run: Path) -> tuple[Student, dict[str, Any]]:
+    """The run's best (else last) student and its final metrics.json."""
+    import json
+
+    ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for unreadable/unsafe files
+        raise EgocacheError(f"{ckpt_path}: cannot read student checkpoint ({type(exc).__name__}: {exc})") from exc
+    student = build_student(**ckpt["model_config"])
+    student.load_state_dict(ckpt["model"])
+    student.eval()
+    return student, json.loads((run / "metrics.json").read_text())
+
+
+def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *, frame_size: int,
+                 device: torch.device, batch: int, repeats: int, latency: bool) -> ModelResult:
+    """Cost, latency and accuracy of one student."""
+    gflops, params_m = student_cost(student, frame_size)
+    ms = None
+    if latency:
+        model = student.to(device)
+        inputs = student_inputs(student.n_frames, frame_size, batch, device)
+        ms = latency_ms(lambda: model(inputs), batch=batch, device=device, repeats=repeats)
+        student.to("cpu")
+    acc: dict[str, float | None] = {}
+    per_class: dict[str, float] = {}
+    if metrics is not None:
+        acc = {"top1": metrics.get("top1_acc"), "motion_pairs_top1": metrics.get("motion_pairs_top1_acc"),
+               "mean_class": metrics.get("mean_class_acc")}
+        main = metrics.get("main_head")
+        per_class = metrics.get("heads", {}).get(main, {}).get("per_class_acc", {}) if main else {}
+    return ModelResult(name=name, variant=student.spec.name, frames=student.n_frames, gflops=gflops,
+                       params_m=params_m, latency_ms=ms, accuracy=acc, per_class=per_class)
+
+
+def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any]:
+    """Per-segment accuracy of the teacher's cached logits on the validation split."""
+    from egocache.cache import CacheDataset
+    from egocache.student.evaluate import Predictions, evaluate_predictions
+
+    ds = CacheDataset(cache, split="validation", frames=False)
+    everything = ds[list(range(len(ds)))]
+    pred = Predictions(logits={h: v.numpy() for h, v in everything["logits"].items()},
+                       labels={h: v.numpy() for h, v in everything["label"].items()},
+                       segments=everything["segment"].numpy())
+    return evaluate_predictions(pred, ds.info.heads, motion_verbs=motion_verbs)
+
+
+def _teacher_row(name: str, teacher_attrs: dict[str, Any], metrics: dict[str, Any] | None, *,
+                 device: torch.device, batch: int, repeats: int, latency: bool) -> ModelResult:
+    """Cost (counted on the meta device), latency (random weights, same arithmetic) and accuracy."""
+    spec = teacher_attrs["spec"]
+    overrides = {**spec["config"], "frame_stride": spec["frame_stride"], "bgr": spec["bgr"]}
+    with torch.device("meta"):
+        meta = create_teacher(teacher_attrs["name"], heads=spec["heads"], **overrides)
+    gflops, params_m = teacher_cost(meta, spec["num_frames"], spec["img_size"])
+    ms = None
+    if latency:
+        model = create_teacher(teacher_attrs["name"], heads=spec["heads"], **overrides).to(device).eval()
+        x = teacher_inputs(spec["num_frames"], spec["img_size"], batch, device)
+        ms = latency_ms(lambda: model(x), batch=batch, device=device, repeats=repeats)
+    acc: dict[str, float | None] = {}
+    per_class: dict[str, float] = {}
+    if metrics is not None:
+        acc = {"top1": metrics["top1_acc"], "motion_pairs_top1": metrics.get("motion_pairs_top1_acc"),
+               "mean_class": metrics.get("mean_class_acc")}
+        per_class = metrics["heads"][metrics["main_head"]]["per_class_acc"]
+    return ModelResult(name=name, variant="teacher", frames=None, gflops=gflops, params_m=params_m,
+                       latency_ms=ms, accuracy=acc, per_class=per_class)
+
+
+def per_class_gain(rows: list[ModelResult], frames: int) -> dict[str, float]:
+    """Per-class accuracy of EgoDistill minus VisOnly-Distill at N frames (empty if either is missing)."""
+    ego = next((r for r in rows if r.variant == "egodistill" and r.frames == frames), None)
+    vis = next((r for r in rows if r.variant == "visonly-distill" and r.frames == frames), None)
+    if ego is None or vis is None:
+        return {}
+    return {c: ego.per_class[c] - vis.per_class[c] for c in ego.per_class if c in vis.per_class}
+
+
+def _write(rows: list[ModelResult], out: Path, *, title: str, notes: list[str], facts: dict[str, Any]) -> Report:
+    """report.md, report.json, results.csv and the figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows, clip_seconds=clip_seconds())
+    files = {"json": write_json(rows, out / "report.json", **facts), "csv": write_csv(rows, out / "results.csv")}
+    if any(r.accuracy.get("top1") is not None for r in rows):
+        files["accuracy_vs_gflops"] = plot_accuracy_vs_gflops(rows, out / "accuracy_vs_gflops.png")
+    frames = sorted({r.frames for r in rows if r.frames})
+    for n in frames:
+        gains = per_class_gain(rows, n)
+        if gains:
+            files[f"gain_n{n}"] = plot_per_class_gain(
+                gains, out / f"per_class_gain_n{n}.png",
+                title=f"Per-class top-1 gain of EgoDistill over VisOnly-Distill (N={n})")
+    md = [f"# {title}", "", table, "", *[f"- {n}" for n in notes]]
+    md += [f"- {k}: {v}" for k, v in sorted(facts.items())]
+    md += ["", *[f"![{k}]({p.name})" for k, p in files.items() if p.suffix == ".png"]]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    files["md"] = out / "report.md"
+    return Report(rows=rows, files=files, table=table)
+
+
+def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", batch: int = 32,
+                    repeats: int = 5, latency: bool = True) -> Report:
+    """Benchmark the cache's teacher and every student run found under `runs`."""
+    from egocache.cache import open_cache
+
+    dev = torch.device(device)
+    info = open_cache(cache)
+    motion = info.source.get("motion_pair_verbs")
+    t_metrics = teacher_metrics(cache, motion) if "validation" in info.splits else None
+    rows = [_teacher_row(info.teacher["name"], info.teacher, t_metrics, device=dev, batch=batch,
+                         repeats=repeats, latency=latency)]
+    run_dirs = find_runs(Path(runs))
+    if not run_dirs:
+        raise EgocacheError(f"{runs}: no finished student run (a folder with metrics.json and best.pt/last.pt)")
+    frame_size = int(info.sampling["frame_size"])
+    for run in run_dirs:
+        student, metrics = load_student(run)
+        rows.append(_student_row(str(run.relative_to(runs)) if run != Path(runs) else run.name, student,
+                                 metrics, frame_size=frame_size, device=dev, batch=batch, repeats=repeats,
+                                 latency=latency))
+    rows.sort(key=lambda r: (r.variant != "teacher", r.variant, r.frames or 0))
+    notes = [f"accuracy: per-segment top-1 on the validation split (clip predictions averaged), "
+             f"motion pairs: {', '.join(motion) if motion else 'not declared by the cache'}",
+             f"latency: median of {repeats} batches of {batch} after warm-up on {dev}; the teacher's from "
+             f"its preprocessed input, students' from uint8 frames and IMU",
+             f"50-min video: {50 * 60 / clip_seconds():.0f} consecutive {clip_seconds():.2f}-s clips at that latency"]
+    return _write(rows, Path(out), title=f"egocache benchmark: {cache}", notes=notes,
+                  facts={"cache": cache, "runs": runs, "device": str(dev), "batch": batch,
+                         "frame_size": frame_size})
+
+
+def benchmark_paper_configs(out: str, *, device: str = "cpu", batch: int = 32, repeats: int = 3,
+                            latency: bool = False, frame_size: int = 224) -> Report:
+    """Full-size mformer (16x224^2) and EgoDistill N=1,2,4 at 224^2: GFLOPs, params, latency (opt.)."""
+    from egocache.pipeline.teachers import teacher_spec
+
+    dev = torch.device(device)
+    spec = teacher_spec("mformer")
+    rows = [_teacher_row("mformer", {"name": "mformer", "spec": spec.to_dict()}, None, device=dev,
+                         batch=batch, repeats=repeats, latency=latency)]
+    for n in (1, 2, 4):
+        student = build_student("egodistill", n_frames=n, feature_dim=spec.feature_dim,
+                                heads={"verb": spec.heads["verb"]})
+        rows.append(_student_row(f"egodistill-n{n}", student.eval(), None, frame_size=frame_size,
+                                 device=dev, batch=batch, repeats=repeats, latency=latency))
+    t, e = rows[0], rows[1]
+    notes = [f"GFLOPs ratio mformer / EgoDistill N=1: {t.gflops / e.gflops:.0f}x "
+             f"(paper Table 3: {PAPER_TABLE3['mformer'][0] / PAPER_TABLE3['egodistill'][0]:.0f}x)",
+             f"paper Table 3: mformer {PAPER_TABLE3['mformer'][0]} GFLOPs, {PAPER_TABLE3['mformer'][2]} M params; "
+             f"EgoDistill {PAPER_TABLE3['egodistill'][0]} GFLOPs, {PAPER_TABLE3['egodistill'][2]} M params "
+             f"(A40, batch 32: {PAPER_TABLE3['mformer'][1]} vs {PAPER_TABLE3['egodistill'][1]} ms/clip)",
+             "students: verb head only (97 EPIC verbs), IMU 422x6; the pretrain predictor h is not counted",
+             "latency " + (f"on {dev}, batch {batch}, random weights" if latency else "not measured (--latency)")]
+    return _write(rows, Path(out), title="egocache benchmark: paper configurations", notes=notes,
+                  facts={"device": str(dev), "batch": batch, "frame_size": frame_size})
+
+
+def teacher_student_ratio(rows: list[ModelResult]) -> float | None:
+    """Teacher GFLOPs over the cheapest student's, the paper's headline ~200x."""
+    teacher = next((r for r in rows if r.variant == "teacher"), None)
+    students = [r.gflops for r in rows if r.variant != "teacher"]
+    return None if teacher is None or not students else float(teacher.gflops / np.min(students))

@@ -1,0 +1,71 @@
+"""One benchmark row per model (teacher or trained student) and its tables: Markdown, CSV, JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+VIDEO_MINUTES = 50.0  # the paper's "typical 50-minute egocentric video"
+
+
+@dataclass
+class ModelResult:
+    """Cost and accuracy of one model: what a row of the paper's Table 3 / a point of Figure 3 holds."""
+
+    name: str                      # run directory name, or the teacher's registry name
+    variant: str                   # "teacher" or a student variant
+    frames: int | None             # student frames N; None for the teacher
+    gflops: float                  # per clip, 1 multiply-add = 1 FLOP
+    params_m: float                # millions of parameters
+    latency_ms: float | None       # per clip at the benchmark batch size, median of repeats
+    accuracy: dict[str, float | None] = field(default_factory=dict)  # top1, motion_pairs_top1, ...
+    per_class: dict[str, float] = field(default_factory=dict)        # verb class name -> accuracy
+
+    def video_seconds(self, clip_seconds: float) -> float | None:
+        """Seconds to process a 50-minute video clip by clip (non-overlapping clips)."""
+        if self.latency_ms is None:
+            return None
+        return VIDEO_MINUTES * 60.0 / clip_seconds * self.latency_ms / 1000.0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def markdown_table(rows: Sequence[ModelResult], *, clip_seconds: float) -> str:
+    """The report's main table: one row per model, ratios against the teacher."""
+    teacher = next((r for r in rows if r.variant == "teacher"), None)
+    head = ("| model | variant | N | GFLOPs | × fewer than teacher | params (M) | latency (ms/clip) "
+            "| 50-min video (s) | top-1 (%) | motion-pair top-1 (%) |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        ratio = teacher.gflops / r.gflops if teacher and r.gflops > 0 else None
+        top1, pairs = r.accuracy.get("top1"), r.accuracy.get("motion_pairs_top1")
+        lines.append(
+            f"| {r.name} | {r.variant} | {r.frames or '–'} | {r.gflops:.3f} | {_fmt(ratio, '.1f')} "
+            f"| {r.params_m:.2f} | {_fmt(r.latency_ms, '.2f')} | {_fmt(r.video_seconds(clip_seconds), '.1f')} "
+            f"| {_fmt(None if top1 is None else 100 * top1, '.1f')} "
+            f"| {_fmt(None if pairs is None else 100 * pairs, '.1f')} |")
+    return "\n".join(lines)
+
+
+def write_csv(rows: Sequence[ModelResult], path: Path) -> Path:
+    """results.csv: the table's numbers, one row per model, accuracy keys flattened."""
+    keys = sorted({k for r in rows for k in r.accuracy})
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["name", "variant", "frames", "gflops", "params_m", "latency_ms", *keys])
+        for r in rows:
+            writer.writerow([r.name, r.variant, r.frames if r.frames is not None else "", f"{r.gflops:.6g}",
+                             f"{r.params_m:.6g}", "" if r.latency_ms is None else f"{r.latency_ms:.6g}",
+                             *["" if r.accuracy.get(k) is None else f"{r.accuracy[k]:.6g}" for k in keys]])
+    return path
+
+
+def write_json(rows: Sequence[ModelResult], path: Path, **extra: object) -> Path:
+    """report.json: every row in full plus run facts (device, batch size, cache)."""
+    path.write_text(json.dumps({**extra, "models": [asdict(r) for r in rows]}, indent=2, sort_keys=True))
+    return path
