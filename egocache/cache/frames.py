@@ -186,11 +186,11 @@ class FrameReader:
         keys = [(b, j, int(r), k) for b, r in enumerate(rows) for j, k in enumerate(stored)]
 
         async def gather() -> list[Any]:
-            return await asyncio.gather(*(arr.getitem((r, k)) for _, _, r, k in keys))
+            # a length-1 slice, not a scalar index: zarr 3.1 wraps scalar vlen-bytes in 0-d arrays
+            return await asyncio.gather(*(arr.getitem((r, slice(k, k + 1))) for _, _, r, k in keys))
 
         for (b, j, r, _), value in zip(keys, sync(gather())):
             if self.codec == "raw":
-                out[b, j] = value
+                out[b, j] = value[0]
             else:
-                data = value.item() if isinstance(value, np.ndarray) else value
-                decode_jpeg_into(bytes(data), out[b, j], f"{self.path} frames row {r}")
+                decode_jpeg_into(bytes(value[0]), out[b, j], f"{self.path} frames row {r}")

@@ -1,0 +1,146 @@
+"""CacheDataset / cache_loader: items and batches, frame codecs, direct vs zarr reads, workers, plain zarr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from test_cache_writer import FEAT, SIZE, make_cache
+
+from egocache.cache import CacheDataset, cache_loader
+from egocache.errors import CacheError
+
+
+@pytest.fixture(scope="module")
+def raw_cache(tmp_path_factory):
+    return make_cache(tmp_path_factory.mktemp("raw") / "c.zarr")
+
+
+@pytest.fixture(scope="module")
+def jpeg_cache(tmp_path_factory):
+    return make_cache(tmp_path_factory.mktemp("jpeg") / "c.zarr", codec="jpeg")
+
+
+def expected_frame(row: int, k: int) -> np.ndarray:
+    """The frame test_cache_writer.shard_data wrote for (row, stored index k)."""
+    ramp = np.linspace(0, 60, SIZE)[None, :, None] + np.linspace(0, 40, SIZE)[:, None, None]
+    return np.broadcast_to((row * 10 + k * 3 + ramp).astype(np.uint8), (SIZE, SIZE, 3))
+
+
+def test_item_holds_frames_imu_teacher_outputs_labels_and_ids(raw_cache):
+    ds = CacheDataset(raw_cache, split="train", n_frames=2)
+    # rows 0..5 are train; row 4 (first of shard 1) failed, so it is not in the dataset
+    assert ds.rows.tolist() == [0, 1, 2, 3, 5] and len(ds) == 5
+    item = ds[3]
+    assert item["frames"].dtype == torch.uint8 and item["frames"].shape == (2, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(item["frames"][1].numpy(), expected_frame(3, 6))
+    assert item["imu"].shape == (422, 6) and item["imu"].dtype == torch.float32
+    assert item["feature"].shape == (FEAT,) and float(item["feature"][0]) == 3.0
+    assert item["logits"]["noun"].shape == (5,) and float(item["logits"]["verb"][0]) == 1.5
+    assert int(item["label"]["verb"]) == 0 and int(item["label"]["noun"]) == 2
+    assert int(item["row"]) == 3 and ds.segment_ids[int(item["segment"])] == "tr3"
+    assert "first_last" not in item
+    assert ds.info.heads["verb"] == ["take", "put", "open"]
+
+
+def test_batch_index_gives_leading_axis_and_first_last(raw_cache):
+    ds = CacheDataset(raw_cache, split="validation", n_frames=4, first_last=True)
+    assert ds.rows.tolist() == [6, 7, 8, 9] and ds.segment_ids == ["va0", "va1"]
+    b = ds[[3, 0, 2]]
+    assert b["frames"].shape == (3, 4, SIZE, SIZE, 3) and b["first_last"].shape == (3, 2, SIZE, SIZE, 3)
+    assert b["row"].tolist() == [9, 6, 8] and b["segment"].tolist() == [1, 0, 1]
+    np.testing.assert_array_equal(b["frames"][0, 3].numpy(), expected_frame(9, 7))
+    np.testing.assert_array_equal(b["first_last"][1, 1].numpy(), expected_frame(6, 8))
+    assert b["label"]["verb"].tolist() == [0, 0, 2] and b["imu"].shape == (3, 422, 6)
+    with pytest.raises(IndexError):
+        ds[[0, 4]]
+
+
+def test_frames_false_skips_frames_and_bad_requests_are_refused(raw_cache):
+    b = CacheDataset(raw_cache, split="train", frames=False)[[0, 1]]
+    assert "frames" not in b and b["feature"].shape == (2, FEAT)
+    with pytest.raises(CacheError, match="N=3"):
+        CacheDataset(raw_cache, n_frames=3)
+    with pytest.raises(CacheError, match="no split 'test'"):
+        CacheDataset(raw_cache, split="test")
+
+
+@pytest.mark.parametrize("codec", ["raw", "jpeg"])
+def test_direct_shard_reads_equal_zarr_reads(raw_cache, jpeg_cache, codec):
+    path = raw_cache if codec == "raw" else jpeg_cache
+    fast = CacheDataset(path, split="validation", n_frames=4, first_last=True)
+    slow = CacheDataset(path, split="validation", n_frames=4, first_last=True, direct=False)
+    a, b = fast[[0, 1, 2, 3]], slow[[0, 1, 2, 3]]
+    assert fast._load().frames.direct and not slow._load().frames.direct
+    for key in ("frames", "first_last"):
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_jpeg_frames_decode_close_to_the_originals(jpeg_cache):
+    b = CacheDataset(jpeg_cache, split="train", n_frames=4)[[0, 4]]
+    want = np.stack([np.stack([expected_frame(r, k) for k in (1, 3, 5, 7)]) for r in (0, 5)])
+    err = np.abs(b["frames"].numpy().astype(int) - want.astype(int)).mean()
+    assert b["frames"].dtype == torch.uint8 and err < 3.0
+
+
+def test_loader_with_two_workers_gives_the_same_batches(raw_cache):
+    ds = CacheDataset(raw_cache, split="validation", n_frames=1, first_last=True)
+    runs = []
+    for workers in (0, 2):
+        loader = cache_loader(ds, batch_size=3, shuffle=True, seed=7, num_workers=workers)
+        runs.append([b for epoch in range(2) for b in loader])
+    assert len(runs[0]) == len(runs[1]) == 4
+    for x, y in zip(*runs):
+        assert x["row"].tolist() == y["row"].tolist()
+        torch.testing.assert_close(x["frames"], y["frames"], rtol=0, atol=0)
+        torch.testing.assert_close(x["imu"], y["imu"])
+    assert runs[0][0]["row"].tolist() != runs[0][2]["row"].tolist() or \
+        runs[0][1]["row"].tolist() != runs[0][3]["row"].tolist()   # epochs reshuffle
+
+
+def test_loader_drop_last_and_custom_sampler(raw_cache):
+    ds = CacheDataset(raw_cache, split="train", frames=False)
+    assert [len(b["row"]) for b in cache_loader(ds, batch_size=2, shuffle=False, seed=0, num_workers=0,
+                                                 drop_last=True)] == [2, 2]
+    sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False)
+    rows = [r for b in cache_loader(ds, batch_size=2, shuffle=False, seed=0, num_workers=0, sampler=sampler)
+            for r in b["row"].tolist()]
+    assert rows == [1, 3, 0]
+
+
+PLAIN = textwrap.dedent("""
+    import sys, json
+    sys.modules["egocache"] = None          # egocache must not be importable here
+    import zarr, dask.array as da, numpy as np, simplejpeg
+    try:
+        import egocache
+        raise SystemExit("egocache importable")
+    except ImportError:
+        pass
+    g = zarr.open_group(sys.argv[1], mode="r")
+    a = g.attrs.asdict()
+    feats = da.from_zarr(sys.argv[1], component="features").sum().compute()
+    f = g["frames"][9][a["sampling"]["frames_for_n"]["1"][0]]   # one clip's row, then its N=1 frame
+    if a["frames"]["codec"] == "jpeg":
+        f = simplejpeg.decode_jpeg(f)
+    status = g["status"][:].tolist()
+    print(json.dumps({"feats": float(feats), "frame": int(np.asarray(f)[0, 0, 0]), "status": status,
+                      "error": str(g["error"][4]), "shards": sorted(g["_egocache"]["shards"].group_keys()),
+                      "n": a["layout"]["num_clips"]}))
+""")
+
+
+@pytest.mark.parametrize("codec", ["raw", "jpeg"])
+def test_cache_opens_with_plain_zarr_and_dask_without_egocache(raw_cache, jpeg_cache, codec):
+    path = raw_cache if codec == "raw" else jpeg_cache
+    out = subprocess.run([sys.executable, "-c", PLAIN, path], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got["n"] == 10 and got["status"][4] == 2 and got["error"].startswith("video.mp4")
+    assert got["feats"] == pytest.approx(FEAT * sum(range(10)))
+    assert abs(got["frame"] - int(expected_frame(9, 4)[0, 0, 0])) <= 3
+    assert got["shards"] == ["0", "1", "2"]
