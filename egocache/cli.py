@@ -152,3 +152,100 @@ def benchmark_command(cache: str | None, runs: str | None, out: str, paper_confi
         raise click.UsageError("give --cache and --runs, or --paper-configs")
     click.echo(report.table)
     click.echo("\n" + "\n".join(f"{k}: {p}" for k, p in report.files.items()))
+
+
+# --- extract --------------------------------------------------------------------------------------
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    """Parse '1,2,4' into (1, 2, 4)."""
+    try:
+        out = tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return out
+
+
+def _key_values(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+                ) -> tuple[tuple[str, Any], ...]:
+    """Parse repeated KEY=VALUE options; VALUE is read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    out = []
+    for item in value:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out.append((key.strip(), yaml.safe_load(raw)))
+    return tuple(sorted(out))
+
+
+@main.command("extract")
+@click.option("--teacher", required=True, help="Registered teacher name, e.g. mformer or mformer-tiny.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Teacher weights (e.g. ek_motionformer_224_16x4.pyth); seeded random init if omitted.")
+@click.option("--teacher-option", "teacher_options", multiple=True, metavar="KEY=VALUE",
+              callback=_key_values, help="Override a teacher setting (repeatable), e.g. img_size=32.")
+@click.option("--dataset", type=click.Choice(["epic100", "ego4d", "manifest"]), required=True,
+              help="Annotation format.")
+@click.option("--annotations", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Annotation file (repeatable: e.g. the train and validation CSVs).")
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Dataset root holding the videos and IMU files.")
+@click.option("--cache", required=True, type=click.Path(file_okay=False), help="Output Zarr cache directory.")
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="0 or 1: run in this process; N >= 2: a local dask cluster of N worker processes.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on an existing dask.distributed scheduler (e.g. tcp://host:8786) instead.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Teacher device: cuda runs bf16 autocast, cpu float32; auto picks cuda when available.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Clips per teacher forward pass.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Clips per cache shard (= per task).")
+@click.option("--frame-size", type=click.IntRange(min=8), default=224, show_default=True,
+              help="Side of the stored student frames in pixels.")
+@click.option("--student-frames", default="1,2,4", show_default=True, callback=_int_list,
+              help="Student frame counts N to store frames for.")
+@click.option("--first-last/--no-first-last", default=True, show_default=True,
+              help="Also store each clip's first and last frame (self-supervised IMU stage).")
+@click.option("--eval-clips", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Clips per validation segment.")
+@click.option("--frame-codec", type=click.Choice(["raw", "jpeg"]), default="raw", show_default=True,
+              help="Stored frames: raw uint8 (fastest reads) or JPEG q90 (~7x smaller).")
+@click.option("--decode-threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="ffmpeg threads per decoding worker (0 = one per core).")
+@click.option("--strict", is_flag=True, help="Stop at the first bad annotation or clip (exit code 1).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--json", "json_out", is_flag=False, flag_value="-", default=None, metavar="[FILE]",
+              help="Print the summary as JSON (or write it to FILE).")
+@library_errors
+def extract_cmd(teacher: str, checkpoint: str | None, teacher_options: tuple[tuple[str, Any], ...],
+                dataset: str, annotations: tuple[str, ...], root: str, cache: str, workers: int,
+                scheduler: str | None, device: str, batch_size: int, shard_size: int, frame_size: int,
+                student_frames: tuple[int, ...], first_last: bool, eval_clips: int, frame_codec: str,
+                decode_threads: int, strict: bool, progress: bool, json_out: str | None) -> None:
+    """Run the teacher once over every clip and write features, logits, IMU and frames to a cache.
+
+    Resumable: rerunning the same command after an interruption extracts only the missing shards.
+    Bad clips are recorded with their reason and skipped (exit code 1 only if none succeeded).
+    """
+    from egocache.pipeline.extract import ExtractOptions, extract, format_summary
+
+    opts = ExtractOptions(
+        teacher=teacher, checkpoint=checkpoint, teacher_overrides=teacher_options, dataset=dataset,
+        annotations=annotations, root=root, cache=cache, workers=workers, scheduler=scheduler,
+        device=device, batch_size=batch_size, shard_size=shard_size, frame_size=frame_size,
+        student_frames=student_frames, first_last=first_last, eval_clips=eval_clips,
+        frame_codec=frame_codec, decode_threads=decode_threads, strict=strict, progress=progress)
+    summary = extract(opts)
+    if json_out == "-":
+        echo_json(summary.to_dict())
+    else:
+        click.echo(format_summary(summary))
+        if json_out:
+            with open(json_out, "w", encoding="utf-8") as fh:
+                json.dump(summary.to_dict(), fh, indent=2, sort_keys=True)
+    if summary.clips_ok == 0:
+        raise click.ClickException(f"no clip was extracted; reasons in {summary.summary_file}")
+

@@ -1,0 +1,346 @@
+"""The extraction pass: manifest -> clip table -> shard tasks (in process or on dask) -> Zarr cache + summary.
+
+Rows of the cache are the manifest's clips in manifest order (sorted by video, then time), cut into
+shards of `shard_size` consecutive rows; one task extracts and writes one shard (extract_worker.py).
+`workers` <= 1 without a scheduler runs every task in this process (no cluster start-up, no pickling);
+`workers` >= 2 starts a dask LocalCluster of that many single-threaded worker processes, and
+`scheduler` uses an existing dask.distributed cluster. With device "cuda" every task asks for the
+resource GPU=1, so workers must declare `resources={"GPU": 1}` (the local cluster does) and two tasks
+never share a model. The run holds the cache's extraction lock, skips shards already marked done
+(resume after a kill) and writes `extract_summary.json` into the cache directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from egocache import __version__
+from egocache.errors import CacheError, ClipError, EgocacheError, ManifestError
+from egocache.pipeline.extract_worker import STAGES, ShardJob, ShardResult, TeacherKey, load_teacher, run_shard
+from egocache.pipeline.sampling import TEACHER_STRIDE, clip_seconds, clip_span_frames, student_positions
+
+SUMMARY_FILE = "_egocache/extract/zarr.json"   # a zarr group node, so zarr lists the cache without warnings
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Everything `extract` needs; mirrors the `egocache extract` options."""
+
+    teacher: str
+    dataset: str
+    annotations: tuple[str, ...]
+    root: str
+    cache: str
+    checkpoint: str | None = None
+    teacher_overrides: tuple[tuple[str, Any], ...] = ()
+    device: str = "cpu"
+    batch_size: int = 8
+    shard_size: int = 64
+    frame_size: int = 224
+    student_frames: tuple[int, ...] = (1, 2, 4)
+    first_last: bool = True
+    eval_clips: int = 3
+    frame_codec: str = "raw"
+    decode_threads: int = 1
+    workers: int = 1
+    scheduler: str | None = None
+    strict: bool = False
+    progress: bool = True
+
+
+@dataclass
+class ExtractSummary:
+    """Outcome of a run; counts and failures cover the whole cache, timings this run only."""
+
+    cache: str
+    teacher: str
+    clips: int
+    clips_ok: int
+    clips_failed: int
+    shards: int
+    shards_run: int
+    shards_resumed: int
+    seconds: float
+    clips_per_s: float
+    frames_decoded_per_clip: float
+    frames_spanned_per_clip: float
+    stage_seconds: dict[str, float]
+    summary_file: str
+    failures: list[str] = field(default_factory=list)
+    manifest_problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+
+def clip_table(clips: list[Any], heads: list[str], seconds: float) -> dict[str, np.ndarray]:
+    """The cache's clip table (ids, split, start/end of each `seconds`-long clip, one label column per head)."""
+    half = seconds / 2.0
+    table: dict[str, np.ndarray] = {
+        "clip_id": np.array([c.clip_id for c in clips], dtype=str),
+        "segment_id": np.array([c.segment_id for c in clips], dtype=str),
+        "video_id": np.array([c.video_id for c in clips], dtype=str),
+        "split": np.array([c.split for c in clips], dtype=str),
+        "start_s": np.array([c.centre_s - half for c in clips], dtype=np.float64),
+        "end_s": np.array([c.centre_s + half for c in clips], dtype=np.float64),
+    }
+    for h in heads:
+        table[f"label_{h}"] = np.array([c.labels.get(h, -1) for c in clips], dtype=np.int64)
+    return table
+
+
+def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: str | None, manifest: Any
+                ) -> dict[str, Any]:
+    """What a student needs to know about the cache's contents, as JSON-ready root attributes.
+
+    The writer adds the teacher's feature_dim and heads (with class names) and the frame geometry.
+    """
+    from egocache.pipeline.imu import CHANNELS, IMU_RATE_HZ, IMU_WINDOW
+    from egocache.pipeline.extract_worker import INIT_SEED
+
+    t, stride = int(spec.num_frames), int(spec.frame_stride)
+    return {
+        "teacher": {
+            "name": opts.teacher, "tag": spec.tag, "config": dict(spec.config),
+            "checkpoint_sha256": checkpoint_sha, "init_seed": None if checkpoint_sha else INIT_SEED,
+            "overrides": dict(opts.teacher_overrides), "num_frames": t, "img_size": int(spec.img_size),
+            "mean": list(spec.mean), "std": list(spec.std), "bgr": bool(spec.bgr),
+            "device": device, "precision": "bfloat16-autocast" if device == "cuda" else "float32",
+        },
+        "sampling": {"t": t, "stride": stride, "clip_seconds": clip_seconds(t, stride),
+                     "clip_span_frames_at_30fps": clip_span_frames(30.0, t, stride),
+                     "eval_clips": opts.eval_clips},
+        "imu": {"rate_hz": IMU_RATE_HZ, "window": IMU_WINDOW, "channels": list(CHANNELS), "centred": True},
+        "source": {"dataset": manifest.dataset, "manifest_sha256": manifest.sha256,
+                   "annotations": [os.path.basename(a) for a in opts.annotations]},
+        "extract": {"tool": "egocache", "version": __version__},
+    }
+
+
+def teacher_info(key: TeacherKey) -> tuple[Any, str | None]:
+    """The teacher's spec and checkpoint sha256, computed where the tasks run (a worker on a cluster)."""
+    from egocache.pipeline.teachers import checkpoint_sha256
+
+    spec = load_teacher(key).spec
+    return spec, (checkpoint_sha256(key.checkpoint) if key.checkpoint else None)
+
+
+class LocalRunner:
+    """Runs tasks one after another in this process."""
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args), here."""
+        return fn(*args)
+
+    def map_unordered(self, fn: Callable[[ShardJob], ShardResult], jobs: list[ShardJob]) -> Iterator[ShardResult]:
+        """fn over jobs, results as they finish."""
+        for job in jobs:
+            yield fn(job)
+
+
+class DaskRunner:
+    """Runs tasks on a dask.distributed cluster, one per worker process, GPU=1 each with cuda."""
+
+    def __init__(self, client: Any, resources: dict[str, int] | None):
+        self.client = client
+        self.resources = resources
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on a worker."""
+        return self.client.submit(fn, *args, pure=False, resources=self.resources).result()
+
+    def map_unordered(self, fn: Callable[[ShardJob], ShardResult], jobs: list[ShardJob]) -> Iterator[ShardResult]:
+        """fn over jobs on the workers (first shards first), results as they finish; leftovers cancelled."""
+        from dask.distributed import as_completed
+
+        run = uuid.uuid4().hex[:8]
+        futures = [self.client.submit(fn, job, resources=self.resources, priority=-i,
+                                      key=f"egocache-shard-{job.shard}-{run}")
+                   for i, job in enumerate(jobs)]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
+
+
+@contextlib.contextmanager
+def open_runner(workers: int, scheduler: str | None, device: str) -> Iterator[LocalRunner | DaskRunner]:
+    """In-process runner for workers <= 1 without a scheduler, else a dask runner (local or remote)."""
+    if scheduler is None and workers <= 1:
+        yield LocalRunner()
+        return
+    from dask.distributed import Client, LocalCluster
+
+    resources = {"GPU": 1} if device == "cuda" else None
+    with contextlib.ExitStack() as stack:
+        if scheduler is not None:
+            client = stack.enter_context(Client(scheduler))
+            if resources and not any(w.get("resources", {}).get("GPU")
+                                     for w in client.scheduler_info()["workers"].values()):
+                raise EgocacheError(f"no worker of the dask cluster at {scheduler} declares the resource GPU; "
+                                    "start workers with `--resources GPU=1` (one per GPU)")
+        else:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, resources=resources,
+                dashboard_address=None, silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
+        yield DaskRunner(client, resources)
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    """A tqdm bar over clips (rate in clips/s and ETA), on stderr."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="clip", desc="extract", disable=not enabled,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def run_jobs(runner: LocalRunner | DaskRunner, jobs: list[ShardJob], *, total: int, initial: int,
+             strict: bool, progress: bool) -> list[ShardResult]:
+    """Run every shard job with a progress bar; with `strict`, stop at the first failed clip (ClipError)."""
+    results: list[ShardResult] = []
+    failed = 0
+    with _progress(total, initial, progress) as bar:
+        for res in runner.map_unordered(run_shard, jobs):
+            results.append(res)
+            failed += len(res.failures)
+            bar.update(res.clips)
+            bar.set_postfix(failed=failed, refresh=False)
+            if strict and res.failures:
+                clip_id, reason = res.failures[0]
+                raise ClipError(f"{clip_id}: {reason} (stopped by --strict)")
+    return results
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EgocacheError("--device cuda: torch sees no CUDA device on this machine")
+    return device
+
+
+def extract(opts: ExtractOptions) -> ExtractSummary:
+    """Extract every clip of the annotations into the cache (resuming a partial one); return the summary."""
+    from egocache.cache import CacheWriter, extraction_lock
+    from egocache.pipeline.manifest import load_manifest
+
+    t_start = time.perf_counter()
+    device = resolve_device(opts.device)
+    manifest = load_manifest(opts.dataset, list(opts.annotations), opts.root, eval_clips=opts.eval_clips)
+    if opts.strict and manifest.problems:
+        raise ManifestError(f"{manifest.problems[0]} (stopped by --strict; "
+                            f"{len(manifest.problems)} annotation problem(s) in all)")
+    if not manifest.clips:
+        raise ManifestError(f"no clips in {', '.join(opts.annotations)}"
+                            + (f": {manifest.problems[0]}" if manifest.problems else ""))
+    heads = list(manifest.class_names)
+    positions, frames_for_n, first_last = student_positions(opts.student_frames, opts.first_last)
+    checkpoint = os.path.abspath(opts.checkpoint) if opts.checkpoint else None
+    key = TeacherKey(opts.teacher, checkpoint, tuple((h, len(manifest.class_names[h])) for h in heads),
+                     tuple(sorted(opts.teacher_overrides)), device)
+    cache = os.path.abspath(opts.cache)
+    with extraction_lock(cache), open_runner(opts.workers, opts.scheduler, device) as runner:
+        spec, checkpoint_sha = runner.call(teacher_info, key)
+        attrs = cache_attrs(opts, device, spec, checkpoint_sha, manifest)
+        writer = CacheWriter.create(
+            cache, clips=clip_table(manifest.clips, heads, attrs["sampling"]["clip_seconds"]), feature_dim=spec.feature_dim,
+            heads={h: list(manifest.class_names[h]) for h in heads}, frame_size=opts.frame_size,
+            frame_positions=positions, frames_for_n=frames_for_n, first_last=first_last, attrs=attrs,
+            shard_size=opts.shard_size, frame_codec=opts.frame_codec)
+        done = writer.done_shards()
+        jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]), teacher=key,
+                         frame_size=opts.frame_size, positions=tuple(positions), batch_size=opts.batch_size,
+                         decode_threads=opts.decode_threads)
+                for i in range(writer.num_shards) if i not in done]
+        todo = sum(len(j.clips) for j in jobs)
+        t_run = time.perf_counter()
+        results = run_jobs(runner, jobs, total=len(manifest.clips), initial=len(manifest.clips) - todo,
+                           strict=opts.strict, progress=opts.progress)
+        run_s = time.perf_counter() - t_run
+    status, errors = read_outcome(cache)
+    summary = summarize(cache, opts.teacher, manifest, results, status, errors, resumed=len(done),
+                        run_s=run_s, total_s=time.perf_counter() - t_start)
+    write_summary(summary)
+    return summary
+
+
+def read_outcome(cache: str) -> tuple[np.ndarray, list[str]]:
+    """Status (0 pending, 1 ok, 2 failed) and failure reason of every clip in the cache."""
+    import zarr
+
+    from egocache.cache.schema import read_strings
+
+    group = zarr.open_group(cache, mode="r")
+    return np.asarray(group["status"][:]), read_strings(group["error"]).tolist()
+
+
+def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult], status: np.ndarray,
+              errors: list[str], *, resumed: int, run_s: float, total_s: float) -> ExtractSummary:
+    """Summary of a run: outcome per clip over the whole cache (status/errors), work and time of this run."""
+    run_clips = sum(r.clips for r in results)
+    stage = {s: round(sum(r.seconds[s] for r in results), 3) for s in STAGES}
+    failed_rows = np.flatnonzero(status != 1)
+    return ExtractSummary(
+        cache=cache, teacher=teacher, clips=len(status), clips_ok=int((status == 1).sum()),
+        clips_failed=len(failed_rows), shards=len(results) + resumed, shards_run=len(results),
+        shards_resumed=resumed, seconds=round(total_s, 3),
+        clips_per_s=round(run_clips / run_s, 3) if run_s > 0 else 0.0,
+        frames_decoded_per_clip=round(sum(r.frames_decoded for r in results) / max(run_clips, 1), 2),
+        frames_spanned_per_clip=round(sum(r.frames_spanned for r in results) / max(run_clips, 1), 2),
+        stage_seconds=stage, summary_file=os.path.join(cache, SUMMARY_FILE),
+        failures=[f"{manifest.clips[i].clip_id}: {errors[i] or 'not extracted'}" for i in failed_rows],
+        manifest_problems=list(manifest.problems))
+
+
+def write_summary(summary: ExtractSummary) -> None:
+    """Write the summary into its cache as the attributes of the zarr group `_egocache/extract`."""
+    from egocache.cache.writer import write_json_atomic
+
+    write_json_atomic(summary.summary_file, {"zarr_format": 3, "node_type": "group",
+                                             "attributes": {"summary": summary.to_dict()}})
+
+
+def read_summary(cache: str) -> dict[str, Any]:
+    """The summary the last extraction into `cache` wrote (CacheError if there is none)."""
+    path = os.path.join(cache, SUMMARY_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)["attributes"]["summary"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CacheError(f"{path}: no readable extraction summary ({exc})") from exc
+
+
+def format_summary(summary: ExtractSummary, max_lines: int = 20) -> str:
+    """Human-readable summary: counts, speed, decode work, time per stage, first failures and problems."""
+    s = summary
+    lines = [
+        f"cache {s.cache}: {s.clips_ok}/{s.clips} clips ok, {s.clips_failed} failed "
+        f"({s.shards_run} shards extracted, {s.shards_resumed} already done)",
+        f"{s.seconds:.1f} s, {s.clips_per_s:.2f} clips/s; frames decoded per clip "
+        f"{s.frames_decoded_per_clip:.1f} (spanned {s.frames_spanned_per_clip:.1f})",
+        "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in s.stage_seconds.items()),
+    ]
+    for title, items in (("failed clips", s.failures), ("annotation problems", s.manifest_problems)):
+        if items:
+            lines.append(f"{title} ({len(items)}):")
+            lines += [f"  {item}" for item in items[:max_lines]]
+            if len(items) > max_lines:
+                lines.append(f"  ... {len(items) - max_lines} more in the summary file")
+    lines.append(f"summary: {s.summary_file}")
+    return "\n".join(lines)

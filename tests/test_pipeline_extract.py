@@ -1,0 +1,162 @@
+"""Extraction pass: planning, in-process vs two-worker dask equality, resume, lock, bad inputs, --strict."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from egocache.cache import CacheDataset, extraction_lock
+from egocache.errors import CacheError, CacheLockedError, ClipError, ManifestError
+from egocache.pipeline.extract import clip_table, extract, read_summary
+from egocache.pipeline.extract_worker import clip_frame_plan, resize_frames
+from egocache.pipeline.imu import imu_window, read_imu
+from egocache.pipeline.manifest import load_manifest
+from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
+                                        student_positions, teacher_frame_indices)
+from extract_data import BAD_VIDEOS, NUM_CLIPS, annotations, make_bad_dataset, make_dataset, options, read_arrays
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """The tiny synthetic dataset (2 videos, 7 clips), made once for the module."""
+    return make_dataset(tmp_path_factory.mktemp("extract") / "ds")
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, tmp_path_factory):
+    """An uninterrupted in-process extraction: (cache path, summary)."""
+    cache = tmp_path_factory.mktemp("ref") / "ref.zarr"
+    return cache, extract(options(dataset, cache))
+
+
+def test_clip_frame_plan_decodes_each_frame_once_and_maps_back():
+    positions, _, _ = student_positions((1, 2, 4), first_last=True)
+    union, t_pos, s_pos = clip_frame_plan(5.0, 30.0, 8, 8, tuple(positions))
+    span = clip_span_frames(30.0, 8, 8)
+    start = clip_start_frame(5.0, 30.0, span)
+    assert span == 64
+    assert np.array_equal(union, np.unique(union))
+    assert np.array_equal(union[t_pos], teacher_frame_indices(start, span, 8))
+    assert np.array_equal(union[s_pos], student_frame_indices(start, span, positions))
+    assert len(union) < 8 + len(positions)          # teacher and student frames overlap
+
+
+def test_resize_frames_keeps_shape_prefix_and_constant_images():
+    frames = np.full((2, 3, 64, 64, 3), 77, np.uint8)
+    out = resize_frames(frames, 32)
+    assert out.shape == (2, 3, 32, 32, 3) and out.dtype == np.uint8 and (out == 77).all()
+    assert resize_frames(frames, 64) is frames
+
+
+def test_clip_table_matches_manifest(dataset):
+    manifest = load_manifest("epic100", list(annotations(dataset)), dataset.root)
+    table = clip_table(manifest.clips, ["verb", "noun"], 2.0)
+    assert list(table["clip_id"]) == [c.clip_id for c in manifest.clips]
+    assert np.allclose(table["end_s"] - table["start_s"], 2.0)
+    assert list(table["label_verb"]) == [c.labels["verb"] for c in manifest.clips]
+    assert sorted(set(table["split"])) == ["train", "validation"]
+
+
+def test_extract_writes_every_clip_and_what_students_need(dataset, reference):
+    cache, summary = reference
+    assert (summary.clips, summary.clips_ok, summary.clips_failed) == (NUM_CLIPS, NUM_CLIPS, 0)
+    assert summary.shards_run == NUM_CLIPS and summary.failures == [] and summary.manifest_problems == []
+    assert 0 < summary.frames_spanned_per_clip <= summary.frames_decoded_per_clip
+    assert summary.clips_per_s > 0 and set(summary.stage_seconds) == {"decode", "imu", "teacher", "write"}
+    assert read_summary(str(cache)) == json.loads(json.dumps(summary.to_dict()))
+
+    arrays = read_arrays(cache)
+    assert (arrays["status"] == 1).all() and (arrays["error"] == "").all()
+    assert arrays["frames"].shape == (NUM_CLIPS, 9, 32, 32, 3) and arrays["frames"].std() > 5
+    assert arrays["features"].shape == (NUM_CLIPS, 96)
+    assert (np.abs(arrays["features"]).sum(axis=1) > 0).all()
+
+    manifest = load_manifest("epic100", list(annotations(dataset)), dataset.root)
+    clip = manifest.clips[0]
+    want = imu_window(read_imu(clip.imu_format, clip.imu_paths), clip.centre_s)
+    assert np.array_equal(arrays["imu"][0], want)
+
+    ds = CacheDataset(str(cache), split="validation", n_frames=4)
+    info = ds.info
+    assert info.heads == manifest.class_names
+    assert info.teacher["name"] == "mformer-tiny" and info.teacher["checkpoint_sha256"] is None
+    assert info.teacher["init_seed"] == 0 and info.feature_dim == 96
+    assert info.source["manifest_sha256"] == manifest.sha256 and info.source["dataset"] == "epic100"
+    assert info.sampling["t"] == 8 and info.sampling["frame_size"] == 32
+    assert info.imu["window"] == 422 and len(info.imu["channels"]) == 6
+    assert len(ds) == 6 and ds[0]["frames"].shape == (4, 32, 32, 3)
+
+
+def test_rerun_resumes_without_work(dataset, reference):
+    cache, _ = reference
+    before = read_arrays(cache)
+    again = extract(options(dataset, cache))
+    assert (again.shards_run, again.shards_resumed, again.clips_ok) == (0, NUM_CLIPS, NUM_CLIPS)
+    after = read_arrays(cache)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_other_settings_into_same_cache_are_refused(dataset, reference):
+    cache, _ = reference
+    with pytest.raises(CacheError, match="differ"):
+        extract(options(dataset, cache, frame_size=48))
+
+
+def test_two_dask_workers_give_the_same_cache_bitwise(dataset, reference, tmp_path):
+    ref, _ = reference
+    summary = extract(options(dataset, tmp_path / "dask.zarr", workers=2))
+    assert summary.clips_ok == NUM_CLIPS
+    got, want = read_arrays(tmp_path / "dask.zarr"), read_arrays(ref)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+
+
+def test_second_extraction_into_a_locked_cache_is_refused(dataset, tmp_path):
+    cache = tmp_path / "locked.zarr"
+    with extraction_lock(str(cache)):
+        with pytest.raises(CacheLockedError, match="another extraction"):
+            extract(options(dataset, cache))
+
+
+def test_bad_inputs_fail_their_clips_with_reasons_and_the_run_goes_on(dataset, tmp_path):
+    root, full_csv, _ = make_bad_dataset(dataset, tmp_path)
+    summary = extract(options(dataset, tmp_path / "bad.zarr", annotations=(full_csv,), root=root))
+    assert (summary.clips_ok, summary.clips_failed) == (1, len(BAD_VIDEOS))
+    lines = {line.split("_0/0: ")[0]: line for line in summary.failures}
+    assert set(lines) == set(BAD_VIDEOS)
+    expected = {"P02_101": "No such file", "P02_102": "empty file", "P02_103": "cannot open video",
+                "P02_104": "cannot open video", "P02_105": "imu: .*P02_105-accl.csv",
+                "P02_106": "imu: .*P02_106-accl.csv", "P02_107": "needs frames .* but the video has 300"}
+    for vid, pattern in expected.items():
+        assert re.search(pattern, lines[vid]), lines[vid]
+    assert len(summary.manifest_problems) == 2
+    assert any("unknown verb class 99" in p for p in summary.manifest_problems)
+    assert any("duplicate segment id" in p for p in summary.manifest_problems)
+
+    arrays = read_arrays(tmp_path / "bad.zarr")
+    failed = arrays["status"] == 2
+    assert failed.sum() == len(BAD_VIDEOS) and all(arrays["error"][failed] != "")
+    assert not arrays["features"][failed].any() and not arrays["frames"][failed].any()
+    assert arrays["features"][~failed].any()
+
+
+def test_strict_stops_at_the_first_problem(dataset, tmp_path):
+    root, full_csv, clips_csv = make_bad_dataset(dataset, tmp_path)
+    with pytest.raises(ManifestError, match="unknown verb class 99.*--strict"):
+        extract(options(dataset, tmp_path / "s1.zarr", annotations=(full_csv,), root=root, strict=True))
+    with pytest.raises(ClipError, match="P02_101_0/0: decode: .*--strict"):
+        extract(options(dataset, tmp_path / "s2.zarr", annotations=(clips_csv,), root=root, strict=True))
+
+
+def test_nothing_extracted_is_reported(dataset, tmp_path):
+    root, _, clips_csv = make_bad_dataset(dataset, tmp_path)
+    only_bad = Path(root) / "only_bad_train.csv"
+    lines = Path(clips_csv).read_text().splitlines()
+    only_bad.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
+    summary = extract(options(dataset, tmp_path / "none.zarr", annotations=(str(only_bad),), root=root))
+    assert summary.clips_ok == 0 and summary.clips_failed == len(BAD_VIDEOS)
