@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from egocache.cache import CacheDataset, extraction_lock
-from egocache.errors import CacheError, CacheLockedError, ClipError, ManifestError
-from egocache.pipeline.extract import clip_table, extract, read_summary
+from egocache.errors import CacheError, CacheLockedError, ClipError, EgocacheError, ManifestError
+from egocache.pipeline.extract import clip_table, extract, open_runner, read_summary
 from egocache.pipeline.extract_worker import clip_frame_plan, resize_frames
 from egocache.pipeline.imu import imu_window, read_imu
 from egocache.pipeline.manifest import load_manifest
@@ -160,3 +160,17 @@ def test_nothing_extracted_is_reported(dataset, tmp_path):
     only_bad.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
     summary = extract(options(dataset, tmp_path / "none.zarr", annotations=(str(only_bad),), root=root))
     assert summary.clips_ok == 0 and summary.clips_failed == len(BAD_VIDEOS)
+
+
+def test_existing_scheduler_is_used_and_gpu_runs_need_gpu_workers(dataset, reference, tmp_path):
+    from dask.distributed import LocalCluster
+
+    ref, _ = reference
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        summary = extract(options(dataset, tmp_path / "sched.zarr", scheduler=cluster.scheduler_address))
+        with pytest.raises(EgocacheError, match="declares the resource GPU"):
+            with open_runner(1, cluster.scheduler_address, "cuda"):
+                pass
+    assert summary.clips_ok == NUM_CLIPS
+    got, want = read_arrays(tmp_path / "sched.zarr"), read_arrays(ref)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
