@@ -249,3 +249,60 @@ def extract_cmd(teacher: str, checkpoint: str | None, teacher_options: tuple[tup
     if summary.clips_ok == 0:
         raise click.ClickException(f"no clip was extracted; reasons in {summary.summary_file}")
 
+
+@main.command("train-student")
+@click.option("--cache", required=True, type=click.Path(exists=True, file_okay=False), help="Cache to train from.")
+@click.option("--variant", required=True, type=click.Choice(["egodistill", "visonly-distill", "visimu", "visonly"]))
+@click.option("--frames", required=True, type=click.IntRange(1), help="Student frames N (the cache must store them).")
+@click.option("--stage", type=click.Choice(["pretrain", "distill", "all"]), default="all", show_default=True,
+              help="Self-supervised IMU stage, distillation, or both (visonly* have no pretrain stage).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, metrics).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--epochs", type=click.IntRange(1), help="Distill epochs [150 for ego4d caches, else 50].")
+@click.option("--milestones", help="Distill lr decay epochs, comma-separated [0.6 and 0.8 of --epochs].")
+@click.option("--pretrain-epochs", type=click.IntRange(1), help="Pretrain epochs [50].")
+@click.option("--pretrain-milestones", help="Pretrain lr decay epochs [30,40 for 50 epochs].")
+@click.option("--seed", type=int, help="Seed of init, data order and dropout [0].")
+@click.option("--batch-size", type=click.IntRange(1), help="Global batch size, split over DDP ranks [64].")
+@click.option("--lr", type=float, help="AdamW learning rate [1e-4].")
+@click.option("--alpha", type=float, help="KD weight: alpha*KD + (1-alpha)*CE + beta*L1 [0.95].")
+@click.option("--beta", type=float, help="Feature L1 weight [1.0].")
+@click.option("--tau", type=float, help="KD temperature [10 for ego4d caches, else 1].")
+@click.option("--image-weights", type=click.Path(exists=True, dir_okay=False),
+              help="torchvision ResNet-18 ImageNet state dict for the image encoder.")
+@click.option("--freeze-image-encoder", is_flag=True, default=None,
+              help="Keep the image encoder fixed in distillation, training from its features computed once.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False),
+              help="Checkpoint to start distillation from [OUT/pretrain/last.pt if present].")
+@click.option("--average", type=click.Choice(["softmax", "logits"]),
+              help="How clip predictions are averaged per segment [softmax].")
+@click.option("--num-workers", type=click.IntRange(0), help="DataLoader worker processes [2].")
+@click.option("--device", help="auto, cpu, cuda or cuda:K [auto]; under torchrun each rank takes cuda:LOCAL_RANK.")
+@click.option("--checkpoint-every", type=click.IntRange(1), help="Also checkpoint every K steps inside an epoch [200].")
+@click.option("--progress/--no-progress", default=True, help="Show per-epoch progress bars on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@library_errors
+def train_student_command(resume: bool, progress: bool, as_json: bool, **options: Any) -> None:
+    """Train a student from the cache alone (never the teacher): IMU pretraining, then distillation.
+
+    Writes OUT/last.pt, OUT/best.pt, OUT/metrics/epoch_XXX.json, OUT/metrics.json and OUT/metrics.csv
+    (OUT/pretrain/ for the self-supervised stage). Several processes:
+    `torchrun --nproc_per_node G -m egocache train-student ...`.
+    """
+    import os
+
+    from egocache.student.config import TrainConfig
+    from egocache.student.train import summary, train_student
+
+    try:
+        cfg = TrainConfig().with_overrides(**options)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    result = summary(train_student(cfg, resume=resume, progress=progress), cfg.out)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun rank 0 alone reports
+    if as_json:
+        echo_json(result)
+    else:
+        acc = "" if result["top1_acc"] is None else f", top-1 {100 * result['top1_acc']:.2f}%"
+        click.echo(f"trained {cfg.variant} N={cfg.frames} ({' + '.join(result['stages'])}){acc}: {result['out']}")
