@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -70,9 +71,12 @@ def _direct_layout(meta: dict[str, Any], spec: ArraySpec, codec: str) -> str | N
 class FrameReader:
     """Reads the stored frames of many clips at once; one instance per process (holds no handles)."""
 
-    def __init__(self, path: str, attrs: dict[str, Any], *, direct: bool | None = None) -> None:
+    def __init__(self, path: str, attrs: dict[str, Any], *, direct: bool | None = None,
+                 threads: int = 4) -> None:
         """Prepare reading `path`'s frames; `direct=False` forces the generic zarr path."""
         self.path = path
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None
         self.codec = attrs["frames"]["codec"]
         self.size = attrs["sampling"]["frame_size"]
         self.spec = next(s for s in array_specs(attrs) if s.name == "frames")
@@ -121,33 +125,44 @@ class FrameReader:
         return idx
 
     def _read_direct(self, rows: np.ndarray, stored: list[int], out: np.ndarray) -> None:
-        """Read inner chunks with preadv (raw) or pread + JPEG decode, one open per touched shard."""
-        per_shard = self.spec.chunk_rows
-        shards = rows // per_shard
-        for shard in np.unique(shards):
-            file = chunk_file(self.path, self.spec, int(shard))
-            try:
-                fd = os.open(file, os.O_RDONLY)
-            except OSError as exc:
-                raise CacheError(f"{file}: frames shard file unreadable ({exc})") from exc
-            try:
-                idx = self._shard_index(int(shard), fd, file)
-                entries = []
-                for b in np.flatnonzero(shards == shard):
-                    w = int(rows[b]) - int(shard) * per_shard
-                    for j, k in enumerate(stored):
-                        off, nb = idx[w, k]
-                        if off == _MISSING:
-                            raise CacheError(f"{file}: no frame stored for row {int(rows[b])} position {k}")
-                        entries.append((int(off), int(nb), b, j))
-                entries.sort()
-                if self.codec == "raw":
-                    self._preadv_runs(fd, file, entries, out)
-                else:
-                    for off, nb, b, j in entries:
-                        self._decode_vlen(os.pread(fd, nb, off), out[b, j], f"{file} row {int(rows[b])}")
-            finally:
-                os.close(fd)
+        """Read each touched shard's inner chunks, shards in parallel threads (preadv drops the GIL)."""
+        shards = rows // self.spec.chunk_rows
+        tasks = [(int(s), np.flatnonzero(shards == s)) for s in np.unique(shards)]
+        if self._pool is None and len(tasks) > 1 and self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="egocache-frames")
+        if self._pool is None or len(tasks) == 1:
+            for shard, which in tasks:
+                self._read_shard(shard, which, rows, stored, out)
+        else:
+            for done in [self._pool.submit(self._read_shard, s, w, rows, stored, out) for s, w in tasks]:
+                done.result()
+
+    def _read_shard(self, shard: int, which: np.ndarray, rows: np.ndarray, stored: list[int],
+                    out: np.ndarray) -> None:
+        """Read the frames of batch positions `which` (all in `shard`): preadv (raw) or JPEG decode."""
+        file = chunk_file(self.path, self.spec, shard)
+        try:
+            fd = os.open(file, os.O_RDONLY)
+        except OSError as exc:
+            raise CacheError(f"{file}: frames shard file unreadable ({exc})") from exc
+        try:
+            idx = self._shard_index(shard, fd, file)
+            entries = []
+            for b in which:
+                w = int(rows[b]) - shard * self.spec.chunk_rows
+                for j, k in enumerate(stored):
+                    off, nb = idx[w, k]
+                    if off == _MISSING:
+                        raise CacheError(f"{file}: no frame stored for row {int(rows[b])} position {k}")
+                    entries.append((int(off), int(nb), int(b), j))
+            entries.sort()
+            if self.codec == "raw":
+                self._preadv_runs(fd, file, entries, out)
+            else:
+                for off, nb, b, j in entries:
+                    self._decode_vlen(os.pread(fd, nb, off), out[b, j], f"{file} row {int(rows[b])}")
+        finally:
+            os.close(fd)
 
     def _preadv_runs(self, fd: int, file: str, entries: list[tuple[int, int, int, int]],
                      out: np.ndarray) -> None:
