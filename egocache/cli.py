@@ -308,21 +308,6 @@ def train_student_command(resume: bool, progress: bool, as_json: bool, **options
         click.echo(f"trained {cfg.variant} N={cfg.frames} ({' + '.join(result['stages'])}){acc}: {result['out']}")
 
 
-def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
-    """KEY=VALUE strings -> {KEY: VALUE parsed as YAML} (so depth=4 is an int, qkv_bias=false a bool)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE")
-        try:
-            out[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise click.BadParameter(f"{item!r}: VALUE is not valid YAML ({exc})") from exc
-    return out
-
 
 @main.command("train-teacher")
 @click.option("--teacher", required=True, help="Registered teacher (see `egocache teachers`), e.g. mformer-tiny.")
@@ -338,8 +323,8 @@ def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, .
               help="Initial weights: a checkpoint of ours or an official MotionFormer .pyth.")
 @click.option("--reset-heads", is_flag=True,
               help="Re-initialise the checkpoint's heads when their class counts differ from the dataset's.")
-@click.option("--override", "overrides", multiple=True, metavar="KEY=VALUE", callback=_key_values,
-              help="Teacher architecture/input override (repeatable), e.g. depth=4 or drop_path_rate=0.1.")
+@click.option("--teacher-option", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              callback=_key_values, help="Teacher architecture/input override (repeatable), e.g. depth=4.")
 @click.option("--epochs", type=click.IntRange(1), help="Training epochs [40].")
 @click.option("--batch-size", type=click.IntRange(1), help="Clips per step [16]; the paper's fine-tune: 64.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), help="AdamW peak learning rate [1e-3]; paper: 1e-4.")
@@ -353,8 +338,8 @@ def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 @click.option("--progress/--no-progress", default=True, help="Show progress bars on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @library_errors
-def train_teacher_command(annotations: tuple[str, ...], overrides: dict[str, Any], as_json: bool,
-                          **options: Any) -> None:
+def train_teacher_command(annotations: tuple[str, ...], overrides: tuple[tuple[str, Any], ...],
+                          as_json: bool, **options: Any) -> None:
     """Fine-tune a teacher on the labelled clips of a dataset and save it in the official layout.
 
     Load the result with `create_teacher(NAME, checkpoint=OUT)` or `egocache extract --checkpoint OUT`.
@@ -362,7 +347,7 @@ def train_teacher_command(annotations: tuple[str, ...], overrides: dict[str, Any
     from egocache.pipeline.train_teacher import TeacherTrainConfig, train_teacher
 
     given = {k: v for k, v in options.items() if v is not None}
-    cfg = TeacherTrainConfig(annotations=annotations, overrides=overrides, **given)
+    cfg = TeacherTrainConfig(annotations=annotations, overrides=dict(overrides), **given)
     summary = train_teacher(cfg, log=lambda line: click.echo(line, err=True))
     if as_json:
         echo_json(summary)
@@ -376,53 +361,3 @@ def train_teacher_command(annotations: tuple[str, ...], overrides: dict[str, Any
         if pairs and pairs["segments"]:
             line += f"; motion pairs top-1 {pairs['top1']:.3f}, within pair {pairs['pair_top1']:.3f}"
         click.echo(line)
-
-
-# --- synth ----------------------------------------------------------------------------------------
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
-    """Parse 'WxH' into (width, height), both even (H.264 4:2:0) and at least 16."""
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected WIDTHxHEIGHT like 160x120, got {value!r}") from None
-    if min(w, h) < 16 or w % 2 or h % 2:
-        raise click.BadParameter(f"width and height must be even and >= 16, got {value!r}")
-    return w, h
-
-
-@main.command("synth")
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--videos", default=4, show_default=True, type=click.IntRange(min=1), help="Number of videos.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same bytes.")
-@click.option("--size", default="160x120", show_default=True, callback=_size, help="Frame WIDTHxHEIGHT.")
-@click.option("--fps", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True))
-@click.option("--duration", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Seconds per video.")
-@click.option("--imu-layout", default="both", show_default=True, type=click.Choice(["epic100", "ego4d", "both"]),
-              help="EPIC-100 (<P>/videos, <P>/meta_data) and/or Ego4D (full_scale/, imu/) files.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@library_errors
-def synth_command(out: str, videos: int, seed: int, size: tuple[int, int], fps: float, duration: float,
-                  imu_layout: str, as_json: bool) -> None:
-    """Write the built-in synthetic egocentric dataset to OUT (a new or empty folder).
-
-    Head-camera videos with IMU and EPIC-100 style labels, in which motion-pair verbs (take/put,
-    open/close, turn-on/turn-off) look alike in any single frame and differ only in motion.
-    """
-    from egocache.pipeline.synth import APPEARANCE_VERBS, MOTION_PAIRS, synthesize
-
-    try:
-        summary = synthesize(out, videos=videos, seed=seed, size=size, fps=fps, duration_s=duration,
-                             imu_layout=imu_layout, progress=not as_json)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    if as_json:
-        echo_json(summary.to_dict())
-        return
-    click.echo(f"synthetic dataset in {summary.root}: {videos} videos x {duration:g} s, {size[0]}x{size[1]} "
-               f"@ {fps:g} fps, seed {seed}, IMU layout {imu_layout}")
-    for split, path in (("train", summary.train_csv), ("validation", summary.validation_csv)):
-        n_videos = sum(v.split == split for v in summary.videos)
-        click.echo(f"  {split}: {n_videos} videos, {summary.num_segments(split)} segments -> {path}")
-    click.echo("  motion pairs: " + ", ".join("/".join(p) for p in MOTION_PAIRS)
-               + "; appearance verbs: " + ", ".join(APPEARANCE_VERBS))

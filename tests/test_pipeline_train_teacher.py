@@ -56,7 +56,7 @@ def cli_args(synth, out: Path) -> list[str]:
             "--out", str(out), "--epochs", "2", "--batch-size", "4", "--train-views", "2",
             "--eval-clips", "2", "--no-progress", "--json"]
     for key, value in SMALL.items():
-        args += ["--override", f"{key}={value}"]
+        args += ["--teacher-option", f"{key}={value}"]
     return args
 
 
@@ -121,7 +121,7 @@ def test_bad_input_gives_clear_errors(synth, tmp_path):
     missing = runner.invoke(main, [a if a != synth.train_csv else str(tmp_path / "nope.csv") for a in args])
     assert missing.exit_code == 2 and "nope.csv" in missing.output and "does not exist" in missing.output
     override = runner.invoke(main, args + ["--override", "depth"])
-    assert override.exit_code == 2 and "'depth' is not KEY=VALUE" in override.output
+    assert override.exit_code == 2 and "expected KEY=VALUE, got 'depth'" in override.output
     unknown = runner.invoke(main, args + ["--override", "colour=3"])
     assert unknown.exit_code == 1 and "unknown override(s) colour" in unknown.output
     with pytest.raises(ManifestError, match="unknown dataset 'kinetics'"):

@@ -174,8 +174,9 @@ def build_teacher(cfg: TeacherTrainConfig, heads: dict[str, int], class_names: d
     own, src = fresh.state_dict(), loaded.state_dict()
     kept = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     fresh.load_state_dict({**own, **kept}, strict=True)
+    dropped = ", ".join(sorted(src.keys() - own.keys())) or "none"
     log(f"{cfg.checkpoint}: heads {_fmt_heads(spec.heads)} -> {_fmt_heads(heads)}; re-initialised "
-        f"{', '.join(sorted(own.keys() - kept.keys()))}; dropped {', '.join(sorted(src.keys() - own.keys())) or 'none'}")
+        f"{', '.join(sorted(own.keys() - kept.keys()))}; dropped {dropped}")
     return fresh
 
 
