@@ -39,7 +39,8 @@ def options(ds: SynthSummary, cache: Path, **kw: object) -> ExtractOptions:
 def cli_args(ds: SynthSummary, cache: Path, csvs: tuple[str, ...] | None = None, root: str | None = None
              ) -> list[str]:
     """`egocache extract` arguments equal to options(ds, cache)."""
-    args = ["extract", *TEACHER_ARGS, "--dataset", "epic100", "--root", root or ds.root, "--cache", str(cache)]
+    args = ["extract", *TEACHER_ARGS, "--dataset", "epic100", "--root", root or ds.root,
+            "--cache", str(cache)]
     for a in csvs or annotations(ds):
         args += ["--annotations", a]
     return args
@@ -79,7 +80,8 @@ def make_bad_dataset(ds: SynthSummary, out: Path) -> tuple[str, str, str]:
     vids.mkdir(parents=True)
     meta.mkdir(parents=True)
     data = video.read_bytes()
-    contents = {"P02_102": b"", "P02_103": data[: len(data) * 2 // 5], "P02_104": b"this is not a video\n" * 50}
+    contents = {"P02_102": b"", "P02_103": data[: len(data) * 2 // 5],
+                "P02_104": b"this is not a video\n" * 50}
     for vid in BAD_VIDEOS:
         if vid != "P02_101":
             (vids / f"{vid}.MP4").write_bytes(contents.get(vid, data))

@@ -17,7 +17,8 @@ from egocache.pipeline.imu import imu_window, read_imu
 from egocache.pipeline.manifest import load_manifest
 from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
                                         student_positions, teacher_frame_indices)
-from extract_data import BAD_VIDEOS, NUM_CLIPS, annotations, make_bad_dataset, make_dataset, options, read_arrays
+from extract_data import (BAD_VIDEOS, NUM_CLIPS, annotations, make_bad_dataset, make_dataset, options,
+                          read_arrays)
 
 
 @pytest.fixture(scope="module")

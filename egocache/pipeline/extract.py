@@ -7,7 +7,10 @@ shards of `shard_size` consecutive rows; one task extracts and writes one shard 
 `scheduler` uses an existing dask.distributed cluster. With device "cuda" every task asks for the
 resource GPU=1, so workers must declare `resources={"GPU": 1}` (the local cluster does) and two tasks
 never share a model. The run holds the cache's extraction lock, skips shards already marked done
-(resume after a kill) and writes `extract_summary.json` into the cache directory.
+(resume after a kill) and writes its summary into the cache (`_egocache/extract/zarr.json`, a zarr
+group whose attributes hold it, so plain zarr lists the cache without warnings). A local cluster
+spawns processes: a script calling `extract` with workers >= 2 needs the `if __name__ == "__main__":`
+guard (the `egocache` command has it).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import numpy as np
 
 from egocache import __version__
 from egocache.errors import CacheError, ClipError, EgocacheError, ManifestError
-from egocache.pipeline.extract_worker import STAGES, ShardJob, ShardResult, TeacherKey, load_teacher, run_shard
-from egocache.pipeline.sampling import TEACHER_STRIDE, clip_seconds, clip_span_frames, student_positions
+from egocache.pipeline.extract_worker import (STAGES, ShardJob, ShardResult, TeacherKey, load_teacher,
+                                              run_shard)
+from egocache.pipeline.sampling import clip_seconds, clip_span_frames, student_positions
 
 SUMMARY_FILE = "_egocache/extract/zarr.json"   # a zarr group node, so zarr lists the cache without warnings
 
@@ -85,7 +89,7 @@ class ExtractSummary:
 
 
 def clip_table(clips: list[Any], heads: list[str], seconds: float) -> dict[str, np.ndarray]:
-    """The cache's clip table (ids, split, start/end of each `seconds`-long clip, one label column per head)."""
+    """The cache's clip table: ids, split, start/end of each `seconds`-long clip, a label column per head."""
     half = seconds / 2.0
     table: dict[str, np.ndarray] = {
         "clip_id": np.array([c.clip_id for c in clips], dtype=str),
@@ -143,7 +147,8 @@ class LocalRunner:
         """fn(*args), here."""
         return fn(*args)
 
-    def map_unordered(self, fn: Callable[[ShardJob], ShardResult], jobs: list[ShardJob]) -> Iterator[ShardResult]:
+    def map_unordered(self, fn: Callable[[ShardJob], ShardResult], jobs: list[ShardJob]
+                      ) -> Iterator[ShardResult]:
         """fn over jobs, results as they finish."""
         for job in jobs:
             yield fn(job)
@@ -160,7 +165,8 @@ class DaskRunner:
         """fn(*args) on a worker."""
         return self.client.submit(fn, *args, pure=False, resources=self.resources).result()
 
-    def map_unordered(self, fn: Callable[[ShardJob], ShardResult], jobs: list[ShardJob]) -> Iterator[ShardResult]:
+    def map_unordered(self, fn: Callable[[ShardJob], ShardResult], jobs: list[ShardJob]
+                      ) -> Iterator[ShardResult]:
         """fn over jobs on the workers (first shards first), results as they finish; leftovers cancelled."""
         from dask.distributed import as_completed
 
@@ -189,8 +195,8 @@ def open_runner(workers: int, scheduler: str | None, device: str) -> Iterator[Lo
             client = stack.enter_context(Client(scheduler))
             if resources and not any(w.get("resources", {}).get("GPU")
                                      for w in client.scheduler_info()["workers"].values()):
-                raise EgocacheError(f"no worker of the dask cluster at {scheduler} declares the resource GPU; "
-                                    "start workers with `--resources GPU=1` (one per GPU)")
+                raise EgocacheError(f"no worker of the dask cluster at {scheduler} declares the resource "
+                                    "GPU; start workers with `--resources GPU=1` (one per GPU)")
         else:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, resources=resources,
@@ -258,25 +264,26 @@ def extract(opts: ExtractOptions) -> ExtractSummary:
     with extraction_lock(cache), open_runner(opts.workers, opts.scheduler, device) as runner:
         spec, checkpoint_sha = runner.call(teacher_info, key)
         attrs = cache_attrs(opts, device, spec, checkpoint_sha, manifest)
+        table = clip_table(manifest.clips, heads, attrs["sampling"]["clip_seconds"])
         writer = CacheWriter.create(
-            cache, clips=clip_table(manifest.clips, heads, attrs["sampling"]["clip_seconds"]), feature_dim=spec.feature_dim,
+            cache, clips=table, feature_dim=spec.feature_dim,
             heads={h: list(manifest.class_names[h]) for h in heads}, frame_size=opts.frame_size,
             frame_positions=positions, frames_for_n=frames_for_n, first_last=first_last, attrs=attrs,
             shard_size=opts.shard_size, frame_codec=opts.frame_codec)
         done = writer.done_shards()
-        jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]), teacher=key,
-                         frame_size=opts.frame_size, positions=tuple(positions), batch_size=opts.batch_size,
-                         decode_threads=opts.decode_threads)
+        jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]),
+                         teacher=key, frame_size=opts.frame_size, positions=tuple(positions),
+                         batch_size=opts.batch_size, decode_threads=opts.decode_threads)
                 for i in range(writer.num_shards) if i not in done]
         todo = sum(len(j.clips) for j in jobs)
         t_run = time.perf_counter()
         results = run_jobs(runner, jobs, total=len(manifest.clips), initial=len(manifest.clips) - todo,
                            strict=opts.strict, progress=opts.progress)
         run_s = time.perf_counter() - t_run
-    status, errors = read_outcome(cache)
-    summary = summarize(cache, opts.teacher, manifest, results, status, errors, resumed=len(done),
-                        run_s=run_s, total_s=time.perf_counter() - t_start)
-    write_summary(summary)
+        status, errors = read_outcome(cache)
+        summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=writer.num_shards,
+                            resumed=len(done), run_s=run_s, total_s=time.perf_counter() - t_start)
+        write_summary(summary)
     return summary
 
 
@@ -291,14 +298,15 @@ def read_outcome(cache: str) -> tuple[np.ndarray, list[str]]:
 
 
 def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult], status: np.ndarray,
-              errors: list[str], *, resumed: int, run_s: float, total_s: float) -> ExtractSummary:
+              errors: list[str], *, shards: int, resumed: int, run_s: float, total_s: float
+              ) -> ExtractSummary:
     """Summary of a run: outcome per clip over the whole cache (status/errors), work and time of this run."""
     run_clips = sum(r.clips for r in results)
     stage = {s: round(sum(r.seconds[s] for r in results), 3) for s in STAGES}
     failed_rows = np.flatnonzero(status != 1)
     return ExtractSummary(
         cache=cache, teacher=teacher, clips=len(status), clips_ok=int((status == 1).sum()),
-        clips_failed=len(failed_rows), shards=len(results) + resumed, shards_run=len(results),
+        clips_failed=len(failed_rows), shards=shards, shards_run=len(results),
         shards_resumed=resumed, seconds=round(total_s, 3),
         clips_per_s=round(run_clips / run_s, 3) if run_s > 0 else 0.0,
         frames_decoded_per_clip=round(sum(r.frames_decoded for r in results) / max(run_clips, 1), 2),

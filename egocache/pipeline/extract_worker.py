@@ -232,8 +232,8 @@ def _extract_video(job: ShardJob, path: str, rows: list[int], model: Any, buf: _
         return
     t0 = time.perf_counter()
     try:
-        decoded, stats = decode_clips(path, [plans[r][0] for r in live], size=max(spec.img_size, job.frame_size),
-                                      num_threads=job.decode_threads)
+        decoded, stats = decode_clips(path, [plans[r][0] for r in live],
+                                      size=max(spec.img_size, job.frame_size), num_threads=job.decode_threads)
     except ClipError as exc:
         decoded, stats = [exc] * len(live), None
     if stats is not None:
