@@ -125,7 +125,10 @@ def _open(path: str, file_key: tuple[str, int, int], size: int | None,
         fps = float(reader.get_avg_fps())
         keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64)
     except _DECORD_ERRORS as exc:
-        raise DecodeError(f"{path}: cannot open video: {_reason(exc)}") from exc
+        reason = _reason(exc)
+        if reason.startswith("Error reading"):   # decord's message when ffmpeg cannot open the file
+            reason = "ffmpeg cannot open it (not a video container, or a truncated one)"
+        raise DecodeError(f"{path}: cannot open video: {reason}") from exc
     except AssertionError as exc:  # decord asserts a positive frame count after opening
         raise DecodeError(f"{path}: cannot open video: no frames ({exc})") from exc
     if not fps > 0:
