@@ -18,6 +18,7 @@ from egocache.student.config import TrainConfig, check_cache, default_milestones
 from egocache.student.evaluate import (Predictions, evaluate_predictions, head_metrics, per_class_accuracy,
                                        segment_scores, write_json_atomic, write_metrics_csv)
 from egocache.student.losses import student_loss
+from egocache.student.resnet import ResNet18
 from egocache.student.train import EpochSampler, Runtime, StageRun, load_checkpoint, to_device, train_student
 
 
@@ -141,11 +142,16 @@ def test_epoch_sampler_is_a_pure_function_of_seed_and_epoch_and_splits_batches_b
 def test_cached_image_features_give_the_losses_of_the_frozen_encoder(cache, tmp_path):
     from egocache.cache import CacheDataset
 
-    cfg = check_cache(config(cache, tmp_path, variant="egodistill", frames=2, freeze_image_encoder=True))
+    torch.manual_seed(123)
+    imagenet = ResNet18()
+    torch.save(imagenet.state_dict(), tmp_path / "resnet18.pth")
+    cfg = check_cache(config(cache, tmp_path, variant="egodistill", frames=2, freeze_image_encoder=True,
+                             image_weights=str(tmp_path / "resnet18.pth")))
     run = StageRun("distill", cfg[1], cfg[0], Runtime(0, 1, torch.device("cpu")), resume=False,
                    progress=False, log=quiet)
     run.build()
     assert (tmp_path / "image_features" / "train.npy").exists()
+    assert torch.equal(run.student.image_encoder.backbone.conv1.weight, imagenet.conv1.weight)
     frames_ds = CacheDataset(cache, split="train", n_frames=2)
     student = run.student
     state = {k: v.clone() for k, v in student.state_dict().items()}
