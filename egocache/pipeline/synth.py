@@ -1,0 +1,405 @@
+"""The built-in synthetic egocentric dataset: head-camera videos, IMU and EPIC-KITCHENS-100 style labels.
+
+`synthesize(out_dir, ...)` writes long videos (H.264 .mp4) of a head-mounted camera looking around an
+isotropically textured world, with annotated action segments (2-4 s) and idle stretches between them.
+Each video gets an IMU stream (accelerometer + gyroscope, about 200 Hz, jittered timestamps, noise and
+drifting bias) that is the exact motion of the rendered camera (see synth_motion). Labels follow the
+EPIC-100 CSV schema; files follow the EPIC-100 and/or Ego4D layouts.
+
+The labels make EgoDistill's point testable. In a motion pair (MOTION_PAIRS, e.g. take/put) both verbs
+show the same objects in the same places and differ only in which way the head turns while it follows
+the object: every quantity a single frame shows has the same distribution for both verbs (the world's
+texture is isotropic and freshly drawn per video, the head direction at the segment centre is drawn
+independently of the verb, and the motion path of one verb is the other's traversed backwards), so one
+frame cannot tell them apart, while 16 frames (the scene flows) or the IMU (the gyro's sign) can.
+Appearance verbs (APPEARANCE_VERBS) show a distinctive cue and move the head at random.
+Same seed, same bytes: everything is drawn from numpy generators seeded by `seed`, and x264 runs single-
+threaded with fixed options (identical output for the same seed and the same numpy/PyAV builds).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from egocache import __version__
+from egocache.errors import EgocacheError
+from egocache.pipeline.synth_motion import GRAVITY, HeadMotion, HermiteTrack, imu_times, measure, random_sines
+from egocache.pipeline.synth_render import (HFOV_DEG, Prop, SceneRenderer, encode_video, texture_width,
+                                            world_texture)
+from egocache.pipeline.synth_vocab import NOUN_BY_KEY, NOUN_SPECS, VERB_BY_KEY, VERB_SPECS
+
+MOTION_PAIRS: list[tuple[str, str]] = [("take", "put"), ("open", "close"), ("turn-on", "turn-off")]
+APPEARANCE_VERBS: tuple[str, ...] = ("wash", "cut", "pour")
+VERBS: tuple[str, ...] = tuple(v.key for v in VERB_SPECS)
+NOUNS: tuple[str, ...] = tuple(n.key for n in NOUN_SPECS)
+IMU_LAYOUTS = ("epic100", "ego4d", "both")
+IMU_RATE_HZ = 200.0
+EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
+                "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
+                "noun_class", "all_nouns", "all_noun_classes")
+EGO4D_IMU_COLUMNS = ("component_idx", "component_timestamp_ms", "canonical_timestamp_ms", "gyro_x", "gyro_y",
+                     "gyro_z", "accl_x", "accl_y", "accl_z")
+
+EDGE_S = 1.2                      # idle time before the first and after the last segment (fits a clip's IMU window)
+SEGMENT_S = (2.0, 4.0)
+GAP_S = (0.8, 1.8)
+AXES = ("yaw", "pitch", "roll")
+AXIS_TURN_DEG = {"yaw": (24.0, 36.0), "pitch": (16.0, 24.0), "roll": (10.0, 15.0)}   # motion-pair head turn
+OFF_AXIS_DEG = 4.0                # motion-pair verbs: random drift of the other two axes
+APPEARANCE_TURN_DEG = {"yaw": 30.0, "pitch": 20.0, "roll": 12.0}                     # appearance verbs: +- any way
+CENTRE_DEG = {"pitch": 15.0, "roll": 5.0}                                           # head at a segment centre
+KNOB_SPIN_DEG = (120.0, 200.0)
+
+assert all(v in VERB_BY_KEY for pair in MOTION_PAIRS for v in pair) and set(APPEARANCE_VERBS) <= set(VERBS)
+
+
+@dataclass(frozen=True)
+class SynthVideo:
+    """One synthetic video and where its files are (None for a layout that was not written)."""
+
+    video_id: str
+    participant_id: str
+    split: str
+    num_frames: int
+    duration_s: float
+    num_segments: int
+    video_path: str               # the real file (the EPIC one when both layouts are written)
+    epic_video: str | None
+    ego4d_video: str | None
+    accl_csv: str | None
+    gyro_csv: str | None
+    ego4d_imu_csv: str | None
+
+
+PATH_FIELDS = ("video_path", "epic_video", "ego4d_video", "accl_csv", "gyro_csv", "ego4d_imu_csv")
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What `synthesize` wrote: annotation and class files, metadata, and every video."""
+
+    root: str
+    train_csv: str
+    validation_csv: str
+    verb_classes_csv: str
+    noun_classes_csv: str
+    meta_json: str
+    videos: list[SynthVideo] = field(default_factory=list)
+    seed: int = 0
+    size: tuple[int, int] = (0, 0)
+    fps: float = 0.0
+    duration_s: float = 0.0
+    imu_layout: str = "both"
+
+    def num_segments(self, split: str) -> int:
+        """Annotated segments in `split` ("train" or "validation")."""
+        return sum(v.num_segments for v in self.videos if v.split == split)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (for `--json` and synth.json)."""
+        out = asdict(self)
+        out["segments"] = {s: self.num_segments(s) for s in ("train", "validation")}
+        return out
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A planned action: times (s, on a 0.01 s grid), labels, head state and the drawn object."""
+
+    start: float
+    stop: float
+    verb: str
+    noun: str
+    centre: np.ndarray            # yaw, pitch, roll (rad) at the segment centre
+    turn: np.ndarray              # change of yaw, pitch, roll over the segment (rad)
+    prop: Prop
+
+
+def _verb_deck(rng: np.random.Generator) -> Callable[[], str]:
+    """Draw verbs as a dealer would from shuffled decks of all verbs, so classes stay balanced."""
+    deck: list[str] = []
+
+    def draw() -> str:
+        if not deck:
+            deck.extend(str(v) for v in rng.permutation(VERBS))
+        return deck.pop()
+
+    return draw
+
+
+def _segment_times(rng: np.random.Generator, duration_s: float) -> list[tuple[float, float]]:
+    """Segment (start, stop) times: an idle lead-in, then segments separated by idle gaps."""
+    times: list[tuple[float, float]] = []
+    t = round(rng.uniform(EDGE_S, EDGE_S + 0.8), 2)
+    while True:
+        length = round(rng.uniform(*SEGMENT_S), 2)
+        if t + length + EDGE_S > duration_s:
+            return times
+        times.append((t, round(t + length, 2)))
+        t = round(t + length + rng.uniform(*GAP_S), 2)
+
+
+def _plan_segment(rng: np.random.Generator, start: float, stop: float, verb: str, prev_yaw: float | None,
+                  size: tuple[int, int], show: tuple[float, float]) -> _Segment:
+    """Labels, head turn and object look of one segment; nothing here depends on the verb's direction
+    except the sign of the turn along the pair's axis (and a knob's spin)."""
+    spec = VERB_BY_KEY[verb]
+    noun = str(rng.choice(spec.nouns))
+    yaw = rng.uniform(0, 2 * np.pi) if prev_yaw is None else prev_yaw + math.radians(rng.uniform(-100, 100))
+    centre = np.array([yaw, math.radians(rng.uniform(-1, 1) * CENTRE_DEG["pitch"]),
+                       math.radians(rng.uniform(-1, 1) * CENTRE_DEG["roll"])])
+    if spec.axis is None:
+        turn = np.radians([rng.uniform(-1, 1) * APPEARANCE_TURN_DEG[a] for a in AXES])
+    else:
+        turn = np.radians(rng.uniform(-OFF_AXIS_DEG, OFF_AXIS_DEG, size=3))
+        turn[AXES.index(spec.axis)] = spec.sign * math.radians(rng.uniform(*AXIS_TURN_DEG[spec.axis]))
+    w, h = size
+    look = NOUN_BY_KEY[noun]
+    angle = rng.uniform(0, 2 * np.pi) if look.spins else rng.uniform(-0.15, 0.15)
+    spin = spec.sign * math.radians(rng.uniform(*KNOB_SPIN_DEG)) if spec.axis == "roll" else 0.0
+    prop = Prop(noun=noun, overlay=spec.overlay, cx=w * (0.5 + rng.uniform(-0.12, 0.12)),
+                cy=h * (0.5 + rng.uniform(-0.1, 0.1)), radius=h * rng.uniform(0.15, 0.19), angle=angle,
+                spin=spin, start=start, stop=stop, show_from=show[0], show_to=show[1])
+    return _Segment(start, stop, verb, noun, centre, turn, prop)
+
+
+def _head_motion(rng: np.random.Generator, segments: list[_Segment], duration_s: float) -> HeadMotion:
+    """Head tracks through every segment (constant rate inside, C1 cubic joins in the idle stretches)."""
+    def rest_near(yaw: float) -> np.ndarray:
+        """A still head pose at a random pitch/roll, within 30 degrees of `yaw`."""
+        return np.array([yaw + math.radians(rng.uniform(-30, 30)),
+                         math.radians(rng.uniform(-1, 1) * CENTRE_DEG["pitch"]),
+                         math.radians(rng.uniform(-1, 1) * CENTRE_DEG["roll"])])
+
+    begin = rest_near(segments[0].centre[0] - segments[0].turn[0] / 2)
+    end = rest_near(segments[-1].centre[0] + segments[-1].turn[0] / 2)
+    t, v, d = [0.0], [begin], [np.zeros(3)]
+    for s in segments:
+        rate = s.turn / (s.stop - s.start)
+        t += [s.start, s.stop]
+        v += [s.centre - s.turn / 2, s.centre + s.turn / 2]
+        d += [rate, rate]
+    t.append(duration_s)
+    v.append(end)
+    d.append(np.zeros(3))
+    times, values, rates = np.array(t), np.array(v), np.array(d)
+    tracks = [HermiteTrack(times, values[:, k], rates[:, k]) for k in range(3)]
+    wobble = random_sines(rng, tuple(math.radians(a) for a in (0.6, 0.6, 0.3)), (0.4, 2.5))
+    sway = random_sines(rng, (0.012, 0.012, 0.008), (0.3, 1.6))
+    return HeadMotion(*tracks, wobble=wobble, sway=sway)
+
+
+def _plan_video(rng: np.random.Generator, draw_verb: Callable[[], str], duration_s: float,
+                size: tuple[int, int]) -> tuple[list[_Segment], HeadMotion]:
+    """Segments and head motion of one video."""
+    times = _segment_times(rng, duration_s)
+    edges = [0.0] + [x for se in times for x in se] + [duration_s]
+    segments: list[_Segment] = []
+    for k, (start, stop) in enumerate(times):
+        margin = min(0.3, 0.45 * (start - edges[2 * k]), 0.45 * (edges[2 * k + 3] - stop))
+        prev_yaw = None if not segments else float(segments[-1].centre[0] + segments[-1].turn[0] / 2)
+        segments.append(_plan_segment(rng, start, stop, draw_verb(), prev_yaw, size,
+                                      (start - margin, stop + margin)))
+    return segments, _head_motion(rng, segments, duration_s)
+
+
+def epic_timestamp(seconds: float, decimals: int = 2) -> str:
+    """EPIC-100 style HH:MM:SS.ff (or .fff with decimals=3) timestamp."""
+    scale = 10 ** decimals
+    units = int(round(seconds * scale))
+    whole, frac = divmod(units, scale)
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}.{frac:0{decimals}d}"
+
+
+def _write_atomic(path: str, write: Callable[[str], Any]) -> Any:
+    """Call write(tmp) then rename tmp onto `path`, so a killed run never leaves a half-written file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.part"
+    result = write(tmp)
+    os.replace(tmp, path)
+    return result
+
+
+def _write_csv(path: str, header: tuple[str, ...] | list[str], rows: list[list[Any]]) -> None:
+    """Write a CSV file with a header line (atomically)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            out = csv.writer(f, lineterminator="\n")
+            out.writerow(header)
+            out.writerows(rows)
+    _write_atomic(path, write)
+
+
+def _write_table(path: str, header: tuple[str, ...] | list[str], columns: list[np.ndarray], fmt: list[str]) -> None:
+    """Write numeric columns as CSV with fixed formats (atomically)."""
+    _write_atomic(path, lambda tmp: np.savetxt(tmp, np.column_stack(columns), fmt=fmt, delimiter=",",
+                                               header=",".join(header), comments=""))
+
+
+def _annotation_rows(video_id: str, participant: str, segments: list[_Segment], fps: float,
+                     rng: np.random.Generator) -> list[list[Any]]:
+    """EPIC-100 CSV rows for one video's segments."""
+    rows = []
+    for k, s in enumerate(segments):
+        verb_id, noun_id = VERBS.index(s.verb), NOUNS.index(s.noun)
+        narrated = max(0.0, s.start - rng.uniform(0.1, 0.8))
+        rows.append([f"{video_id}_{k}", participant, video_id, epic_timestamp(narrated, 3),
+                     epic_timestamp(s.start), epic_timestamp(s.stop), int(round(s.start * fps)),
+                     int(round(s.stop * fps)), f"{s.verb} {s.noun}", s.verb, verb_id, s.noun, noun_id,
+                     f"['{s.noun}']", f"[{noun_id}]"])
+    return rows
+
+
+def _write_imu(motion: HeadMotion, duration_s: float, rngs: list[np.random.Generator], layout: str,
+               accl_csv: str | None, gyro_csv: str | None, ego4d_csv: str | None) -> None:
+    """IMU files: EPIC accl (g) and gyro (rad/s) with their own clocks, and/or Ego4D (m/s^2, rad/s)."""
+    if layout in ("epic100", "both"):
+        for sensor, path, rng, scale, cols in (
+                ("accl", accl_csv, rngs[0], 1.0 / GRAVITY, ("AcclX", "AcclY", "AcclZ")),
+                ("gyro", gyro_csv, rngs[1], 1.0, ("GyroX", "GyroY", "GyroZ"))):
+            ts = imu_times(duration_s, IMU_RATE_HZ, rng)
+            vals = measure(motion, sensor, ts, rng) * scale
+            _write_table(path, ("Milliseconds",) + cols, [ts * 1000.0, vals], ["%.3f"] + ["%.6f"] * 3)
+    if layout in ("ego4d", "both"):
+        rng = rngs[2]
+        ts = imu_times(duration_s, IMU_RATE_HZ, rng)
+        gyro, accl = measure(motion, "gyro", ts, rng), measure(motion, "accl", ts, rng)
+        ms = ts * 1000.0
+        _write_table(ego4d_csv, EGO4D_IMU_COLUMNS, [np.zeros_like(ms), ms, ms, gyro, accl],
+                     ["%d", "%.3f", "%.3f"] + ["%.6f"] * 6)
+
+
+def _link(src: str, dst: str) -> None:
+    """Make `dst` the same file as `src` (hard link; a relative symlink where hard links are refused)."""
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        os.symlink(os.path.relpath(src, os.path.dirname(dst)), dst)
+
+
+def _render_video(path: str, renderer: SceneRenderer, num_frames: int, fps: float, bar: tqdm) -> None:
+    """Render and encode one video (atomically), ticking the progress bar per frame."""
+    def frames() -> Iterator[np.ndarray]:
+        for img in renderer.frames(np.arange(num_frames) / fps):
+            bar.update(1)
+            yield img
+
+    _write_atomic(path, lambda tmp: encode_video(tmp, frames(), renderer.size, fps))
+
+
+def _check_args(out_dir: str, videos: int, size: tuple[int, int], fps: float, duration_s: float,
+                imu_layout: str) -> None:
+    """Refuse arguments that cannot make a dataset, naming the reason."""
+    if videos < 1:
+        raise ValueError(f"videos must be >= 1, got {videos}")
+    if len(size) != 2 or min(size) < 16 or size[0] % 2 or size[1] % 2:
+        raise ValueError(f"size must be (width, height), both even and >= 16 (H.264 4:2:0), got {size}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if duration_s < 2 * EDGE_S + 0.8 + SEGMENT_S[1]:
+        raise ValueError(f"duration must be >= {2 * EDGE_S + 0.8 + SEGMENT_S[1]:.1f} s to hold a segment, "
+                         f"got {duration_s}")
+    if imu_layout not in IMU_LAYOUTS:
+        raise ValueError(f"imu_layout must be one of {IMU_LAYOUTS}, got {imu_layout!r}")
+    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
+        raise EgocacheError(f"{out_dir}: exists and is not an empty folder; synth writes into a new or empty one")
+
+
+def _class_rows(kind: str) -> list[list[Any]]:
+    """EPIC-style class table rows: id, key, instances, category."""
+    specs = VERB_SPECS if kind == "verb" else NOUN_SPECS
+    return [[i, s.key, f"['{s.key}']", s.category] for i, s in enumerate(specs)]
+
+
+def _meta(summary: SynthSummary) -> dict[str, Any]:
+    """synth.json: what was generated and what the labels mean (paths relative to the dataset root)."""
+    return {
+        "generator": "egocache.pipeline.synth", "egocache_version": __version__,
+        "seed": summary.seed, "size": list(summary.size), "fps": summary.fps, "duration_s": summary.duration_s,
+        "imu_layout": summary.imu_layout, "hfov_deg": HFOV_DEG,
+        "imu": {"rate_hz": IMU_RATE_HZ, "axes": "camera frame: x right, y down, z forward",
+                "epic100": {"accl": "g", "gyro": "rad/s"}, "ego4d": {"accl": "m/s^2", "gyro": "rad/s"},
+                "accl": "specific force (linear acceleration + 1 g upwards), with noise and drifting bias",
+                "gyro": "angular velocity of the rendered camera, with noise and drifting bias"},
+        "verbs": [{"id": i, "key": v.key, "category": v.category, "nouns": list(v.nouns),
+                   "motion_axis": v.axis, "motion_sign": v.sign, "appearance_cue": v.overlay}
+                  for i, v in enumerate(VERB_SPECS)],
+        "nouns": [{"id": i, "key": n.key, "category": n.category} for i, n in enumerate(NOUN_SPECS)],
+        "motion_pairs": [list(p) for p in MOTION_PAIRS], "appearance_verbs": list(APPEARANCE_VERBS),
+        "split": "by video: every 4th video (index 3, 7, ...) is validation (the last one if that leaves none)",
+        "videos": [{k: os.path.relpath(x, summary.root) if k in PATH_FIELDS and x else x for k, x in asdict(v).items()}
+                   for v in summary.videos],
+    }
+
+
+def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int, int] = (160, 120),
+               fps: float = 30.0, duration_s: float = 30.0, imu_layout: str = "both",
+               progress: bool = False) -> SynthSummary:
+    """Write the synthetic dataset under `out_dir` (new or empty) and return where everything is."""
+    size = (int(size[0]), int(size[1]))
+    _check_args(out_dir, videos, size, fps, duration_s, imu_layout)
+    root = os.path.abspath(out_dir)
+    os.makedirs(root, exist_ok=True)
+    ids = [(f"P{i // 2 + 1:02d}", f"P{i // 2 + 1:02d}_{101 + i % 2}") for i in range(videos)]
+    participants = sorted({p for p, _ in ids})
+    deck_seed, *seeds = np.random.SeedSequence(seed).spawn(1 + videos + len(participants))
+    draw_verb = _verb_deck(np.random.default_rng(deck_seed))
+    worlds = dict(zip(participants, seeds[videos:]))      # one kitchen (world texture) per participant
+    val = {i for i in range(videos) if i % 4 == 3} or ({videos - 1} if videos > 1 else set())
+    epic, ego4d = imu_layout in ("epic100", "both"), imu_layout in ("ego4d", "both")
+    plans = []
+    for i in range(videos):
+        plan_rng, *imu_rngs = (np.random.default_rng(s) for s in seeds[i].spawn(4))
+        plans.append((plan_rng, imu_rngs, *_plan_video(plan_rng, draw_verb, duration_s, size)))
+    num_frames = int(round(duration_s * fps))
+    bar = tqdm(total=videos * num_frames, unit="frame", desc="synth", disable=not progress)
+    rows: dict[str, list[list[Any]]] = {"train": [], "validation": []}
+    written: list[SynthVideo] = []
+    texture: tuple[str, np.ndarray] | None = None
+    for i, (plan_rng, imu_rngs, segments, motion) in enumerate(plans):
+        participant, vid = ids[i]
+        split = "validation" if i in val else "train"
+        epic_video = os.path.join(root, participant, "videos", f"{vid}.MP4") if epic else None
+        ego4d_video = os.path.join(root, "full_scale", f"{vid}.mp4") if ego4d else None
+        video_path = epic_video or ego4d_video
+        if texture is None or texture[0] != participant:
+            texture = (participant, world_texture(np.random.default_rng(worlds[participant]), texture_width(size[0])))
+        _render_video(video_path, SceneRenderer(texture[1], size, motion, [s.prop for s in segments]),
+                      num_frames, fps, bar)
+        if epic and ego4d:
+            _link(epic_video, ego4d_video)
+        meta = os.path.join(root, participant, "meta_data")
+        accl = os.path.join(meta, f"{vid}-accl.csv") if epic else None
+        gyro = os.path.join(meta, f"{vid}-gyro.csv") if epic else None
+        ego4d_imu = os.path.join(root, "imu", f"{vid}.csv") if ego4d else None
+        _write_imu(motion, duration_s, imu_rngs, imu_layout, accl, gyro, ego4d_imu)
+        rows[split] += _annotation_rows(vid, participant, segments, fps, plan_rng)
+        written.append(SynthVideo(vid, participant, split, num_frames, duration_s, len(segments), video_path,
+                                  epic_video, ego4d_video, accl, gyro, ego4d_imu))
+    bar.close()
+    files = {name: os.path.join(root, f"EPIC_100_{name}.csv")
+             for name in ("train", "validation", "verb_classes", "noun_classes")}
+    _write_csv(files["train"], EPIC_COLUMNS, rows["train"])
+    _write_csv(files["validation"], EPIC_COLUMNS, rows["validation"])
+    _write_csv(files["verb_classes"], ("id", "key", "instances", "category"), _class_rows("verb"))
+    _write_csv(files["noun_classes"], ("id", "key", "instances", "category"), _class_rows("noun"))
+    summary = SynthSummary(root, files["train"], files["validation"], files["verb_classes"],
+                           files["noun_classes"], os.path.join(root, "synth.json"), written, seed, size,
+                           float(fps), float(duration_s), imu_layout)
+
+    def write_meta(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(_meta(summary), f, indent=2)
+            f.write("\n")
+
+    _write_atomic(summary.meta_json, write_meta)
+    return summary
