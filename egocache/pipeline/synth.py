@@ -19,8 +19,6 @@ threaded with fixed options (identical output for the same seed and the same num
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -31,7 +29,10 @@ from tqdm import tqdm
 
 from egocache import __version__
 from egocache.errors import EgocacheError
-from egocache.pipeline.synth_motion import GRAVITY, HeadMotion, HermiteTrack, imu_times, measure, random_sines
+from egocache.pipeline.synth_files import (CLASS_COLUMNS, EGO4D_IMU_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ,
+                                           epic_timestamp, link, write_atomic, write_csv, write_imu,
+                                           write_json)
+from egocache.pipeline.synth_motion import HeadMotion, HermiteTrack, random_sines
 from egocache.pipeline.synth_render import (HFOV_DEG, Prop, SceneRenderer, encode_video, texture_width,
                                             world_texture)
 from egocache.pipeline.synth_vocab import NOUN_BY_KEY, NOUN_SPECS, VERB_BY_KEY, VERB_SPECS
@@ -41,21 +42,17 @@ APPEARANCE_VERBS: tuple[str, ...] = ("wash", "cut", "pour")
 VERBS: tuple[str, ...] = tuple(v.key for v in VERB_SPECS)
 NOUNS: tuple[str, ...] = tuple(n.key for n in NOUN_SPECS)
 IMU_LAYOUTS = ("epic100", "ego4d", "both")
-IMU_RATE_HZ = 200.0
-EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
-                "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
-                "noun_class", "all_nouns", "all_noun_classes")
-EGO4D_IMU_COLUMNS = ("component_idx", "component_timestamp_ms", "canonical_timestamp_ms", "gyro_x", "gyro_y",
-                     "gyro_z", "accl_x", "accl_y", "accl_z")
+__all__ = ["APPEARANCE_VERBS", "EGO4D_IMU_COLUMNS", "EPIC_COLUMNS", "IMU_LAYOUTS", "IMU_RATE_HZ",
+           "MOTION_PAIRS", "NOUNS", "VERBS", "SynthSummary", "SynthVideo", "epic_timestamp", "synthesize"]
 
-EDGE_S = 1.2                      # idle time before the first and after the last segment (fits a clip's IMU window)
+EDGE_S = 1.2                      # idle before the first and after the last segment (holds an IMU window)
 SEGMENT_S = (2.0, 4.0)
 GAP_S = (0.8, 1.8)
 AXES = ("yaw", "pitch", "roll")
 AXIS_TURN_DEG = {"yaw": (24.0, 36.0), "pitch": (16.0, 24.0), "roll": (10.0, 15.0)}   # motion-pair head turn
 OFF_AXIS_DEG = 4.0                # motion-pair verbs: random drift of the other two axes
-APPEARANCE_TURN_DEG = {"yaw": 30.0, "pitch": 20.0, "roll": 12.0}                     # appearance verbs: +- any way
-CENTRE_DEG = {"pitch": 15.0, "roll": 5.0}                                           # head at a segment centre
+APPEARANCE_TURN_DEG = {"yaw": 30.0, "pitch": 20.0, "roll": 12.0}   # appearance verbs: up to this, either way
+CENTRE_DEG = {"pitch": 15.0, "roll": 5.0}                                          # head at a segment centre
 KNOB_SPIN_DEG = (120.0, 200.0)
 
 assert all(v in VERB_BY_KEY for pair in MOTION_PAIRS for v in pair) and set(APPEARANCE_VERBS) <= set(VERBS)
@@ -211,39 +208,6 @@ def _plan_video(rng: np.random.Generator, draw_verb: Callable[[], str], duration
     return segments, _head_motion(rng, segments, duration_s)
 
 
-def epic_timestamp(seconds: float, decimals: int = 2) -> str:
-    """EPIC-100 style HH:MM:SS.ff (or .fff with decimals=3) timestamp."""
-    scale = 10 ** decimals
-    units = int(round(seconds * scale))
-    whole, frac = divmod(units, scale)
-    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}.{frac:0{decimals}d}"
-
-
-def _write_atomic(path: str, write: Callable[[str], Any]) -> Any:
-    """Call write(tmp) then rename tmp onto `path`, so a killed run never leaves a half-written file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.part"
-    result = write(tmp)
-    os.replace(tmp, path)
-    return result
-
-
-def _write_csv(path: str, header: tuple[str, ...] | list[str], rows: list[list[Any]]) -> None:
-    """Write a CSV file with a header line (atomically)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            out = csv.writer(f, lineterminator="\n")
-            out.writerow(header)
-            out.writerows(rows)
-    _write_atomic(path, write)
-
-
-def _write_table(path: str, header: tuple[str, ...] | list[str], columns: list[np.ndarray], fmt: list[str]) -> None:
-    """Write numeric columns as CSV with fixed formats (atomically)."""
-    _write_atomic(path, lambda tmp: np.savetxt(tmp, np.column_stack(columns), fmt=fmt, delimiter=",",
-                                               header=",".join(header), comments=""))
-
-
 def _annotation_rows(video_id: str, participant: str, segments: list[_Segment], fps: float,
                      rng: np.random.Generator) -> list[list[Any]]:
     """EPIC-100 CSV rows for one video's segments."""
@@ -258,34 +222,6 @@ def _annotation_rows(video_id: str, participant: str, segments: list[_Segment], 
     return rows
 
 
-def _write_imu(motion: HeadMotion, duration_s: float, rngs: list[np.random.Generator], layout: str,
-               accl_csv: str | None, gyro_csv: str | None, ego4d_csv: str | None) -> None:
-    """IMU files: EPIC accl (g) and gyro (rad/s) with their own clocks, and/or Ego4D (m/s^2, rad/s)."""
-    if layout in ("epic100", "both"):
-        for sensor, path, rng, scale, cols in (
-                ("accl", accl_csv, rngs[0], 1.0 / GRAVITY, ("AcclX", "AcclY", "AcclZ")),
-                ("gyro", gyro_csv, rngs[1], 1.0, ("GyroX", "GyroY", "GyroZ"))):
-            ts = imu_times(duration_s, IMU_RATE_HZ, rng)
-            vals = measure(motion, sensor, ts, rng) * scale
-            _write_table(path, ("Milliseconds",) + cols, [ts * 1000.0, vals], ["%.3f"] + ["%.6f"] * 3)
-    if layout in ("ego4d", "both"):
-        rng = rngs[2]
-        ts = imu_times(duration_s, IMU_RATE_HZ, rng)
-        gyro, accl = measure(motion, "gyro", ts, rng), measure(motion, "accl", ts, rng)
-        ms = ts * 1000.0
-        _write_table(ego4d_csv, EGO4D_IMU_COLUMNS, [np.zeros_like(ms), ms, ms, gyro, accl],
-                     ["%d", "%.3f", "%.3f"] + ["%.6f"] * 6)
-
-
-def _link(src: str, dst: str) -> None:
-    """Make `dst` the same file as `src` (hard link; a relative symlink where hard links are refused)."""
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        os.symlink(os.path.relpath(src, os.path.dirname(dst)), dst)
-
-
 def _render_video(path: str, renderer: SceneRenderer, num_frames: int, fps: float, bar: tqdm) -> None:
     """Render and encode one video (atomically), ticking the progress bar per frame."""
     def frames() -> Iterator[np.ndarray]:
@@ -293,7 +229,7 @@ def _render_video(path: str, renderer: SceneRenderer, num_frames: int, fps: floa
             bar.update(1)
             yield img
 
-    _write_atomic(path, lambda tmp: encode_video(tmp, frames(), renderer.size, fps))
+    write_atomic(path, lambda tmp: encode_video(tmp, frames(), renderer.size, fps))
 
 
 def _check_args(out_dir: str, videos: int, size: tuple[int, int], fps: float, duration_s: float,
@@ -311,7 +247,8 @@ def _check_args(out_dir: str, videos: int, size: tuple[int, int], fps: float, du
     if imu_layout not in IMU_LAYOUTS:
         raise ValueError(f"imu_layout must be one of {IMU_LAYOUTS}, got {imu_layout!r}")
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
-        raise EgocacheError(f"{out_dir}: exists and is not an empty folder; synth writes into a new or empty one")
+        raise EgocacheError(f"{out_dir}: exists and is not an empty folder; synth writes into a new or empty "
+                            "one")
 
 
 def _class_rows(kind: str) -> list[list[Any]]:
@@ -324,8 +261,8 @@ def _meta(summary: SynthSummary) -> dict[str, Any]:
     """synth.json: what was generated and what the labels mean (paths relative to the dataset root)."""
     return {
         "generator": "egocache.pipeline.synth", "egocache_version": __version__,
-        "seed": summary.seed, "size": list(summary.size), "fps": summary.fps, "duration_s": summary.duration_s,
-        "imu_layout": summary.imu_layout, "hfov_deg": HFOV_DEG,
+        "seed": summary.seed, "size": list(summary.size), "fps": summary.fps,
+        "duration_s": summary.duration_s, "imu_layout": summary.imu_layout, "hfov_deg": HFOV_DEG,
         "imu": {"rate_hz": IMU_RATE_HZ, "axes": "camera frame: x right, y down, z forward",
                 "epic100": {"accl": "g", "gyro": "rad/s"}, "ego4d": {"accl": "m/s^2", "gyro": "rad/s"},
                 "accl": "specific force (linear acceleration + 1 g upwards), with noise and drifting bias",
@@ -335,16 +272,32 @@ def _meta(summary: SynthSummary) -> dict[str, Any]:
                   for i, v in enumerate(VERB_SPECS)],
         "nouns": [{"id": i, "key": n.key, "category": n.category} for i, n in enumerate(NOUN_SPECS)],
         "motion_pairs": [list(p) for p in MOTION_PAIRS], "appearance_verbs": list(APPEARANCE_VERBS),
-        "split": "by video: every 4th video (index 3, 7, ...) is validation (the last one if that leaves none)",
-        "videos": [{k: os.path.relpath(x, summary.root) if k in PATH_FIELDS and x else x for k, x in asdict(v).items()}
-                   for v in summary.videos],
+        "split": "by video: every 4th video (index 3, 7, ...) is validation, else the last of two or more",
+        "videos": [{k: os.path.relpath(x, summary.root) if k in PATH_FIELDS and x else x
+                    for k, x in asdict(v).items()} for v in summary.videos],
     }
+
+
+def _video_files(root: str, participant: str, vid: str, imu_layout: str) -> dict[str, str | None]:
+    """Where one video's files go in the requested layout(s); None for a layout not written."""
+    epic, ego4d = imu_layout in ("epic100", "both"), imu_layout in ("ego4d", "both")
+    meta = os.path.join(root, participant, "meta_data")
+    return {"epic_video": os.path.join(root, participant, "videos", f"{vid}.MP4") if epic else None,
+            "ego4d_video": os.path.join(root, "full_scale", f"{vid}.mp4") if ego4d else None,
+            "accl_csv": os.path.join(meta, f"{vid}-accl.csv") if epic else None,
+            "gyro_csv": os.path.join(meta, f"{vid}-gyro.csv") if epic else None,
+            "ego4d_imu_csv": os.path.join(root, "imu", f"{vid}.csv") if ego4d else None}
 
 
 def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int, int] = (160, 120),
                fps: float = 30.0, duration_s: float = 30.0, imu_layout: str = "both",
                progress: bool = False) -> SynthSummary:
-    """Write the synthetic dataset under `out_dir` (new or empty) and return where everything is."""
+    """Write the synthetic dataset under `out_dir` (new or empty) and return where everything is.
+
+    Videos are P01_101, P01_102, P02_101, ... (two per participant, who share a kitchen: one world
+    texture); every 4th video is in the validation split. Raises ValueError for arguments that cannot
+    make a dataset and EgocacheError if `out_dir` is not empty.
+    """
     size = (int(size[0]), int(size[1]))
     _check_args(out_dir, videos, size, fps, duration_s, imu_layout)
     root = os.path.abspath(out_dir)
@@ -353,9 +306,8 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     participants = sorted({p for p, _ in ids})
     deck_seed, *seeds = np.random.SeedSequence(seed).spawn(1 + videos + len(participants))
     draw_verb = _verb_deck(np.random.default_rng(deck_seed))
-    worlds = dict(zip(participants, seeds[videos:]))      # one kitchen (world texture) per participant
+    worlds = dict(zip(participants, seeds[videos:]))
     val = {i for i in range(videos) if i % 4 == 3} or ({videos - 1} if videos > 1 else set())
-    epic, ego4d = imu_layout in ("epic100", "both"), imu_layout in ("ego4d", "both")
     plans = []
     for i in range(videos):
         plan_rng, *imu_rngs = (np.random.default_rng(s) for s in seeds[i].spawn(4))
@@ -368,38 +320,28 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     for i, (plan_rng, imu_rngs, segments, motion) in enumerate(plans):
         participant, vid = ids[i]
         split = "validation" if i in val else "train"
-        epic_video = os.path.join(root, participant, "videos", f"{vid}.MP4") if epic else None
-        ego4d_video = os.path.join(root, "full_scale", f"{vid}.mp4") if ego4d else None
-        video_path = epic_video or ego4d_video
+        files = _video_files(root, participant, vid, imu_layout)
+        video_path = files["epic_video"] or files["ego4d_video"]
         if texture is None or texture[0] != participant:
-            texture = (participant, world_texture(np.random.default_rng(worlds[participant]), texture_width(size[0])))
+            world = world_texture(np.random.default_rng(worlds[participant]), texture_width(size[0]))
+            texture = (participant, world)
         _render_video(video_path, SceneRenderer(texture[1], size, motion, [s.prop for s in segments]),
                       num_frames, fps, bar)
-        if epic and ego4d:
-            _link(epic_video, ego4d_video)
-        meta = os.path.join(root, participant, "meta_data")
-        accl = os.path.join(meta, f"{vid}-accl.csv") if epic else None
-        gyro = os.path.join(meta, f"{vid}-gyro.csv") if epic else None
-        ego4d_imu = os.path.join(root, "imu", f"{vid}.csv") if ego4d else None
-        _write_imu(motion, duration_s, imu_rngs, imu_layout, accl, gyro, ego4d_imu)
+        if files["epic_video"] and files["ego4d_video"]:
+            link(files["epic_video"], files["ego4d_video"])
+        write_imu(motion, duration_s, imu_rngs, files["accl_csv"], files["gyro_csv"], files["ego4d_imu_csv"])
         rows[split] += _annotation_rows(vid, participant, segments, fps, plan_rng)
         written.append(SynthVideo(vid, participant, split, num_frames, duration_s, len(segments), video_path,
-                                  epic_video, ego4d_video, accl, gyro, ego4d_imu))
+                                  **files))
     bar.close()
-    files = {name: os.path.join(root, f"EPIC_100_{name}.csv")
+    paths = {name: os.path.join(root, f"EPIC_100_{name}.csv")
              for name in ("train", "validation", "verb_classes", "noun_classes")}
-    _write_csv(files["train"], EPIC_COLUMNS, rows["train"])
-    _write_csv(files["validation"], EPIC_COLUMNS, rows["validation"])
-    _write_csv(files["verb_classes"], ("id", "key", "instances", "category"), _class_rows("verb"))
-    _write_csv(files["noun_classes"], ("id", "key", "instances", "category"), _class_rows("noun"))
-    summary = SynthSummary(root, files["train"], files["validation"], files["verb_classes"],
-                           files["noun_classes"], os.path.join(root, "synth.json"), written, seed, size,
+    write_csv(paths["train"], EPIC_COLUMNS, rows["train"])
+    write_csv(paths["validation"], EPIC_COLUMNS, rows["validation"])
+    write_csv(paths["verb_classes"], CLASS_COLUMNS, _class_rows("verb"))
+    write_csv(paths["noun_classes"], CLASS_COLUMNS, _class_rows("noun"))
+    summary = SynthSummary(root, paths["train"], paths["validation"], paths["verb_classes"],
+                           paths["noun_classes"], os.path.join(root, "synth.json"), written, seed, size,
                            float(fps), float(duration_s), imu_layout)
-
-    def write_meta(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(_meta(summary), f, indent=2)
-            f.write("\n")
-
-    _write_atomic(summary.meta_json, write_meta)
+    write_json(summary.meta_json, _meta(summary))
     return summary

@@ -44,7 +44,8 @@ class HermiteTrack:
 
 
 def _sines(params: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum of sines per channel: params (C, J, 3) = amplitude, frequency Hz, phase; value, 1st, 2nd derivative."""
+    """Sum of sines per channel, params (C, J, 3) = amplitude, frequency (Hz), phase: value, 1st and 2nd
+    time derivatives, each (n, C)."""
     amp, freq, phase = (params[..., k][None] for k in range(3))
     w = 2 * np.pi * freq
     arg = w * ts[:, None, None] + phase
@@ -118,14 +119,15 @@ class HeadMotion:
         return (w + roll_part) @ R0
 
     def accel(self, ts: np.ndarray) -> np.ndarray:
-        """Exact specific force (n, 3) m/s^2 in camera axes: R^T (p'' + g Z); (0, -g, 0) when level and still."""
+        """Exact specific force (n, 3) m/s^2 in camera axes, R^T (p'' + g Z): (0, -g, 0) level and still."""
         ts = np.asarray(ts, dtype=np.float64)
         acc = _sines(self.sway, ts)[2]
         acc[:, 2] += GRAVITY
         return np.einsum("nji,nj->ni", self.rotation(ts), acc)
 
 
-def imu_times(duration_s: float, rate_hz: float, rng: np.random.Generator, jitter: float = 0.06) -> np.ndarray:
+def imu_times(duration_s: float, rate_hz: float, rng: np.random.Generator, jitter: float = 0.06
+              ) -> np.ndarray:
     """Sample times (s) of a sensor ticking at about `rate_hz` over [0, duration]: a nominal grid plus
     Gaussian jitter of `jitter` periods (clipped to +-0.3 periods, so times stay strictly increasing)."""
     period = 1.0 / rate_hz
@@ -157,7 +159,7 @@ ACCL_NOISE = ImuNoise(white=0.04, bias_start=0.08, bias_step=0.01)         # m/s
 
 
 def measure(motion: HeadMotion, sensor: str, ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Readings (n, 3) of the "gyro" (rad/s) or "accl" (m/s^2) at times `ts`: truth + drifting bias + noise."""
+    """Readings (n, 3) of the "gyro" (rad/s) or "accl" (m/s^2) at `ts`: truth + drifting bias + noise."""
     truth, noise = (motion.gyro(ts), GYRO_NOISE) if sensor == "gyro" else (motion.accel(ts), ACCL_NOISE)
     bias = drifting_bias(ts, rng, noise.bias_start, noise.bias_step)
     return truth + bias + rng.normal(0.0, noise.white, size=truth.shape)

@@ -178,7 +178,7 @@ def draw_object(img: np.ndarray, noun: NounSpec, cx: float, cy: float, r: float,
 
 
 def _draw_under(img: np.ndarray, overlay: str, cx: float, cy: float, r: float) -> None:
-    """Appearance cue drawn beneath the object: a blue sink basin or a green chopping board."""
+    """Appearance cue beneath the object: a blue sink basin, a green chopping board or an orange puddle."""
     g = _grid(img, cx, cy + 0.3 * r, 2.6 * r)
     if g is None:
         return
@@ -191,26 +191,24 @@ def _draw_under(img: np.ndarray, overlay: str, cx: float, cy: float, r: float) -
         board = (np.abs(u) <= 2.3 * r) & (np.abs(v) <= 1.4 * r)
         grain = 0.9 + 0.1 * np.cos(v / r * 9.0 + np.sin(u / r * 2.0))
         _paint(img, sl, board, np.array([70, 185, 90])[None, None] * grain[..., None])
+    elif overlay == "stream":
+        _paint(img, sl, (u / (2.3 * r)) ** 2 + ((v - 0.6 * r) / (0.9 * r)) ** 2 <= 1.0, (240, 130, 10))
 
 
 def _draw_over(img: np.ndarray, overlay: str, cx: float, cy: float, r: float, t: float) -> None:
-    """Appearance cue drawn over the object: running water, a chopping knife or a poured orange stream."""
+    """Appearance cue over the object: running water or a poured orange stream falling onto it (stripes
+    moving down), or a knife chopping beside it."""
     if overlay in ("water", "stream"):
-        width = 0.3 * r if overlay == "water" else 0.6 * r
-        x0, x1 = max(0, int(cx - width)), max(0, int(math.ceil(cx + width)))
-        y1 = max(0, int(cy))
+        half = 0.3 * r if overlay == "water" else 0.6 * r
+        x0, x1 = max(0, int(cx - half)), max(0, int(math.ceil(cx + half)))
+        y1 = max(0, int(cy - 0.3 * r))
         if x1 <= x0 or y1 == 0:
             return
         y = np.arange(y1)[:, None] + 0.5
         flow = 0.5 + 0.5 * np.cos(2 * np.pi * (y / (0.6 * r) - 3.0 * t))
         base = np.array((150, 205, 255) if overlay == "water" else (250, 140, 10), dtype=np.float64)
-        col = base[None, None] * (0.8 + 0.25 * flow[..., None])
-        img[:y1, x0:x1] = np.clip(np.rint(np.broadcast_to(col, (y1, x1 - x0, 3))), 0, 255).astype(np.uint8)
-        if overlay == "stream":
-            g = _grid(img, cx, cy + 0.9 * r, 2.4 * r)
-            if g is not None:
-                sl, u, v = g
-                _paint(img, sl, (u / (2.3 * r)) ** 2 + (v / (0.9 * r)) ** 2 <= 1.0, (240, 130, 10), 0.9)
+        col = np.clip(np.rint(base[None, None] * (0.8 + 0.25 * flow[..., None])), 0, 255).astype(np.uint8)
+        img[:y1, x0:x1] = np.broadcast_to(col, (y1, x1 - x0, 3))
     elif overlay == "board":
         lift = 0.35 * r * abs(math.sin(2 * np.pi * 1.5 * t))
         g = _grid(img, cx + 0.9 * r, cy - 0.4 * r - lift, 2.2 * r, math.radians(-35))

@@ -18,7 +18,7 @@ class VerbSpec:
     key: str
     category: str
     nouns: tuple[str, ...]
-    axis: str | None = None       # motion-pair verbs: head axis that carries the motion ("pitch", "yaw", "roll")
+    axis: str | None = None       # motion-pair verbs: the head axis that moves ("pitch", "yaw", "roll")
     sign: int = 0                 # +1 / -1 along `axis` over the segment; 0 for appearance verbs
     overlay: str | None = None    # appearance verbs: the cue drawn around the object
 
