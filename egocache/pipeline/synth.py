@@ -9,7 +9,7 @@ EPIC-100 CSV schema; files follow the EPIC-100 and/or Ego4D layouts.
 The labels make EgoDistill's point testable. In a motion pair (MOTION_PAIRS, e.g. take/put) both verbs
 show the same objects in the same places and differ only in which way the head turns while it follows
 the object: every quantity a single frame shows has the same distribution for both verbs (the world's
-texture is isotropic and freshly drawn per video, the head direction at the segment centre is drawn
+texture is isotropic and freshly drawn per kitchen, the head direction at the segment centre is drawn
 independently of the verb, and the motion path of one verb is the other's traversed backwards), so one
 frame cannot tell them apart, while 16 frames (the scene flows) or the IMU (the gyro's sign) can.
 Appearance verbs (APPEARANCE_VERBS) show a distinctive cue and move the head at random.

@@ -1,9 +1,9 @@
 """Rendering the synthetic head-camera video with numpy, frame by frame, and encoding it with PyAV.
 
 The world is a sphere (radius 3 m) around the wearer painted with an isotropic random texture (random
-spherical cells, each solid or striped, under soft shading), a fresh one per video. Because the texture's
-statistics do not depend on direction, a single frame does not tell where the head points, so it cannot
-tell which way the head is turning either. Each frame casts the pinhole camera's rays from the head
+spherical cells, each solid or striped, under soft shading), a fresh one per kitchen (participant).
+Because the texture's statistics do not depend on direction, a single frame does not tell where the head
+points, so it cannot tell which way the head is turning either. Each frame casts the pinhole camera's rays from the head
 pose (rotation and position) onto the sphere, then draws the action's object where the head keeps it
 (in view, at a fixed image position) with its appearance cue, if any.
 """
@@ -131,8 +131,10 @@ class Prop:
         return self.angle + self.spin * u
 
 
-def _grid(img: np.ndarray, cx: float, cy: float, reach: float, angle: float = 0.0):
-    """Pixels within `reach` of (cx, cy): (slices, u, v) with u, v the offsets rotated by -angle."""
+def _grid(img: np.ndarray, cx: float, cy: float, reach: float, angle: float = 0.0
+          ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+    """Pixels within `reach` of (cx, cy): (slices, u, v) with u, v the offsets rotated by -angle; None
+    when none of them is in the image."""
     h, w = img.shape[:2]
     x0, x1 = max(0, int(cx - reach)), min(w, int(math.ceil(cx + reach)) + 1)
     y0, y1 = max(0, int(cy - reach)), min(h, int(math.ceil(cy + reach)) + 1)
@@ -144,12 +146,11 @@ def _grid(img: np.ndarray, cx: float, cy: float, reach: float, angle: float = 0.
     return (slice(y0, y1), slice(x0, x1)), c * dx + s * dy, -s * dx + c * dy
 
 
-def _paint(img: np.ndarray, sl, mask: np.ndarray, colour, alpha: float = 1.0) -> None:
-    """Paint `colour` (RGB or per-pixel array) over the masked pixels of img[sl], blended by `alpha`."""
-    region = img[sl]
+def _paint(img: np.ndarray, sl: tuple[slice, slice], mask: np.ndarray,
+           colour: tuple[int, int, int] | np.ndarray) -> None:
+    """Paint `colour` (one RGB, or an RGB per pixel of img[sl]) over the masked pixels of img[sl]."""
     col = np.asarray(colour, dtype=np.float64)
-    col = col[mask] if col.ndim == 3 else col
-    region[mask] = np.rint((1 - alpha) * region[mask] + alpha * col).astype(np.uint8)
+    img[sl][mask] = np.clip(np.rint(col[mask] if col.ndim == 3 else col), 0, 255).astype(np.uint8)
 
 
 def draw_object(img: np.ndarray, noun: NounSpec, cx: float, cy: float, r: float, angle: float) -> None:
