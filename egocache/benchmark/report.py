@@ -97,18 +97,21 @@ def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any
     return evaluate_predictions(pred, ds.info.heads, motion_verbs=motion_verbs)
 
 
-def _teacher_row(name: str, teacher_attrs: dict[str, Any], metrics: dict[str, Any] | None, *,
+def _teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metrics: dict[str, Any] | None, *,
                  device: torch.device, batch: int, repeats: int, latency: bool) -> ModelResult:
-    """Cost (counted on the meta device), latency (random weights, same arithmetic) and accuracy."""
-    spec = teacher_attrs["spec"]
-    overrides = {**spec["config"], "frame_stride": spec["frame_stride"], "bgr": spec["bgr"]}
+    """Cost (counted on the meta device), latency (random weights, same arithmetic) and accuracy.
+
+    `teacher` holds the registry name, architecture `config`, `num_frames`, `img_size` and `bgr`,
+    as in a cache's root attributes.
+    """
+    overrides = {**teacher["config"], "bgr": teacher["bgr"]}
     with torch.device("meta"):
-        meta = create_teacher(teacher_attrs["name"], heads=spec["heads"], **overrides)
-    gflops, params_m = teacher_cost(meta, spec["num_frames"], spec["img_size"])
+        meta = create_teacher(teacher["name"], heads=heads, **overrides)
+    gflops, params_m = teacher_cost(meta, teacher["num_frames"], teacher["img_size"])
     ms = None
     if latency:
-        model = create_teacher(teacher_attrs["name"], heads=spec["heads"], **overrides).to(device).eval()
-        x = teacher_inputs(spec["num_frames"], spec["img_size"], batch, device)
+        model = create_teacher(teacher["name"], heads=heads, **overrides).to(device).eval()
+        x = teacher_inputs(teacher["num_frames"], teacher["img_size"], batch, device)
         ms = latency_ms(lambda: model(x), batch=batch, device=device, repeats=repeats)
     acc: dict[str, float | None] = {}
     per_class: dict[str, float] = {}
@@ -160,7 +163,8 @@ def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", bat
     info = open_cache(cache)
     motion = info.source.get("motion_pair_verbs")
     t_metrics = teacher_metrics(cache, motion) if "validation" in info.splits else None
-    rows = [_teacher_row(info.teacher["name"], info.teacher, t_metrics, device=dev, batch=batch,
+    heads = {h: len(names) for h, names in info.heads.items()}
+    rows = [_teacher_row(info.teacher["name"], info.teacher, heads, t_metrics, device=dev, batch=batch,
                          repeats=repeats, latency=latency)]
     run_dirs = find_runs(Path(runs))
     if not run_dirs:
@@ -189,8 +193,10 @@ def benchmark_paper_configs(out: str, *, device: str = "cpu", batch: int = 32, r
 
     dev = torch.device(device)
     spec = teacher_spec("mformer")
-    rows = [_teacher_row("mformer", {"name": "mformer", "spec": spec.to_dict()}, None, device=dev,
-                         batch=batch, repeats=repeats, latency=latency)]
+    teacher = {"name": "mformer", "config": spec.config, "num_frames": spec.num_frames,
+               "img_size": spec.img_size, "bgr": spec.bgr}
+    rows = [_teacher_row("mformer", teacher, dict(spec.heads), None, device=dev, batch=batch,
+                         repeats=repeats, latency=latency)]
     for n in (1, 2, 4):
         student = build_student("egodistill", n_frames=n, feature_dim=spec.feature_dim,
                                 heads={"verb": spec.heads["verb"]})

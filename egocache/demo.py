@@ -1,0 +1,142 @@
+"""`egocache demo`: the whole chain on the built-in synthetic dataset, scaled to finish on a laptop CPU.
+
+synth -> train-teacher (mformer-tiny) -> extract -> train 8 students (egodistill, visonly-distill,
+visimu, visonly; N=1 and N=4) -> benchmark. Each finished step leaves a marker in OUT/steps/, so a
+re-run reuses it; an interrupted step resumes through the step's own resume logic.
+
+What the demo scales down (the individual commands keep the paper's defaults): 8 synthetic videos
+of 30 s at 160x120; the mformer-tiny teacher (2 blocks, dim 96, 8 frames at 64 px) fine-tuned for a
+few epochs on CPU; student frames stored at 64 px; students trained from the frozen (randomly
+initialised, no ImageNet file offline) image encoder's cached features, few epochs, batch 32.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from egocache.errors import EgocacheError
+
+VARIANTS = ("egodistill", "visonly-distill", "visimu", "visonly")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's scale; `quick()` is the shortened chain the tests run."""
+
+    out: str = "demo_out"
+    seed: int = 0
+    videos: int = 8
+    video_size: tuple[int, int] = (160, 120)
+    duration_s: float = 30.0
+    teacher: str = "mformer-tiny"
+    teacher_epochs: int = 30
+    frame_size: int = 64
+    frames: tuple[int, ...] = (1, 4)
+    variants: tuple[str, ...] = VARIANTS
+    pretrain_epochs: int = 10
+    distill_epochs: int = 30
+    batch_size: int = 32
+    workers: int = 1
+    progress: bool = True
+    student_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def quick(cls, out: str) -> DemoConfig:
+        """A chain small enough for a test: 2 short tiny videos, 1-2 epochs, N=1 only, two variants."""
+        return cls(out=out, videos=4, video_size=(96, 72), duration_s=16.0, teacher_epochs=2, frame_size=32,
+                   frames=(1,), variants=("egodistill", "visonly-distill"), pretrain_epochs=1,
+                   distill_epochs=2, batch_size=4, progress=False)
+
+
+class Steps:
+    """Markers of finished steps under OUT/steps/: run a step only when its marker is missing."""
+
+    def __init__(self, out: Path, log: Callable[[str], None]) -> None:
+        self.dir = out / "steps"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = log
+
+    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run `fn` unless step `name` finished before; any failure is re-raised naming the step."""
+        marker = self.dir / f"{name}.json"
+        if marker.exists():
+            self.log(f"[demo] {name}: done before, reusing ({marker})")
+            return json.loads(marker.read_text())
+        self.log(f"[demo] {name}: running")
+        began = time.perf_counter()
+        try:
+            result = fn()
+        except EgocacheError as exc:
+            raise EgocacheError(f"demo step {name!r} failed: {exc}") from exc
+        except Exception as exc:
+            raise EgocacheError(f"demo step {name!r} failed: {type(exc).__name__}: {exc}") from exc
+        result = {**result, "seconds": round(time.perf_counter() - began, 1)}
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+        tmp.replace(marker)
+        self.log(f"[demo] {name}: finished in {result['seconds']:.0f} s")
+        return result
+
+
+def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or finish) the demo chain under cfg.out; return where the report and plots are."""
+    from egocache.benchmark.report import benchmark_cache
+    from egocache.pipeline.extract import ExtractOptions, extract
+    from egocache.pipeline.synth import synthesize
+    from egocache.pipeline.train_teacher import TeacherTrainConfig, train_teacher
+    from egocache.student.config import TrainConfig
+    from egocache.student.train import train_student
+
+    out = Path(cfg.out).resolve()
+    steps = Steps(out, log)
+    data, teacher_ckpt, cache = out / "data", out / "teacher.pyth", out / "cache.zarr"
+    runs, report = out / "runs", out / "report"
+    began = time.perf_counter()
+
+    def synth() -> dict[str, Any]:
+        if data.exists():  # an interrupted synth: start it again from empty
+            import shutil
+            shutil.rmtree(data)
+        s = synthesize(str(data), videos=cfg.videos, seed=cfg.seed, size=cfg.video_size,
+                       duration_s=cfg.duration_s, progress=cfg.progress)
+        return {"root": s.root, "train_csv": s.train_csv, "validation_csv": s.validation_csv}
+
+    made = steps.run("synth", synth)
+    annotations = (made["train_csv"], made["validation_csv"])
+
+    teacher = steps.run("train-teacher", lambda: train_teacher(TeacherTrainConfig(
+        teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"],
+        out=str(teacher_ckpt), epochs=cfg.teacher_epochs, seed=cfg.seed, progress=cfg.progress), log=log))
+
+    extracted = steps.run("extract", lambda: extract(ExtractOptions(
+        teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"], cache=str(cache),
+        checkpoint=str(teacher_ckpt), frame_size=cfg.frame_size, workers=cfg.workers,
+        progress=cfg.progress)).to_dict())
+
+    students: dict[str, Any] = {}
+    for n in cfg.frames:
+        for variant in cfg.variants:
+            name = f"{variant}-n{n}"
+            tc = TrainConfig(cache=str(cache), out=str(runs / name), variant=variant, frames=n, stage="all",
+                             seed=cfg.seed, epochs=cfg.distill_epochs, pretrain_epochs=cfg.pretrain_epochs,
+                             batch_size=cfg.batch_size, freeze_image_encoder=True, num_workers=0,
+                             device="cpu", **cfg.student_options)
+            students[name] = steps.run(f"train-{name}", lambda tc=tc: _final(train_student(
+                tc, resume=True, progress=cfg.progress, log=log)))
+
+    bench = steps.run("benchmark", lambda: {"files": {k: str(p) for k, p in benchmark_cache(
+        str(cache), str(runs), str(report), batch=cfg.batch_size, repeats=3).files.items()}})
+    table = (report / "report.md").read_text()
+    return {"out": str(out), "report": str(report / "report.md"), "files": bench["files"], "table": table,
+            "teacher": teacher, "extract": extracted, "students": students,
+            "seconds": round(time.perf_counter() - began, 1), "config": asdict(cfg)}
+
+
+def _final(results: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-ready headline of a student run: its last stage's accuracy and losses."""
+    final = results.get("distill") or results.get("pretrain") or {}
+    return {k: final.get(k) for k in ("epoch", "top1_acc", "motion_pairs_top1_acc", "losses")}
