@@ -218,6 +218,19 @@ def _frames_decoded(frames: np.ndarray, keyframes: np.ndarray, position: int) ->
     return int(cost.sum())
 
 
+class _DLPackView:
+    """Lets numpy view a decord NDArray without copying (decord only offers a DLPack capsule)."""
+
+    def __init__(self, array: decord.nd.NDArray) -> None:
+        self._array = array
+
+    def __dlpack__(self, stream: object = None, **_: object) -> object:
+        return self._array.to_dlpack()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)                                          # kDLCPU, device 0
+
+
 def _decode(path: str, video: _Video, frames: np.ndarray) -> np.ndarray:
     """Decode sorted unique `frames` and centre-crop them: uint8 (len(frames), size, size, 3)."""
     assert video.size is not None and video.out_hw is not None
@@ -226,7 +239,7 @@ def _decode(path: str, video: _Video, frames: np.ndarray) -> np.ndarray:
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     for a in range(0, len(frames), _BATCH_FRAMES):
         chunk = frames[a:a + _BATCH_FRAMES]
-        batch = video.reader.get_batch(chunk.tolist()).asnumpy()
+        batch = np.from_dlpack(_DLPackView(video.reader.get_batch(chunk.tolist())))
         video.position = int(chunk[-1]) + 1
         if batch.shape[1:] != (out_h, out_w, 3):
             raise DecodeError(f"{path}: decord returned frames of shape {batch.shape[1:]}, "
