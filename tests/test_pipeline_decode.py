@@ -38,7 +38,8 @@ def _write_video(path: Path, w: int, h: int, n: int = N_FRAMES, faststart: bool 
         stream.options = {"preset": "ultrafast", "qp": "0",
                           "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0"}
         for i in range(n):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(_index_frame(i, h, w), format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(_index_frame(i, h, w), format="rgb24")
+            out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return str(path)
 
@@ -111,7 +112,8 @@ def test_order_and_duplicates_preserved(videos):
 
 
 def test_empty_clip_gives_empty_array(videos):
-    frames, stats = decode_clips(videos["landscape"], [np.array([], np.int64), np.array([5])], size=16)
+    clips = [np.array([], np.int64), np.array([5])]
+    frames, stats = decode_clips(videos["landscape"], clips, size=16)
     assert frames[0].shape == (0, 16, 16, 3)
     np.testing.assert_array_equal(_indices_of(frames[1]), [5])
     assert stats.frames_spanned == 1

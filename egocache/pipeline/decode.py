@@ -117,7 +117,7 @@ def _reason(exc: BaseException) -> str:
 
 def _open(path: str, file_key: tuple[str, int, int], size: int | None,
           out_hw: tuple[int, int] | None, threads: int) -> _Video:
-    """Open a decord reader (scaling to `out_hw` if given); DecodeError if the file is unreadable."""
+    """Open a decord reader (scaling to `out_hw` if given); DecodeError if the file is unusable."""
     height, width = out_hw if out_hw is not None else (-1, -1)
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height,
@@ -137,7 +137,7 @@ def _open(path: str, file_key: tuple[str, int, int], size: int | None,
 
 
 def video_info(path: str) -> tuple[int, float]:
-    """(number of frames, frames per second) as decord indexes the video; DecodeError if unreadable."""
+    """(frame count, frames per second) as decord indexes the video; DecodeError if unusable."""
     file_key = _file_key(path)
     video = _take_cached(file_key) or _open(path, file_key, None, None, 1)
     _keep(video)
@@ -145,7 +145,7 @@ def video_info(path: str) -> tuple[int, float]:
 
 
 def _unsafe_width(width: int) -> bool:
-    """Whether decord would misread RGB rows of this width (padding a whole multiple of the width)."""
+    """Whether decord misreads RGB rows of this width (row padding a multiple of the width)."""
     for align in _ROW_ALIGNMENTS:
         step = 1
         while True:     # ffmpeg widens the row to a multiple of `step` until its bytes align
