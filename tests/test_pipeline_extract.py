@@ -17,6 +17,7 @@ from egocache.pipeline.imu import imu_window, read_imu
 from egocache.pipeline.manifest import load_manifest
 from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
                                         student_positions, teacher_frame_indices)
+from egocache.pipeline.synth import MOTION_PAIRS
 from extract_data import (BAD_VIDEOS, NUM_CLIPS, annotations, make_bad_dataset, make_dataset, options,
                           read_arrays)
 
@@ -87,6 +88,8 @@ def test_extract_writes_every_clip_and_what_students_need(dataset, reference):
     assert info.teacher["name"] == "mformer-tiny" and info.teacher["checkpoint_sha256"] is None
     assert info.teacher["init_seed"] == 0 and info.feature_dim == 96
     assert info.source["manifest_sha256"] == manifest.sha256 and info.source["dataset"] == "epic100"
+    pair_verbs = [v for pair in MOTION_PAIRS for v in pair if v in manifest.class_names["verb"]]
+    assert info.source["motion_pair_verbs"] == pair_verbs and len(pair_verbs) == 6
     assert info.sampling["t"] == 8 and info.sampling["frame_size"] == 32
     assert info.imu["window"] == 422 and len(info.imu["channels"]) == 6
     assert len(ds) == 6 and ds[0]["frames"].shape == (4, 32, 32, 3)

@@ -127,9 +127,20 @@ def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: st
                      "eval_clips": opts.eval_clips},
         "imu": {"rate_hz": IMU_RATE_HZ, "window": IMU_WINDOW, "channels": list(CHANNELS), "centred": True},
         "source": {"dataset": manifest.dataset, "manifest_sha256": manifest.sha256,
-                   "annotations": [os.path.basename(a) for a in opts.annotations]},
+                   "annotations": [os.path.basename(a) for a in opts.annotations],
+                   "motion_pair_verbs": motion_pair_verbs(opts.root, manifest.class_names.get("verb", []))},
         "extract": {"tool": "egocache", "version": __version__},
     }
+
+
+def motion_pair_verbs(root: str, verbs: list[str]) -> list[str] | None:
+    """Verbs of the motion pairs a synthetic dataset declares (told apart only by motion), else None."""
+    from egocache.pipeline.synth import declared_motion_pairs
+
+    pairs = declared_motion_pairs(root)
+    if pairs is None:
+        return None
+    return [v for a, b in pairs if a in verbs and b in verbs for v in (a, b)]
 
 
 def teacher_info(key: TeacherKey) -> tuple[Any, str | None]:

@@ -19,6 +19,7 @@ threaded with fixed options (identical output for the same seed and the same num
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ from egocache.pipeline.synth_render import (HFOV_DEG, Prop, SceneRenderer, encod
                                             world_texture)
 from egocache.pipeline.synth_vocab import NOUN_BY_KEY, NOUN_SPECS, VERB_BY_KEY, VERB_SPECS
 
+GENERATOR = "egocache.pipeline.synth"   # synth.json "generator" of this dataset
 MOTION_PAIRS: list[tuple[str, str]] = [("take", "put"), ("open", "close"), ("turn-on", "turn-off")]
 APPEARANCE_VERBS: tuple[str, ...] = ("wash", "cut", "pour")
 VERBS: tuple[str, ...] = tuple(v.key for v in VERB_SPECS)
@@ -257,10 +259,25 @@ def _class_rows(kind: str) -> list[list[Any]]:
     return [[i, s.key, f"['{s.key}']", s.category] for i, s in enumerate(specs)]
 
 
+def declared_motion_pairs(root: str) -> list[tuple[str, str]] | None:
+    """The motion pairs a dataset folder declares in its synth.json, or None if it is not ours."""
+    meta = os.path.join(root, "synth.json")
+    if not os.path.isfile(meta):
+        return None
+    try:
+        with open(meta) as fh:
+            data = json.load(fh)
+        if data.get("generator") != GENERATOR:
+            return None
+        return [(str(a), str(b)) for a, b in data["motion_pairs"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EgocacheError(f"{meta}: unreadable synthetic-dataset metadata ({type(exc).__name__}: {exc})") from exc
+
+
 def _meta(summary: SynthSummary) -> dict[str, Any]:
     """synth.json: what was generated and what the labels mean (paths relative to the dataset root)."""
     return {
-        "generator": "egocache.pipeline.synth", "egocache_version": __version__,
+        "generator": GENERATOR, "egocache_version": __version__,
         "seed": summary.seed, "size": list(summary.size), "fps": summary.fps,
         "duration_s": summary.duration_s, "imu_layout": summary.imu_layout, "hfov_deg": HFOV_DEG,
         "imu": {"rate_hz": IMU_RATE_HZ, "axes": "camera frame: x right, y down, z forward",
