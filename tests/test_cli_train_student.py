@@ -54,6 +54,7 @@ def test_cli_trains_and_prints_a_json_summary(cache, tmp_path):
     (["--variant", "visonly-distill", "--frames", "1", "--stage", "pretrain"], "no pretrain stage"),
     (["--variant", "visonly", "--frames", "1", "--milestones", "a,b"], "Invalid value"),
     (["--variant", "visonly", "--frames", "1", "--alpha", "2"], "0 <= alpha <= 1"),
+    (["--variant", "visonly", "--frames", "1", "--batch-size", "64"], "fewer than one batch of 64"),
 ])
 def test_cli_refuses_bad_requests_with_one_line(cache, tmp_path, extra, message):
     res = CliRunner().invoke(main, args(cache, tmp_path / "run", *extra))

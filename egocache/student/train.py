@@ -220,10 +220,11 @@ class StageRun:
     def _check_same_run(self, state: dict[str, Any]) -> None:
         """Refuse to resume a checkpoint made with other settings or from another cache."""
         saved, now = state["config"], self.cfg.to_dict()
-        diff = sorted(k for k in now if k not in RUN_KEYS_FREE and saved.get(k) != now[k])
+        diff = ", ".join(f"{k}={saved.get(k)!r}" for k in sorted(now)
+                         if k not in RUN_KEYS_FREE and saved.get(k) != now[k])
         if diff:
-            raise CheckpointError(f"{self.ckpt}: made with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in diff)}); "
-                                  f"resume with the same options or use another --out")
+            raise CheckpointError(f"{self.ckpt}: made with other settings ({diff}); resume with the same "
+                                  f"options or use another --out")
         if state.get("cache_id") != self.facts.cache_id:
             raise CheckpointError(f"{self.ckpt}: made from another cache than {self.cfg.cache}")
 
@@ -239,15 +240,15 @@ class StageRun:
         student = build_student(cfg.variant, n_frames=cfg.frames, feature_dim=facts.feature_dim,
                                 heads={h: len(facts.heads[h]) for h in cfg.heads},
                                 image_weights=cfg.image_weights)
+        init = self._init_path() if self.stage == "distill" and self.state is None else None
         if self.state is not None:
             student.load_state_dict(self.state["model"])
-        elif self.stage == "distill" and self._init_path() is not None:
-            init = load_checkpoint(self._init_path())
-            missing = student.load_state_dict(init["model"], strict=False)
-            if missing.unexpected_keys or missing.missing_keys:
-                raise CheckpointError(f"{self._init_path()}: does not fit a {cfg.variant} student with N={cfg.frames}: "
-                                      f"missing {missing.missing_keys[:5]}, unexpected {missing.unexpected_keys[:5]}")
-            self.log(f"distill: initialised from {self._init_path()}")
+        elif init is not None:
+            keys = student.load_state_dict(load_checkpoint(init)["model"], strict=False)
+            if keys.unexpected_keys or keys.missing_keys:
+                raise CheckpointError(f"{init}: does not fit a {cfg.variant} student with N={cfg.frames}: missing "
+                                      f"{keys.missing_keys[:5]}, unexpected {keys.unexpected_keys[:5]}")
+            self.log(f"distill: initialised from {init}")
         elif student.imu_encoder is not None:
             student.imu_encoder.set_input_stats(torch.zeros(len(facts.imu_std)), torch.tensor(facts.imu_std))
         frozen = self.stage == "pretrain" or cfg.freeze_image_encoder
@@ -318,12 +319,7 @@ class StageRun:
         from egocache.cache import cache_loader
 
         cfg, rt, st = self.cfg, self.rt, self.state or {}
-        if cfg.batch_size % rt.world:
-            raise EgocacheError(f"--batch-size {cfg.batch_size} is not divisible by the {rt.world} processes")
         sampler = EpochSampler(len(self.train_ds), cfg.batch_size, cfg.seed, rt.rank, rt.world)
-        if sampler.batches_per_epoch == 0:
-            raise EgocacheError(f"{cfg.cache}: {len(self.train_ds)} training clips, fewer than one batch of "
-                                f"{cfg.batch_size}; lower --batch-size")
         loader = cache_loader(self.train_ds, batch_size=sampler.per_rank, shuffle=False, seed=cfg.seed,
                               num_workers=cfg.num_workers, drop_last=True, sampler=sampler)
         epoch, skip, step = int(st.get("epoch", 0)), int(st.get("batch", 0)), int(st.get("step", 0))
@@ -462,6 +458,11 @@ def train_student(cfg: TrainConfig, *, resume: bool = False, progress: bool = Tr
     emit = say if rt.main else (lambda msg: None)
     try:
         facts, cfg = check_cache(cfg)
+        if cfg.batch_size % rt.world:
+            raise EgocacheError(f"--batch-size {cfg.batch_size} is not divisible by the {rt.world} processes")
+        if facts.train_clips < cfg.batch_size:
+            raise EgocacheError(f"{cfg.cache}: {facts.train_clips} training clips, fewer than one batch of "
+                                f"{cfg.batch_size}; lower --batch-size")
         stages = ["pretrain", "distill"] if cfg.stage == "all" else [cfg.stage]
         if "pretrain" in stages and not cfg.has_pretrain:
             if cfg.stage == "pretrain":
