@@ -71,6 +71,8 @@ def test_config_overrides_are_type_checked_and_round_trip():
         TrainConfig().with_overrides(batch_size="64")
     with pytest.raises(ValueError, match="variant must be one of"):
         TrainConfig().with_overrides(variant="resnet")
+    with pytest.raises(ValueError, match="device must be"):
+        TrainConfig().with_overrides(device="tpu")
 
 
 # --- evaluation ---------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ epochs and milestones) are left as None here and resolved from the cache's attri
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:K, got {self.device!r}")
 
     @property
     def has_pretrain(self) -> bool:
@@ -182,9 +187,6 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     for N, first/last frames for the pretrain stage, IMU with signal for IMU variants, teacher
     features/logits with signal for the stages that read them, training clips present.
     """
-    import hashlib
-    import json
-
     from egocache.cache import CacheDataset, open_cache, verify_cache
     from egocache.errors import CacheError
 
