@@ -325,11 +325,11 @@ def train_student_command(resume: bool, progress: bool, as_json: bool, **options
               help="Re-initialise the checkpoint's heads when their class counts differ from the dataset's.")
 @click.option("--teacher-option", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
               callback=_key_values, help="Teacher architecture/input override (repeatable), e.g. depth=4.")
-@click.option("--epochs", type=click.IntRange(1), help="Training epochs [40].")
+@click.option("--epochs", type=click.IntRange(1), help="Training epochs [30].")
 @click.option("--batch-size", type=click.IntRange(1), help="Clips per step [16]; the paper's fine-tune: 64.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), help="AdamW peak learning rate [1e-3]; paper: 1e-4.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), help="AdamW peak learning rate [2e-3]; paper: 1e-4.")
 @click.option("--weight-decay", type=click.FloatRange(0), help="AdamW weight decay [0.05].")
-@click.option("--train-views", type=click.IntRange(1), help="Clips per training segment, one drawn per epoch [4].")
+@click.option("--train-views", type=click.IntRange(1), help="Clips spread over each training segment [4].")
 @click.option("--eval-clips", type=click.IntRange(1), help="Clips per validation segment, logits averaged [3].")
 @click.option("--max-frames-gb", type=click.FloatRange(0, min_open=True),
               help="Refuse runs whose decoded frames exceed this in memory [8].")
