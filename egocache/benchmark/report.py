@@ -49,10 +49,10 @@ def find_runs(runs: Path) -> list[Path]:
 
 
 def load_student(run: Path) -> tuple[Student, dict[str, Any]]:
-    """The run's best (else last) student and its final metrics.json."""
+    """The run's last student and its final metrics.json (the same epoch; best.pt if no last.pt)."""
     import json
 
-    ckpt_path = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+    ckpt_path = run / "last.pt" if (run / "last.pt").exists() else run / "best.pt"
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for unreadable/unsafe files
