@@ -1,10 +1,13 @@
 """Benchmarks of the extraction pass, one section per subcommand; results print as `name: value`.
 
     python benchmarks/extract.py decode [--hd] [--seconds 60] [--gop 30]
+    python benchmarks/extract.py extract [--videos 4] [--seconds 30] [--workers 1]
 
 decode: a synthetic H.264 video (PyAV) with segments spread through it, each cut into dense
 overlapping evaluation clips (16 teacher + 9 student frames of a 64-frame span), decoded with
 `decode_clips` and compared with plain sequential decord decoding of the same spans.
+extract: the whole extraction pass (`egocache extract` in-process or on a local dask cluster) over the
+built-in synthetic dataset with a small teacher: clips/s, decode work per clip and time per stage.
 """
 
 from __future__ import annotations
@@ -171,6 +174,30 @@ def bench_decode(*, width: int = 456, height: int = 256, seconds: float = 60.0, 
     }
 
 
+def bench_extract(*, videos: int = 4, seconds: float = 30.0, width: int = 160, height: int = 120,
+                  teacher: str = "mformer-tiny", frame_size: int = 64, shard_size: int = 16,
+                  batch_size: int = 8, workers: int = 1, device: str = "cpu",
+                  prefix: str = "extract") -> dict[str, float]:
+    """End-to-end `extract` on the built-in synthetic dataset: clips/s, decode work, time per stage."""
+    from egocache.pipeline.extract import ExtractOptions, extract
+    from egocache.pipeline.synth import synthesize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = synthesize(os.path.join(tmp, "ds"), videos=videos, seed=0, size=(width, height),
+                        duration_s=seconds)
+        summary = extract(ExtractOptions(
+            teacher=teacher, dataset="epic100", annotations=(ds.train_csv, ds.validation_csv),
+            root=ds.root, cache=os.path.join(tmp, "cache.zarr"), frame_size=frame_size,
+            shard_size=shard_size, batch_size=batch_size, workers=workers, device=device,
+            progress=False))
+    out = {f"{prefix}_clips": summary.clips, f"{prefix}_clips_failed": summary.clips_failed,
+           f"{prefix}_seconds": summary.seconds, f"{prefix}_clips_per_s": summary.clips_per_s,
+           f"{prefix}_frames_decoded_per_clip": summary.frames_decoded_per_clip,
+           f"{prefix}_frames_spanned_per_clip": summary.frames_spanned_per_clip}
+    out.update({f"{prefix}_{stage}_s": s for stage, s in summary.stage_seconds.items()})
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one benchmark section and print its results as `name: value` lines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -186,7 +213,22 @@ def main(argv: list[str] | None = None) -> None:
     dec.add_argument("--repeats", type=int, default=5)
     dec.add_argument("--hd", action="store_true", help="also a 1920x1080 video (--hd-seconds long)")
     dec.add_argument("--hd-seconds", type=float, default=10.0)
+    ext = sections.add_parser("extract", help="the end-to-end extraction pass on synthetic data")
+    ext.add_argument("--videos", type=int, default=4)
+    ext.add_argument("--seconds", type=float, default=30.0, help="length of each video")
+    ext.add_argument("--width", type=int, default=160)
+    ext.add_argument("--height", type=int, default=120)
+    ext.add_argument("--teacher", default="mformer-tiny")
+    ext.add_argument("--frame-size", type=int, default=64)
+    ext.add_argument("--workers", type=int, default=1, help="1: in process; N >= 2: local dask cluster")
+    ext.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
+    if args.section == "extract":
+        results = bench_extract(videos=args.videos, seconds=args.seconds, width=args.width,
+                                height=args.height, teacher=args.teacher, frame_size=args.frame_size,
+                                workers=args.workers, device=args.device)
+        for name, value in results.items():
+            print(f"{name}: {value}", flush=True)
     if args.section == "decode":
         common = dict(gop=args.gop, size=args.size, eval_clips=args.eval_clips,
                       threads=args.threads, repeats=args.repeats)
