@@ -1,0 +1,70 @@
+"""The demo chain end to end, shortened (`egocache demo --quick`): report files, step reuse, CLI wiring."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from egocache.cli import main
+from egocache.demo import DemoConfig, run_demo, student_plan
+
+REPORT_FILES = ("report.md", "report.json", "results.csv", "accuracy_vs_gflops.png", "per_class_gain_n1.png")
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One run of `egocache demo --quick` (the whole chain, shortened); its folder and stdout."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_quick_demo_writes_the_report(quick_demo: tuple[Path, str]) -> None:
+    out, output = quick_demo
+    for name in REPORT_FILES:
+        assert (out / "report" / name).stat().st_size > 0, name
+    rows = {r["name"]: r for r in json.loads((out / "report" / "report.json").read_text())["models"]}
+    assert {"egodistill-n1", "visimu-n1", "visonly-distill-n1"} <= set(rows)
+    assert "| egodistill-n1 |" in output and "demo finished in" in output
+    steps = sorted(p.stem for p in (out / "steps").glob("*.json"))
+    assert steps == sorted(["synth", "train-teacher", "extract", "train-egodistill-n1", "train-visimu-n1",
+                            "train-visonly-distill-n1", "benchmark"])
+
+
+def test_visimu_reuses_the_egodistill_pretrain_stage(quick_demo: tuple[Path, str]) -> None:
+    out, _ = quick_demo
+    assert (out / "runs" / "egodistill-n1" / "pretrain" / "last.pt").exists()
+    assert not (out / "runs" / "visimu-n1" / "pretrain").exists()
+    assert ("visimu-n1", "visimu", 1, "egodistill-n1") in student_plan(DemoConfig.quick("x"))
+
+
+def test_rerun_reuses_every_step(quick_demo: tuple[Path, str]) -> None:
+    out, _ = quick_demo
+    lines: list[str] = []
+    began = time.perf_counter()
+    result = run_demo(DemoConfig.quick(str(out)), log=lines.append)
+    assert time.perf_counter() - began < 15
+    reused = [line for line in lines if "done before" in line]
+    assert len(reused) == 7 and not any(": running" in line for line in lines), lines
+    assert Path(result["report"]).read_text() == (out / "report" / "report.md").read_text()
+
+
+def test_a_failing_step_is_named(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "steps").mkdir(parents=True)
+    (out / "data").write_text("a file where synth wants a folder")
+    result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(out)])
+    assert result.exit_code != 0
+    assert "demo step 'synth' failed" in result.output
+
+
+def test_demo_help_names_the_chain_and_quick() -> None:
+    result = CliRunner().invoke(main, ["demo", "--help"])
+    assert result.exit_code == 0
+    for word in ("--quick", "--seed", "--out", "--threads", "re-running reuses finished steps"):
+        assert word in result.output
