@@ -12,7 +12,8 @@ import pytest
 from egocache.cache import CacheDataset, extraction_lock
 from egocache.errors import CacheError, CacheLockedError, ClipError, EgocacheError, ManifestError
 from egocache.pipeline.extract import clip_table, extract, open_runner, read_summary
-from egocache.pipeline.extract_worker import clip_frame_plan, resize_frames
+from egocache.pipeline.extract_worker import (ShardJob, TeacherKey, _work_units, clip_frame_plan,
+                                              resize_frames)
 from egocache.pipeline.imu import imu_window, read_imu
 from egocache.pipeline.manifest import load_manifest
 from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
@@ -178,3 +179,46 @@ def test_existing_scheduler_is_used_and_gpu_runs_need_gpu_workers(dataset, refer
     assert summary.clips_ok == NUM_CLIPS
     got, want = read_arrays(tmp_path / "sched.zarr"), read_arrays(ref)
     assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_work_units_keep_time_order_and_cut_only_between_segments(dataset):
+    manifest = load_manifest("epic100", list(annotations(dataset)), dataset.root)
+    job = ShardJob(cache="unused", shard=0, clips=tuple(manifest.clips),
+                   teacher=TeacherKey("mformer-tiny", None, (), (), "cpu"), frame_size=32,
+                   positions=(0.5,), batch_size=1)
+    units = _work_units(job, chunk=2)
+    assert [r for _, rows in units for r in rows] == list(range(NUM_CLIPS))
+    assert len(units) > 1
+    for (_, a), (_, b) in zip(units, units[1:]):
+        assert manifest.clips[a[-1]].segment_id != manifest.clips[b[0]].segment_id
+
+
+def test_decoding_of_the_next_unit_overlaps_the_teacher(dataset, tmp_path, monkeypatch):
+    import time
+
+    import egocache.pipeline.extract_worker as worker
+
+    events: list[tuple[str, float, float]] = []
+    real_decode, real_teacher = worker._prepare_unit, worker.run_teacher
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if name == "teacher":
+                time.sleep(0.3)   # a slow teacher: the next unit's decode must run meanwhile
+            events.append((name, t0, time.perf_counter()))
+            return out
+        return wrapper
+
+    monkeypatch.setattr(worker, "_prepare_unit", timed("decode", real_decode))
+    monkeypatch.setattr(worker, "run_teacher", timed("teacher", real_teacher))
+    monkeypatch.setattr(worker, "UNIT_BATCHES", 1)
+    summary = extract(options(dataset, tmp_path / "c.zarr", shard_size=64, batch_size=1, progress=False))
+    assert summary.clips_ok == NUM_CLIPS
+    decodes = [e for e in events if e[0] == "decode"]
+    teachers = [e for e in events if e[0] == "teacher"]
+    assert len(decodes) > 1 and len(teachers) > 1
+    # strictly sequential work would give disjoint intervals; decode-ahead makes them overlap
+    overlapped = [d for d in decodes if any(d[1] < t[2] and t[1] < d[2] for t in teachers)]
+    assert overlapped, f"no decode ran while the teacher ran: {events}"

@@ -1,7 +1,10 @@
 """One extraction task: decode, window the IMU, run the teacher and write one cache shard.
 
-A task is a shard of consecutive cache rows (clips sorted by video). Each video in it is decoded once,
-in time order, with every clip's teacher and student frames requested together; the teacher is built
+A task is a shard of consecutive cache rows (clips sorted by video), cut into units of a few teacher
+batches. A decode thread prepares unit i+1 (IMU windows, one decode pass over its clips' teacher and
+student frames, in time order, continuing forward in the same video) while the teacher runs unit i, so
+decoding overlaps the teacher; stage times are therefore busy times and can add up to more than the
+wall time. The teacher is built
 once per process and reused by every later task that asks for the same (name, checkpoint, heads,
 overrides, device). Per-clip problems (`ClipError`) become a failed row with its reason; anything else
 propagates and fails the task.
@@ -10,6 +13,7 @@ propagates and fails the task.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +26,7 @@ from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, stud
 
 STATUS_OK = 1
 STATUS_FAILED = 2
+UNIT_BATCHES = 4   # clips per decode-ahead unit, in teacher batches
 
 
 @dataclass(frozen=True)
@@ -213,23 +218,41 @@ def _plan_video(job: ShardJob, path: str, rows: list[int], spec: Any, buf: _Shar
     return plans, fps
 
 
-def _extract_video(job: ShardJob, path: str, rows: list[int], model: Any, buf: _ShardBuffers,
-                   result: ShardResult) -> None:
-    """Check, window the IMU of, decode (one pass) and run the teacher on one video's clips; fill `buf`.
+def _work_units(job: ShardJob, chunk: int) -> list[tuple[str, list[int]]]:
+    """(video, rows) units of about `chunk` clips, in row (= time) order, cut between segments.
 
-    Frames are decoded once at max(teacher size, student size); the teacher's own preprocess resizes
-    its frames (the official bilinear test transform), student frames are resized here if needed.
+    Units are what the decode thread prepares while the teacher runs the previous unit; cutting
+    between segments keeps a segment's overlapping evaluation clips in one decode.
+    """
+    units: list[tuple[str, list[int]]] = []
+    for path, rows in _video_groups(job.clips).items():
+        unit: list[int] = []
+        for r in rows:
+            if len(unit) >= chunk and job.clips[r].segment_id != job.clips[unit[-1]].segment_id:
+                units.append((path, unit))
+                unit = []
+            unit.append(r)
+        units.append((path, unit))
+    return units
+
+
+def _prepare_unit(job: ShardJob, path: str, rows: list[int], spec: Any, buf: _ShardBuffers,
+                  result: ShardResult) -> tuple[list[int], np.ndarray | None]:
+    """Check, window the IMU of and decode (one pass) one unit's clips; student frames go into `buf`.
+
+    Returns the rows that reached the teacher and their teacher frames (n, T, S, S, 3). Frames are
+    decoded once at max(teacher size, student size); the teacher's own preprocess resizes its frames
+    (the official bilinear test transform), student frames are resized here if needed.
     """
     from egocache.pipeline.decode import decode_clips
 
-    spec = model.spec
     t0 = time.perf_counter()
     plans, _ = _plan_video(job, path, rows, spec, buf)
     result.seconds["decode"] += time.perf_counter() - t0
     _imu_windows(job, list(plans), buf, result)
     live = [r for r in plans if buf.status[r] == STATUS_OK]
     if not live:
-        return
+        return [], None
     t0 = time.perf_counter()
     try:
         decoded, stats = decode_clips(path, [plans[r][0] for r in live],
@@ -249,10 +272,16 @@ def _extract_video(job: ShardJob, path: str, rows: list[int], model: Any, buf: _
         teacher_in.append(frames[t_pos])
         good.append(r)
     result.seconds["decode"] += time.perf_counter() - t0
+    return good, np.stack(teacher_in) if good else None
+
+
+def _teach_unit(job: ShardJob, model: Any, good: list[int], clips: np.ndarray | None, buf: _ShardBuffers,
+                result: ShardResult) -> None:
+    """Run the teacher on one prepared unit and store its features and logits in `buf`."""
     if not good:
         return
     t0 = time.perf_counter()
-    feats, logits = run_teacher(model, np.stack(teacher_in), job.teacher.device, job.batch_size)
+    feats, logits = run_teacher(model, clips, job.teacher.device, job.batch_size)
     buf.features[good] = feats
     for h, v in logits.items():
         buf.logits[h][good] = v
@@ -269,8 +298,16 @@ def run_shard(job: ShardJob) -> ShardResult:
     m = len(job.clips)
     result = ShardResult(shard=job.shard, clips=m, ok=0, failures=[], frames_decoded=0, frames_spanned=0)
     buf = _ShardBuffers(m, spec.feature_dim, dict(spec.heads), len(job.positions), job.frame_size, IMU_WINDOW)
-    for path, rows in _video_groups(job.clips).items():
-        _extract_video(job, path, rows, model, buf, result)
+    units = _work_units(job, chunk=max(UNIT_BATCHES * job.batch_size, 1))
+    # One decode thread prepares the next unit while the teacher runs this one (decord and torch
+    # release the GIL), so a GPU teacher waits on decoding only for the first unit of a task.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egocache-decode") as pool:
+        ahead = pool.submit(_prepare_unit, job, *units[0], spec, buf, result) if units else None
+        for i in range(len(units)):
+            good, clips = ahead.result()
+            ahead = (pool.submit(_prepare_unit, job, *units[i + 1], spec, buf, result)
+                     if i + 1 < len(units) else None)
+            _teach_unit(job, model, good, clips, buf, result)
     t0 = time.perf_counter()
     writer = CacheWriter.open(job.cache)
     writer.write_shard(job.shard, buf.features, buf.logits, buf.imu, buf.frames, buf.status, buf.errors)
