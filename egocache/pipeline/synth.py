@@ -51,9 +51,9 @@ EDGE_S = 1.2                      # idle before the first and after the last seg
 SEGMENT_S = (2.0, 4.0)
 GAP_S = (0.8, 1.8)
 AXES = ("yaw", "pitch", "roll")
-AXIS_TURN_DEG = {"yaw": (24.0, 36.0), "pitch": (16.0, 24.0), "roll": (10.0, 15.0)}   # motion-pair head turn
+AXIS_TURN_DEG = {"yaw": (24.0, 36.0), "pitch": (16.0, 24.0), "roll": (24.0, 32.0)}   # motion-pair head turn
 OFF_AXIS_DEG = 4.0                # motion-pair verbs: random drift of the other two axes
-APPEARANCE_TURN_DEG = {"yaw": 30.0, "pitch": 20.0, "roll": 12.0}   # appearance verbs: up to this, either way
+APPEARANCE_TURN_DEG = {"yaw": 30.0, "pitch": 20.0, "roll": 28.0}   # appearance verbs: up to this, either way
 CENTRE_DEG = {"pitch": 15.0, "roll": 5.0}                                          # head at a segment centre
 KNOB_SPIN_DEG = (120.0, 200.0)
 
