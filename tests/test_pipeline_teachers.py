@@ -362,3 +362,13 @@ def test_cli_lists_teachers_with_stats():
     as_json = runner.invoke(main, ["teachers", "--json"])
     rows = {r["name"]: r for r in json.loads(as_json.output)}
     assert rows["mformer"]["heads"] == {"verb": 97, "noun": 300} and rows["mformer-tiny"]["bgr"] is False
+
+
+def test_tubelet_projection_equals_the_conv3d_it_stores():
+    from egocache.pipeline.teachers.mformer import PatchEmbed3D
+
+    torch.manual_seed(0)
+    embed = PatchEmbed3D(tubelet=2, patch=16, dim=24)
+    x = torch.randn(2, 3, 4, 32, 48)
+    want = embed.proj(x).flatten(2).transpose(1, 2)   # time-major tokens of the stored Conv3d
+    assert torch.allclose(embed(x), want, atol=1e-5)
