@@ -26,14 +26,6 @@ from egocache.pipeline.train_teacher import (TeacherTrainConfig, build_teacher, 
 SMALL = {"img_size": 32, "pos_img_size": 32, "embed_dim": 24, "num_heads": 2, "depth": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, which spin on a busy 2-core machine: use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):

@@ -22,14 +22,6 @@ from egocache.student.resnet import ResNet18
 from egocache.student.train import EpochSampler, Runtime, StageRun, load_checkpoint, to_device, train_student
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny models run faster, and results do not depend on the core count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> str:
