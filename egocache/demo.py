@@ -6,13 +6,15 @@ re-run reuses it; an interrupted step resumes through the step's own resume logi
 "[demo] step k/n NAME: ..." lines and the long ones (synth, teacher, students) their own progress.
 
 What the demo scales down (the individual commands keep the paper's defaults), measured in
-docs/results.md: 32 synthetic videos of 40 s at 160x120 (~190 training segments, one cached clip
-each); the mformer-tiny teacher (2 blocks, dim 96, 8 frames at 64 px) fine-tuned for 20 epochs;
-student frames stored at 64 px; students trained from the frozen (randomly initialised: no ImageNet
-file offline) image encoder's cached features, with lr 1e-3 (paper: 1e-4, tuned for 50+ epochs on
-far more clips), batch 16, 8 pretrain and 30 distill epochs. The self-supervised IMU stage is
-the same for egodistill and visimu at a given N (same architecture, seed, data and loss), so it runs
-once, in the egodistill run, and visimu's distill stage starts from that checkpoint.
+docs/results.md: 32 synthetic videos of 40 s at 160x120 (~200 training segments, one cached clip
+each; 66 validation segments); the mformer-tiny teacher (2 blocks, dim 96, 8 frames at 64 px)
+fine-tuned for 40 epochs; student frames stored at 64 px; students trained from the frozen (randomly
+initialised: no ImageNet file offline) image encoder's cached features with lr 1e-3 (paper: 1e-4
+over far more steps), batch 16, 8 pretrain and 20 distill epochs (decays at 0.6 and 0.8 of each).
+The self-supervised IMU stage is the same for egodistill and visimu at a given N (same model, seed,
+data and loss), so it runs once, in the egodistill run, and visimu's distill stage starts from its
+checkpoint. torch runs on 1 thread: on a 2-core CPU shared with other work, 2 threads made the IMU
+encoder's training steps up to 6x slower.
 """
 
 from __future__ import annotations
@@ -38,15 +40,15 @@ class DemoConfig:
     video_size: tuple[int, int] = (160, 120)
     duration_s: float = 40.0
     teacher: str = "mformer-tiny"
-    teacher_epochs: int = 20
+    teacher_epochs: int = 40
     frame_size: int = 64
     frames: tuple[int, ...] = (1, 4)
     variants: tuple[str, ...] = VARIANTS
     pretrain_epochs: int = 8
-    distill_epochs: int = 30
+    distill_epochs: int = 20
     batch_size: int = 16
     student_lr: float = 1e-3
-    threads: int | None = None       # torch CPU threads for the whole chain; None keeps torch's default
+    threads: int | None = 1          # torch CPU threads for the chain: 1 measured fastest (docs/results.md)
     workers: int = 1
     progress: bool = True
     student_options: dict[str, Any] = field(default_factory=dict)  # further TrainConfig overrides
