@@ -423,13 +423,13 @@ def synth_command(out: str, videos: int, seed: int, size: tuple[int, int], fps: 
               help="torch CPU threads for the whole chain; 0 keeps torch's default (1 measured fastest "
                    "on a shared 2-core CPU).")
 @click.option("--quick", is_flag=True,
-              help="The shortened chain (~1 min): 4 short tiny videos, 1-2 epochs, 3 students at N=1; "
+              help="The shortened chain (~15 s): 4 short tiny videos, 1-2 epochs, 3 students at N=1; "
                    "checks the wiring, its accuracies mean nothing.")
 @library_errors
 def demo_command(out: str, seed: int, workers: int, threads: int | None, quick: bool) -> None:
     """Run the whole chain on built-in synthetic data: synth, train-teacher, extract, 8 students, benchmark.
 
-    Scaled to finish in about 12 minutes on a 2-core CPU: 32 synthetic 40-s videos, the tiny teacher
+    Scaled to finish in 8-11 minutes on a 2-core CPU: 32 synthetic 40-s videos, the tiny teacher
     fine-tuned for 40 epochs, students (egodistill, visonly-distill, visimu, visonly at N=1 and N=4)
     trained from the frozen image encoder's cached features, lr 1e-3, 8 + 20 epochs (docs/results.md).
     Every step leaves a marker in OUT/steps/: re-running reuses finished steps.

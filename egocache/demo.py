@@ -55,7 +55,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, out: str, seed: int = 0) -> DemoConfig:
-        """The shortened chain (~1 min): 4 short tiny videos, 1-2 epochs, N=1 only, three variants."""
+        """The shortened chain (~15 s): 4 short tiny videos, 1-2 epochs, N=1 only, three variants."""
         return cls(out=out, seed=seed, videos=4, video_size=(96, 72), duration_s=16.0, teacher_epochs=1,
                    frame_size=32, frames=(1,), variants=("egodistill", "visimu", "visonly-distill"),
                    pretrain_epochs=1, distill_epochs=2, batch_size=4, progress=False)
