@@ -89,7 +89,9 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(dataset, reference, tmp_p
     ref, _ = reference
     cache = tmp_path / "killed.zarr"
     args = [sys.executable, "-m", "egocache", *cli_args(dataset, cache)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # one torch thread, as the in-process runs (tests/conftest.py): float sums then match bit for bit
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 120
     try:
         while not committed_shards(str(cache)) and proc.poll() is None and time.monotonic() < deadline:
