@@ -211,6 +211,8 @@ def _key_values(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
               help="Also store each clip's first and last frame (self-supervised IMU stage).")
 @click.option("--eval-clips", type=click.IntRange(min=1), default=3, show_default=True,
               help="Clips per validation segment.")
+@click.option("--train-clips", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Clips per training segment, spread over it (more training data from few segments).")
 @click.option("--frame-codec", type=click.Choice(["raw", "jpeg"]), default="raw", show_default=True,
               help="Stored frames: raw uint8 (fastest reads) or JPEG q90 (~7x smaller).")
 @click.option("--decode-threads", type=click.IntRange(min=0), default=1, show_default=True,
@@ -223,8 +225,9 @@ def _key_values(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 def extract_cmd(teacher: str, checkpoint: str | None, teacher_options: tuple[tuple[str, Any], ...],
                 dataset: str, annotations: tuple[str, ...], root: str, cache: str, workers: int,
                 scheduler: str | None, device: str, batch_size: int, shard_size: int, frame_size: int,
-                student_frames: tuple[int, ...], first_last: bool, eval_clips: int, frame_codec: str,
-                decode_threads: int, strict: bool, progress: bool, json_out: str | None) -> None:
+                student_frames: tuple[int, ...], first_last: bool, eval_clips: int, train_clips: int,
+                frame_codec: str, decode_threads: int, strict: bool, progress: bool, json_out: str | None
+                ) -> None:
     """Run the teacher once over every clip and write features, logits, IMU and frames to a cache.
 
     Resumable: rerunning the same command after an interruption extracts only the missing shards.
@@ -236,7 +239,7 @@ def extract_cmd(teacher: str, checkpoint: str | None, teacher_options: tuple[tup
         teacher=teacher, checkpoint=checkpoint, teacher_overrides=teacher_options, dataset=dataset,
         annotations=annotations, root=root, cache=cache, workers=workers, scheduler=scheduler,
         device=device, batch_size=batch_size, shard_size=shard_size, frame_size=frame_size,
-        student_frames=student_frames, first_last=first_last, eval_clips=eval_clips,
+        student_frames=student_frames, first_last=first_last, eval_clips=eval_clips, train_clips=train_clips,
         frame_codec=frame_codec, decode_threads=decode_threads, strict=strict, progress=progress)
     summary = extract(opts)
     if json_out == "-":

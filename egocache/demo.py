@@ -6,11 +6,12 @@ re-run reuses it; an interrupted step resumes through the step's own resume logi
 "[demo] step k/n NAME: ..." lines and the long ones (synth, teacher, students) their own progress.
 
 What the demo scales down (the individual commands keep the paper's defaults), measured in
-docs/results.md: 32 synthetic videos of 40 s at 160x120 (~200 training segments, one cached clip
-each; 66 validation segments); the mformer-tiny teacher (2 blocks, dim 96, 8 frames at 64 px)
-fine-tuned for 40 epochs; student frames stored at 64 px; students trained from the frozen (randomly
+docs/results.md: 32 synthetic videos of 40 s at 160x120 (~200 training segments, three cached clips
+spread over each, `extract --train-clips 3`, because one clip per segment let the students overfit;
+66 validation segments); the mformer-tiny teacher (2 blocks, dim 96, 8 frames at 64 px) fine-tuned
+for 40 epochs; student frames stored at 64 px; students trained from the frozen (randomly
 initialised: no ImageNet file offline) image encoder's cached features with lr 1e-3 (paper: 1e-4
-over far more steps), batch 16, 8 pretrain and 20 distill epochs (decays at 0.6 and 0.8 of each).
+over far more steps), batch 16, 3 pretrain and 8 distill epochs (decays at 0.6 and 0.8 of each).
 The self-supervised IMU stage is the same for egodistill and visimu at a given N (same model, seed,
 data and loss), so it runs once, in the egodistill run, and visimu's distill stage starts from its
 checkpoint. torch runs on 1 thread: on a 2-core CPU shared with other work, 2 threads made the IMU
@@ -42,10 +43,11 @@ class DemoConfig:
     teacher: str = "mformer-tiny"
     teacher_epochs: int = 40
     frame_size: int = 64
+    train_clips: int = 3             # cached clips per training segment (extract --train-clips)
     frames: tuple[int, ...] = (1, 4)
     variants: tuple[str, ...] = VARIANTS
-    pretrain_epochs: int = 8
-    distill_epochs: int = 20
+    pretrain_epochs: int = 3
+    distill_epochs: int = 8
     batch_size: int = 16
     student_lr: float = 1e-3
     threads: int | None = 1          # torch CPU threads for the chain: 1 measured fastest (docs/results.md)
@@ -59,7 +61,8 @@ class DemoConfig:
         """The shortened chain (~15 s): 4 short tiny videos, 1-2 epochs, N=1 only, three variants."""
         return cls(out=out, seed=seed, videos=4, video_size=(96, 72), duration_s=16.0, teacher_epochs=1,
                    frame_size=32, frames=(1,), variants=("egodistill", "visimu", "visonly-distill"),
-                   pretrain_epochs=1, distill_epochs=2, batch_size=4, progress=False, paper_configs=False)
+                   pretrain_epochs=1, distill_epochs=2, batch_size=4, progress=False, paper_configs=False,
+                   train_clips=1)
 
 
 class Steps:
@@ -149,6 +152,7 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
     extracted = steps.run("extract", lambda: extract(ExtractOptions(
         teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"], cache=str(cache),
         checkpoint=str(teacher_ckpt), frame_size=cfg.frame_size, student_frames=tuple(cfg.frames),
+        train_clips=cfg.train_clips,
         workers=cfg.workers, progress=cfg.progress)).to_dict())
 
     students: dict[str, Any] = {}

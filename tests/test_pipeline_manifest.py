@@ -14,6 +14,7 @@ from egocache.pipeline.datasets_epic import parse_timestamp
 from egocache.pipeline.imu import CHANNELS, imu_window, read_imu
 from egocache.pipeline.manifest import load_manifest
 from egocache.pipeline.sampling import segment_clip_centres
+from egocache.pipeline.synth import synthesize
 
 EPIC_COLUMNS = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
                 "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
@@ -293,3 +294,20 @@ def test_generic_integer_labels_and_missing_columns(tmp_path):
     bad = write_rows(tmp_path / "bad.csv", ["video", "begin", "end"], [["v.mp4", 0, 1]])
     with pytest.raises(ManifestError, match="bad.csv: manifest needs column\\(s\\) start"):
         load_manifest("manifest", [bad], str(tmp_path))
+
+
+def test_train_clips_spread_training_segments_and_change_the_fingerprint(tmp_path):
+    ds = synthesize(str(tmp_path / "ds"), videos=2, seed=0, size=(64, 48), duration_s=10.0, imu_layout="epic100")
+    one = load_manifest("epic100", [ds.train_csv, ds.validation_csv], ds.root)
+    three = load_manifest("epic100", [ds.train_csv, ds.validation_csv], ds.root, train_clips=3)
+    train_one = [c for c in one.clips if c.split == "train"]
+    train_three = [c for c in three.clips if c.split == "train"]
+    assert len(train_three) == 3 * len(train_one) > 0
+    assert [c for c in three.clips if c.split != "train"] == [c for c in one.clips if c.split != "train"]
+    for seg in {c.segment_id for c in train_three}:
+        centres = sorted(c.centre_s for c in train_three if c.segment_id == seg)
+        first = next(c for c in train_three if c.segment_id == seg)
+        assert centres == pytest.approx(segment_clip_centres(first.segment_start_s, first.segment_stop_s, 3))
+    assert one.sha256 != three.sha256
+    with pytest.raises(ManifestError, match="train_clips"):
+        load_manifest("epic100", [ds.train_csv], ds.root, train_clips=0)

@@ -54,6 +54,7 @@ class ExtractOptions:
     student_frames: tuple[int, ...] = (1, 2, 4)
     first_last: bool = True
     eval_clips: int = 3
+    train_clips: int = 1
     frame_codec: str = "raw"
     decode_threads: int = 1
     workers: int = 1
@@ -124,7 +125,7 @@ def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: st
         },
         "sampling": {"t": t, "stride": stride, "clip_seconds": clip_seconds(t, stride),
                      "clip_span_frames_at_30fps": clip_span_frames(30.0, t, stride),
-                     "eval_clips": opts.eval_clips},
+                     "eval_clips": opts.eval_clips, "train_clips": opts.train_clips},
         "imu": {"rate_hz": IMU_RATE_HZ, "window": IMU_WINDOW, "channels": list(CHANNELS), "centred": True},
         "source": {"dataset": manifest.dataset, "manifest_sha256": manifest.sha256,
                    "annotations": [os.path.basename(a) for a in opts.annotations],
@@ -259,7 +260,8 @@ def extract(opts: ExtractOptions) -> ExtractSummary:
 
     t_start = time.perf_counter()
     device = resolve_device(opts.device)
-    manifest = load_manifest(opts.dataset, list(opts.annotations), opts.root, eval_clips=opts.eval_clips)
+    manifest = load_manifest(opts.dataset, list(opts.annotations), opts.root, eval_clips=opts.eval_clips,
+                             train_clips=opts.train_clips)
     if opts.strict and manifest.problems:
         raise ManifestError(f"{manifest.problems[0]} (stopped by --strict; "
                             f"{len(manifest.problems)} annotation problem(s) in all)")

@@ -2,9 +2,9 @@
 
 Adapters (datasets_epic, datasets_ego4d, datasets_generic) turn annotation files into segments;
 this module checks them, cuts them into clips and sorts the clips by video so each video is decoded
-once, front to back. A training segment yields one clip at its centre; a segment of any other split
-("validation", "test", ...) yields `eval_clips` evenly spaced clips, whose predictions the benchmark
-averages per segment.
+once, front to back. A training segment yields one clip at its centre (or `train_clips` evenly spaced
+clips, more training data from few segments); a segment of any other split ("validation", "test",
+...) yields `eval_clips` evenly spaced clips, whose predictions the benchmark averages per segment.
 
 Rows that cannot be used (unparsable times, unknown labels, repeated segment ids, stop <= start,
 rejected annotations) are skipped and listed in Manifest.problems as "file:row: reason"; nothing is
@@ -59,12 +59,12 @@ class Manifest:
 
 
 def load_manifest(dataset: str, annotations: list[str], root: str, *, eval_clips: int = 3,
-                  heads: tuple[str, ...] = ("verb", "noun")) -> Manifest:
+                  heads: tuple[str, ...] = ("verb", "noun"), train_clips: int = 1) -> Manifest:
     """Read annotation files of `dataset` ("epic100", "ego4d" or "manifest") into sorted clips."""
     if dataset not in ADAPTERS:
         raise ManifestError(f"unknown dataset {dataset!r} (known: {', '.join(ADAPTERS)})")
-    if eval_clips < 1:
-        raise ManifestError(f"eval_clips must be >= 1, got {eval_clips}")
+    if eval_clips < 1 or train_clips < 1:
+        raise ManifestError(f"eval_clips and train_clips must be >= 1, got {eval_clips} and {train_clips}")
     if not annotations:
         raise ManifestError(f"{dataset}: no annotation files given")
     if not heads or len(set(heads)) != len(heads):
@@ -76,13 +76,13 @@ def load_manifest(dataset: str, annotations: list[str], root: str, *, eval_clips
     problems = list(result.problems)
     clips = []
     for seg in _checked(result.segments, problems):
-        n = 1 if seg.split == "train" else eval_clips
+        n = train_clips if seg.split == "train" else eval_clips
         centres = segment_clip_centres(seg.start_s, seg.stop_s, n)
         clips += [Clip(f"{seg.segment_id}/{k}", seg.segment_id, seg.video_id, seg.video_path, seg.split,
                        c, seg.start_s, seg.stop_s, dict(seg.labels), seg.imu_format, seg.imu_paths)
                   for k, c in enumerate(centres)]
     clips.sort(key=lambda c: (c.video_path, c.centre_s, c.clip_id))
-    sha = _fingerprint(dataset, list(annotations) + result.extra_files, eval_clips, heads)
+    sha = _fingerprint(dataset, list(annotations) + result.extra_files, eval_clips, train_clips, heads)
     return Manifest(dataset, clips, result.class_names, sha, problems)
 
 
@@ -108,10 +108,11 @@ def _checked(segments: list[Segment], problems: list[str]) -> list[Segment]:
     return kept
 
 
-def _fingerprint(dataset: str, files: list[str], eval_clips: int, heads: tuple[str, ...]) -> str:
+def _fingerprint(dataset: str, files: list[str], eval_clips: int, train_clips: int, heads: tuple[str, ...]
+                 ) -> str:
     """sha256 of the options and the bytes of every file read (paths and root are left out)."""
-    h = hashlib.sha256(json.dumps({"version": MANIFEST_VERSION, "dataset": dataset,
-                                   "eval_clips": eval_clips, "heads": list(heads)},
+    h = hashlib.sha256(json.dumps({"version": MANIFEST_VERSION, "dataset": dataset, "eval_clips": eval_clips,
+                                   "train_clips": train_clips, "heads": list(heads)},
                                   sort_keys=True).encode())
     for path in files:
         with open(path, "rb") as f:
