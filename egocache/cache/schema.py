@@ -153,19 +153,27 @@ def file_sha256(path: str) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def load_json_object(path: str, *, missing: str = "missing") -> dict[str, Any]:
+    """A JSON metadata file holding an object; CacheFormatError naming the file if it is not one."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except FileNotFoundError as exc:
+        raise CacheFormatError(f"{path}: {missing}") from exc
+    except (OSError, ValueError) as exc:
+        raise CacheFormatError(f"{path}: unreadable or corrupt JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise CacheFormatError(f"{path}: not a JSON object")
+    return obj
+
+
 def read_attrs(path: str) -> dict[str, Any]:
     """Root attributes of the cache at `path`, after checking it is an egocache cache this code reads."""
     meta_path = os.path.join(path, "zarr.json")
     if not os.path.isdir(path):
         raise CacheError(f"{path}: no cache here (not a directory)")
-    try:
-        with open(meta_path, encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except FileNotFoundError as exc:
-        raise CacheFormatError(f"{meta_path}: missing; {path} is not a zarr v3 store") from exc
-    except (OSError, ValueError) as exc:
-        raise CacheFormatError(f"{meta_path}: unreadable or corrupt JSON ({exc})") from exc
-    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    meta = load_json_object(meta_path, missing=f"missing; {path} is not a zarr v3 store")
+    attrs = meta.get("attributes")
     if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
         raise CacheFormatError(f"{path}: not an egocache cache (root attribute format != {FORMAT_NAME!r})")
     version = attrs.get("format_version")

@@ -6,7 +6,6 @@ re-extract (a corrupt or missing shard file, a shard without its done marker) or
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,9 +14,9 @@ import numpy as np
 
 from egocache.cache.schema import (
     CONTROL_GROUP, STATUS_FAILED, STATUS_OK, ArraySpec, array_specs, chunk_file, file_sha256,
-    read_attrs, read_marker, read_strings, table_sha256,
+    load_json_object, read_attrs, read_marker, read_strings, table_sha256,
 )
-from egocache.errors import EgocacheError
+from egocache.errors import CacheFormatError, EgocacheError
 
 _CHECK_ERRORS = (EgocacheError, OSError, ValueError, KeyError, TypeError)
 
@@ -45,26 +44,12 @@ class VerifyReport:
                          [f"  - {p}" for p in self.problems])
 
 
-def _load_json(path: str) -> dict[str, Any]:
-    """A JSON metadata file, raising ValueError naming it if unreadable."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            obj = json.load(fh)
-    except FileNotFoundError as exc:
-        raise ValueError(f"{path}: missing") from exc
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable or corrupt JSON ({exc})") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: not a JSON object")
-    return obj
-
-
 def _check_array_meta(path: str, spec: ArraySpec) -> list[str]:
     """Problems with one array's zarr.json against the schema (shape, dtype, chunking)."""
     meta_path = os.path.join(path, spec.name, "zarr.json")
     try:
-        meta = _load_json(meta_path)
-    except ValueError as exc:
+        meta = load_json_object(meta_path)
+    except CacheFormatError as exc:
         return [f"array {spec.name}: {exc}"]
     out = []
     if meta.get("node_type") != "array" or meta.get("zarr_format") != 3:
@@ -97,8 +82,8 @@ def _check_table(path: str, attrs: dict[str, Any], specs: list[ArraySpec], check
 
     control = os.path.join(path, CONTROL_GROUP, "zarr.json")
     try:
-        sums = _load_json(control).get("attributes", {})["table_checksums"]
-    except (ValueError, KeyError) as exc:
+        sums = load_json_object(control).get("attributes", {})["table_checksums"]
+    except (CacheFormatError, KeyError) as exc:
         return [f"cache creation incomplete or control metadata corrupt: {exc}"]
     out = []
     table_specs = [s for s in specs if not s.per_shard]
