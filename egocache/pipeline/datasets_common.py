@@ -45,6 +45,21 @@ def with_labels(seg: Segment, labels: dict[str, int]) -> Segment:
                    labels, seg.imu_format, seg.imu_paths, seg.where)
 
 
+def label_segments(found: list[tuple[Segment, dict[str, str | None]]], index: dict[str, dict[str, int]],
+                   out: AdapterResult, unknown: str) -> None:
+    """Turn each segment's label names into class ids via `index`; a name not in it skips the segment.
+
+    `unknown` ends the problem line for such a name (e.g. "not in taxonomy.json"); a missing name is -1.
+    """
+    for seg, names in found:
+        bad = [f"{h} {names[h]!r} {unknown}" for h in index if names[h] is not None and names[h] not in index[h]]
+        if bad:
+            out.problems.append(f"{seg.where}: {'; '.join(bad)}")
+            continue
+        out.segments.append(with_labels(seg, {h: index[h][names[h]] if names[h] is not None else -1
+                                              for h in index}))
+
+
 def split_from_name(path: str) -> str | None:
     """The split a file's name announces ("EPIC_100_validation.csv" -> "validation"), if any."""
     tokens = re.split(r"[^a-z]+", os.path.splitext(os.path.basename(path))[0].lower())

@@ -26,7 +26,7 @@ import os
 
 from egocache.errors import ManifestError
 from egocache.pipeline.datasets_common import (AdapterResult, Segment, check_heads, normalise_split,
-                                               split_from_name, with_labels)
+                                               label_segments, split_from_name)
 
 HEADS = ("verb", "noun")
 EGO4D_FPS = 30.0
@@ -48,14 +48,7 @@ def load_ego4d(annotations: list[str], root: str, heads: tuple[str, ...]) -> Ada
     names = {h: taxonomy.get(h) or seen[h] for h in heads}
     out.class_names = {h: names[h] for h in heads if names[h]}
     index = {h: {n: i for i, n in enumerate(out.class_names[h])} for h in out.class_names}
-    for seg, label_names in found:
-        unknown = [f"{h} {label_names[h]!r} not in {tax_path}" for h in index
-                   if label_names[h] is not None and label_names[h] not in index[h]]
-        if unknown:
-            out.problems.append(f"{seg.where}: {'; '.join(unknown)}")
-            continue
-        labels = {h: index[h][label_names[h]] if label_names[h] is not None else -1 for h in index}
-        out.segments.append(with_labels(seg, labels))
+    label_segments(found, index, out, f"not in {tax_path}")
     return out
 
 

@@ -18,8 +18,8 @@ import os
 import re
 
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets_common import (AdapterResult, Segment, normalise_split, resolve,
-                                               with_labels)
+from egocache.pipeline.datasets_common import (AdapterResult, Segment, label_segments, normalise_split,
+                                               resolve)
 from egocache.pipeline.imu import IMU_FORMATS, guess_imu_format
 
 REQUIRED = ("video", "start", "end")
@@ -48,14 +48,7 @@ def load_generic(annotations: list[str], root: str, heads: tuple[str, ...]) -> A
         elif values:
             out.class_names[h] = sorted(set(values))
             index[h] = {n: i for i, n in enumerate(out.class_names[h])}
-    for seg, names in found:
-        bad = [f"{h} {names[h]!r} is not a class id" for h in index
-               if names[h] is not None and names[h] not in index[h]]
-        if bad:
-            out.problems.append(f"{seg.where}: {'; '.join(bad)}")
-            continue
-        out.segments.append(with_labels(seg, {h: index[h][names[h]] if names[h] is not None else -1
-                                              for h in index}))
+    label_segments(found, index, out, "is not a class id")
     return out
 
 
