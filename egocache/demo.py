@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from egocache.core.files import write_json_atomic
 from egocache.errors import EgocacheError
 
 VARIANTS = ("egodistill", "visonly-distill", "visimu", "visonly")
@@ -91,9 +92,7 @@ class Steps:
         except Exception as exc:
             raise EgocacheError(f"demo step {name!r} failed: {type(exc).__name__}: {exc}") from exc
         result = {**result, "seconds": round(time.perf_counter() - began, 1)}
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2, default=str))
-        tmp.replace(marker)
+        write_json_atomic(marker, result)
         self.log(f"{tag}: finished in {result['seconds']:.0f} s "
                  f"(demo at {time.perf_counter() - self.began:.0f} s)")
         return result

@@ -5,6 +5,14 @@ class EgocacheError(Exception):
     """Base class of every error egocache raises on purpose."""
 
 
+class ConfigError(EgocacheError):
+    """A setting (CLI option or config field) has a value that cannot work; the message names it."""
+
+
+class StorageError(EgocacheError):
+    """The operating system refused a write or read (disk full, read-only, permissions, quota)."""
+
+
 class CacheError(EgocacheError):
     """A cache cannot be created, opened, written or read."""
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cache_factory import make_test_cache
 from egocache.cli import main
-from egocache.student.train import load_checkpoint
+from egocache.student.checkpoint import load_student_checkpoint
 
 
 
@@ -35,7 +35,7 @@ def test_cli_trains_and_prints_a_json_summary(cache, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["stages"] == ["distill"] and summary["epoch"] == 1 and 0 <= summary["top1_acc"] <= 1
-    cfg = load_checkpoint(tmp_path / "run" / "last.pt")["config"]
+    cfg = load_student_checkpoint(tmp_path / "run" / "last.pt")["config"]
     assert (cfg["lr"], cfg["milestones"], cfg["variant"]) == (3e-4, [1], "visonly")
     assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 1
 
@@ -79,7 +79,7 @@ def test_kill_mid_epoch_and_resume_gives_the_uninterrupted_metrics(cache, tmp_pa
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = load_checkpoint(out / "last.pt")
+    killed_at = load_student_checkpoint(out / "last.pt")
     assert killed_at["batch"] > 0 and not (out / "metrics.json").exists()  # really mid-epoch
 
     resumed = subprocess.run(_wrapped(argv + ["--resume"]), env=env, capture_output=True, text=True, timeout=300)

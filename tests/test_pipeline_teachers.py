@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from egocache.cli import main
 from egocache.errors import CheckpointError, EgocacheError
 from egocache.pipeline import teachers
-from egocache.pipeline.teachers import (checkpoint_sha256, create_teacher, list_teachers, load_checkpoint,
-                                        save_checkpoint, teacher_spec, teacher_stats)
+from egocache.pipeline.teachers import (checkpoint_sha256, create_teacher, list_teachers, load_teacher_checkpoint,
+                                        save_teacher_checkpoint, teacher_spec, teacher_stats)
 from egocache.pipeline.teachers.mformer import (BASE_SPEC, TINY_CONFIG, MotionFormer, TrajectoryAttention,
                                                 official_overrides)
 
@@ -208,7 +208,7 @@ def outputs(model, x):
 
 def test_checkpoint_round_trip_in_the_official_layout(tmp_path):
     model = tiny(seed=3, depth=3)
-    path = save_checkpoint(model, tmp_path / "t.pyth", cfg={"lr": 1e-4, "epochs": 2}, epoch=2,
+    path = save_teacher_checkpoint(model, tmp_path / "t.pyth", cfg={"lr": 1e-4, "epochs": 2}, epoch=2,
                            extra={"optimizer_state": {"step": torch.tensor(5)}})
     raw = torch.load(path, weights_only=True)
     assert {"model_state", "cfg", "epoch", "teacher", "optimizer_state"} <= set(raw)
@@ -221,7 +221,7 @@ def test_checkpoint_round_trip_in_the_official_layout(tmp_path):
     torch.testing.assert_close(feats2, feats)
     torch.testing.assert_close(logits2["noun"], logits["noun"])
     fresh = tiny(seed=9, depth=3)
-    assert load_checkpoint(fresh, path)["epoch"] == 2
+    assert load_teacher_checkpoint(fresh, path)["epoch"] == 2
     torch.testing.assert_close(outputs(fresh, x)[0], feats)
     assert checkpoint_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     assert not list(tmp_path.glob(".*tmp*"))
@@ -274,7 +274,7 @@ def test_mismatched_state_lists_missing_unexpected_and_misshaped_keys(tmp_path):
 
 
 def test_checkpoint_from_another_teacher_is_refused(tmp_path):
-    path = save_checkpoint(tiny(), tmp_path / "t.pyth", cfg={})
+    path = save_teacher_checkpoint(tiny(), tmp_path / "t.pyth", cfg={})
     with pytest.raises(CheckpointError, match="saved from teacher 'mformer-tiny', not 'mformer'"):
         create_teacher("mformer", checkpoint=path)
 
@@ -293,20 +293,21 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pyth"
     torch.save({"model_state": tiny().state_dict(), "cfg": "", "payload": _Exploit(str(marker))}, path)
-    with pytest.raises(CheckpointError, match=r"refused to unpickle.*system"):
+    with pytest.raises(CheckpointError, match=r"refused.*system") as exc:
         create_teacher("mformer-tiny", checkpoint=path)
     assert not marker.exists()
+    assert "weights_only" not in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_unreadable_or_missing_checkpoints_raise(tmp_path):
     junk = tmp_path / "junk.pyth"
     junk.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pyth"):
-        load_checkpoint(tiny(), junk)
+        load_teacher_checkpoint(tiny(), junk)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         checkpoint_sha256(tmp_path / "absent.pyth")
     with pytest.raises(CheckpointError, match="reserved"):
-        save_checkpoint(tiny(), tmp_path / "x.pyth", cfg={}, extra={"model_state": {}})
+        save_teacher_checkpoint(tiny(), tmp_path / "x.pyth", cfg={}, extra={"model_state": {}})
 
 
 # --- the full-size model, measured on the meta device --------------------------------------------------

@@ -16,8 +16,7 @@ from egocache.cli import main
 from egocache.errors import CheckpointError, EgocacheError, ManifestError
 from egocache.pipeline.manifest import Clip, load_manifest
 from egocache.pipeline.synth import MOTION_PAIRS, synthesize
-from egocache.pipeline.teachers import create_teacher, save_checkpoint
-from egocache.pipeline.teachers.checkpoint import read_checkpoint
+from egocache.pipeline.teachers import create_teacher, read_teacher_checkpoint, save_teacher_checkpoint
 from egocache.pipeline.train_teacher import (TeacherTrainConfig, build_teacher, decode_teacher_clips,
                                              predict_clips, segment_metrics, train_teacher, training_views,
                                              zoom_crop)
@@ -58,7 +57,7 @@ def test_cli_end_to_end_checkpoint_loads_strictly_and_reproduces_validation_logi
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary == json.loads(out.with_suffix(".json").read_text())
-    ckpt = read_checkpoint(out)
+    ckpt = read_teacher_checkpoint(out)
     assert {"model_state", "cfg", "epoch", "optimizer_state", "class_names", "teacher"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and ckpt["optimizer_state"]["state"]
     cfg = yaml.safe_load(ckpt["cfg"])
@@ -100,7 +99,7 @@ def test_same_seed_gives_the_same_weights_and_another_seed_does_not(synth, tmp_p
     for i, seed in enumerate((5, 5, 6)):
         out = tmp_path / f"run{i}.pyth"
         train_teacher(config(synth, out, seed=seed), log=lambda line: None)
-        states.append(read_checkpoint(out)["model_state"])
+        states.append(read_teacher_checkpoint(out)["model_state"])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
 
@@ -129,7 +128,7 @@ def test_bad_input_gives_clear_errors(synth, tmp_path):
 def test_checkpoint_with_other_heads_is_refused_unless_heads_are_reset(synth, tmp_path):
     torch.manual_seed(0)
     init = create_teacher("mformer-tiny", **SMALL)                  # EPIC heads: verb 97, noun 300
-    save_checkpoint(init, tmp_path / "init.pyth", cfg={})
+    save_teacher_checkpoint(init, tmp_path / "init.pyth", cfg={})
     heads = {"verb": 9, "noun": 12}
     cfg = config(synth, tmp_path / "t.pyth", checkpoint=str(tmp_path / "init.pyth"), overrides={})
     with pytest.raises(CheckpointError, match=r"heads \{verb:97, noun:300\} differ .*--reset-heads"):

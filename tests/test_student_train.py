@@ -13,13 +13,15 @@ import pytest
 import torch
 
 from cache_factory import MOTION_VERBS, VERBS, make_test_cache
+from egocache.core.files import write_json_atomic
 from egocache.errors import CacheError, CacheFormatError, CheckpointError, EgocacheError
+from egocache.student.checkpoint import load_student_checkpoint
 from egocache.student.config import TrainConfig, check_cache, default_milestones, resolve_config
 from egocache.student.evaluate import (Predictions, evaluate_predictions, head_metrics, per_class_accuracy,
-                                       segment_scores, write_json_atomic, write_metrics_csv)
+                                       segment_scores, write_metrics_csv)
 from egocache.student.losses import student_loss
 from egocache.student.resnet import ResNet18
-from egocache.student.train import EpochSampler, Runtime, StageRun, load_checkpoint, to_device, train_student
+from egocache.student.train import EpochSampler, Runtime, StageRun, to_device, train_student
 
 
 
@@ -107,7 +109,7 @@ def test_evaluate_predictions_and_metrics_csv(tmp_path):
     with pytest.raises(ValueError, match="motion-pair verbs not among"):
         evaluate_predictions(pred, {"verb": VERBS, "noun": ["x", "y", "z"]}, motion_verbs=["fly"])
     for epoch in (2, 1):
-        write_json_atomic({**m, "epoch": epoch, "losses": {"loss": 1.0 / epoch}}, tmp_path / "metrics" / f"epoch_{epoch:03d}.json")
+        write_json_atomic(tmp_path / "metrics" / f"epoch_{epoch:03d}.json", {**m, "epoch": epoch, "losses": {"loss": 1.0 / epoch}})
     rows = (tmp_path / "metrics.csv").exists(), write_metrics_csv(tmp_path).read_text().splitlines()
     header = rows[1][0].split(",")
     assert not rows[0] and len(rows[1]) == 3
@@ -184,7 +186,7 @@ def test_train_all_stages_writes_checkpoints_metrics_and_resolved_config(cache, 
     final = json.loads((out / "metrics.json").read_text())
     assert final["epoch"] == 2 and 0.0 <= final["top1_acc"] <= 1.0 and "motion_pairs_top1_acc" in final
     assert set(final["heads"]) == {"verb", "noun"} and final["best"]["epoch"] in (1, 2)
-    ckpt = load_checkpoint(out / "last.pt")
+    ckpt = load_student_checkpoint(out / "last.pt")
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (2, 0, 8)
     assert ckpt["config"]["tau"] == 1.0 and ckpt["config"]["milestones"] == [1, 2]
     assert {"optimizer", "scheduler", "rng", "model_config", "model"} <= set(ckpt)
@@ -246,4 +248,4 @@ def test_torchrun_two_processes_match_one_process(cache, tmp_path):
     for key in ("loss", "kd", "ce", "l1"):
         assert a["losses"][key] == pytest.approx(b["losses"][key], rel=1e-4)
     assert a["heads"]["verb"]["per_class_acc"] == b["heads"]["verb"]["per_class_acc"]
-    assert load_checkpoint(tmp_path / "ddp" / "last.pt")["step"] == 8
+    assert load_student_checkpoint(tmp_path / "ddp" / "last.pt")["step"] == 8

@@ -52,14 +52,9 @@ def load_student(run: Path) -> tuple[Student, dict[str, Any]]:
     """The run's last student and its final metrics.json (the same epoch; best.pt if no last.pt)."""
     import json
 
-    ckpt_path = run / "last.pt" if (run / "last.pt").exists() else run / "best.pt"
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for unreadable/unsafe files
-        raise EgocacheError(f"{ckpt_path}: cannot read student checkpoint ({type(exc).__name__}: {exc})") from exc
-    student = build_student(**ckpt["model_config"])
-    student.load_state_dict(ckpt["model"])
-    student.eval()
+    from egocache.student.checkpoint import student_from_checkpoint
+
+    student, _ = student_from_checkpoint(run / "last.pt" if (run / "last.pt").exists() else run / "best.pt")
     return student, json.loads((run / "metrics.json").read_text())
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from egocache.core.files import atomic_path
 from egocache.cache.frames import decode_jpeg_into
 from egocache.cache.schema import array_specs, read_attrs, read_strings
 from egocache.errors import CacheError
@@ -39,9 +40,8 @@ def export_hdf5(path: str, out: str) -> str:
     attrs = read_attrs(path)
     group = zarr.open_group(path, mode="r")
     n, rows = attrs["layout"]["num_clips"], attrs["layout"]["shard_size"]
-    tmp = f"{out}.{os.getpid()}.tmp"
     try:
-        with h5py.File(tmp, "w") as h5:
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
             for key, value in attrs.items():
                 h5.attrs[key] = json.dumps(value)
             for spec in array_specs(attrs):
@@ -60,10 +60,6 @@ def export_hdf5(path: str, out: str) -> str:
                     ds[sl] = (_frames_block(group, attrs, sl) if spec.name == "frames"
                               else np.asarray(group[spec.name][sl]))
                 ds.attrs["description"] = spec.description
-        os.replace(tmp, out)
     except (OSError, ValueError) as exc:
         raise CacheError(f"export of {path} to {out} failed: {exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out

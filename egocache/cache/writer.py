@@ -26,20 +26,15 @@ from egocache.cache.schema import (
     SAMPLING_ALIASES, ArraySpec, array_specs, check_attr_sections, chunk_file, committed_shards, file_sha256,
     marker_path, merge_section, read_attrs, table_sha256, validate_clip_table,
 )
+from egocache.core.files import write_json_atomic
 from egocache.errors import CacheError, CacheLockedError
 
 _DIMS = {"features": ("clip", "feature"), "imu": ("clip", "imu_sample", "imu_channel")}
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Write JSON to a temporary file, fsync it, then rename it over `path` (all or nothing)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def write_meta(path: str, obj: Any) -> None:
+    """Write a zarr metadata document atomically (keys in the order zarr writes them)."""
+    write_json_atomic(path, obj, sort_keys=False)
 
 
 def _group_meta(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +168,7 @@ class CacheWriter:
                 return cls(path, existing)
         elif os.path.isdir(path) and os.listdir(path):
             raise CacheError(f"{path}: directory exists, is not empty and is not a cache; refusing to write")
-        write_json_atomic(os.path.join(path, "zarr.json"), _group_meta(final))
+        write_meta(os.path.join(path, "zarr.json"), _group_meta(final))
         group = zarr.open_group(path, mode="r+")
         with zarr.config.set({"array.write_empty_chunks": True}):
             for spec in array_specs(final):
@@ -181,8 +176,8 @@ class CacheWriter:
                 if not spec.per_shard:
                     arr[:] = table[spec.name]
         sums = {s.name: file_sha256(chunk_file(path, s, 0)) for s in array_specs(final) if not s.per_shard}
-        write_json_atomic(os.path.join(path, MARKER_GROUP, "zarr.json"), _group_meta({}))
-        write_json_atomic(control, _group_meta({"table_checksums": sums}))
+        write_meta(os.path.join(path, MARKER_GROUP, "zarr.json"), _group_meta({}))
+        write_meta(control, _group_meta({"table_checksums": sums}))
         return cls(path, final)
 
     @classmethod
@@ -229,7 +224,7 @@ class CacheWriter:
                 raise CacheError(f"{file}: shard {i} of array {spec.name} was not written")
             sums[spec.name] = file_sha256(file)
         st = data["status"]
-        write_json_atomic(marker, _group_meta({
+        write_meta(marker, _group_meta({
             "shard": i, "rows": [rows.start, rows.stop], "checksums": sums,
             "ok": int((st == STATUS_OK).sum()), "failed": int((st == STATUS_FAILED).sum()),
             "written_by": f"egocache {__version__}"}))

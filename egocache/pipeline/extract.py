@@ -331,9 +331,9 @@ def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult
 
 def write_summary(summary: ExtractSummary) -> None:
     """Write the summary into its cache as the attributes of the zarr group `_egocache/extract`."""
-    from egocache.cache.writer import write_json_atomic
+    from egocache.cache.writer import write_meta
 
-    write_json_atomic(summary.summary_file, {"zarr_format": 3, "node_type": "group",
+    write_meta(summary.summary_file, {"zarr_format": 3, "node_type": "group",
                                              "attributes": {"summary": summary.to_dict()}})
 
 

@@ -29,10 +29,10 @@ import numpy as np
 from tqdm import tqdm
 
 from egocache import __version__
+from egocache.core.files import write_atomic, write_json_atomic
 from egocache.errors import EgocacheError
 from egocache.pipeline.synth_files import (CLASS_COLUMNS, EGO4D_IMU_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ,
-                                           epic_timestamp, link, write_atomic, write_csv, write_imu,
-                                           write_json)
+                                           epic_timestamp, link, write_csv, write_imu)
 from egocache.pipeline.synth_motion import HeadMotion, HermiteTrack, random_sines
 from egocache.pipeline.synth_render import (HFOV_DEG, Prop, SceneRenderer, encode_video, texture_width,
                                             world_texture)
@@ -360,5 +360,5 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     summary = SynthSummary(root, paths["train"], paths["validation"], paths["verb_classes"],
                            paths["noun_classes"], os.path.join(root, "synth.json"), written, seed, size,
                            float(fps), float(duration_s), imu_layout)
-    write_json(summary.meta_json, _meta(summary))
+    write_json_atomic(summary.meta_json, _meta(summary), sort_keys=False)
     return summary

@@ -5,12 +5,12 @@ layouts, and links that let both layouts share one video file."""
 from __future__ import annotations
 
 import csv
-import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from egocache.core.files import write_atomic
 from egocache.pipeline.synth_motion import GRAVITY, HeadMotion, imu_times, measure
 
 IMU_RATE_HZ = 200.0
@@ -31,13 +31,6 @@ def epic_timestamp(seconds: float, decimals: int = 2) -> str:
     return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}.{frac:0{decimals}d}"
 
 
-def write_atomic(path: str, write: Callable[[str], Any]) -> None:
-    """Call write(tmp) then rename tmp onto `path`, so a killed run never leaves a half-written file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.part"
-    write(tmp)
-    os.replace(tmp, path)
-
 
 def write_csv(path: str, header: tuple[str, ...], rows: list[list[Any]]) -> None:
     """Write a CSV file with a header line."""
@@ -46,16 +39,6 @@ def write_csv(path: str, header: tuple[str, ...], rows: list[list[Any]]) -> None
             out = csv.writer(f, lineterminator="\n")
             out.writerow(header)
             out.writerows(rows)
-
-    write_atomic(path, write)
-
-
-def write_json(path: str, obj: Any) -> None:
-    """Write `obj` as indented JSON."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
 
     write_atomic(path, write)
 

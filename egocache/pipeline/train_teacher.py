@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +36,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from egocache.core.files import write_atomic, write_json_atomic
 from egocache.errors import CheckpointError, DecodeError, EgocacheError
 from egocache.pipeline.manifest import Clip, load_manifest
 from egocache.pipeline.sampling import clip_span_frames, clip_start_frame, segment_clip_centres, teacher_frame_indices
-from egocache.pipeline.teachers import Teacher, TeacherSpec, create_teacher, save_checkpoint
-from egocache.pipeline.teachers.checkpoint import read_checkpoint
+from egocache.pipeline.teachers import (Teacher, TeacherSpec, create_teacher, read_teacher_checkpoint,
+                                        save_teacher_checkpoint)
 
 SYNTH_GENERATOR = "egocache.pipeline.synth"   # synth.json "generator" of the built-in synthetic dataset
 GRAD_CLIP_NORM = 1.0
@@ -160,7 +160,7 @@ def build_teacher(cfg: TeacherTrainConfig, heads: dict[str, int], class_names: d
         return create_teacher(cfg.teacher, heads=heads, **cfg.overrides)
     loaded = create_teacher(cfg.teacher, checkpoint=cfg.checkpoint, **cfg.overrides)
     if loaded.spec.heads == heads:
-        saved_names = read_checkpoint(cfg.checkpoint).get("class_names")
+        saved_names = read_teacher_checkpoint(cfg.checkpoint).get("class_names")
         if isinstance(saved_names, dict) and saved_names != class_names:
             log(f"warning: {cfg.checkpoint}: its class names differ from the dataset's (same counts); "
                 "the heads are fine-tuned with the dataset's names")
@@ -359,17 +359,6 @@ def _train_cfg_yaml(cfg: TeacherTrainConfig, spec: TeacherSpec) -> dict[str, Any
             "EGOCACHE": {"train_teacher": run}}
 
 
-def _write_atomic(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    """Write via a temporary file in the same folder, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune cfg.teacher on the manifest's training clips, evaluate, save; return the summary."""
     cfg.check()
@@ -415,14 +404,13 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
         pairs = synthetic_motion_pairs(cfg.root, manifest.class_names.get("verb", []))
         metrics = segment_metrics(logits, val_data.segment_ids, val_data.labels, manifest.class_names, pairs)
         logits_path = out.with_suffix(".val.npz")
-        logits_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(logits_path, lambda f: np.savez(f, clip_ids=np.array(val_data.clip_ids),
-                                                      **{f"logits_{h}": v for h, v in logits.items()}), "wb")
+        write_atomic(logits_path, lambda tmp: np.savez(tmp, clip_ids=np.array(val_data.clip_ids),
+                                                       **{f"logits_{h}": v for h, v in logits.items()}))
     else:
         log("no validation clips could be evaluated (split 'validation')")
     eval_s = time.perf_counter() - t0
     model.cpu()
-    save_checkpoint(model, out, cfg=_train_cfg_yaml(cfg, spec), epoch=cfg.epochs,
+    save_teacher_checkpoint(model, out, cfg=_train_cfg_yaml(cfg, spec), epoch=cfg.epochs,
                     extra={"optimizer_state": opt.state_dict(), "class_names": manifest.class_names})
     summary = {
         "teacher": cfg.teacher, "checkpoint": str(out), "init_checkpoint": cfg.checkpoint,
@@ -438,5 +426,5 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
         "seconds": {"decode": decode_s, "train": train_s, "eval": eval_s,
                     "total": time.perf_counter() - began},
     }
-    _write_atomic(out.with_suffix(".json"), lambda f: f.write(json.dumps(summary, indent=2, default=str) + "\n"))
+    write_json_atomic(out.with_suffix(".json"), summary, sort_keys=False)
     return summary

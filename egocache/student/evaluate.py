@@ -14,8 +14,8 @@ Metric files: OUT/metrics/epoch_XXX.json per epoch, OUT/metrics.json at the end,
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from egocache.core.files import write_text_atomic
 
 
 @dataclass
@@ -135,15 +137,6 @@ def evaluate_predictions(pred: Predictions, class_names: dict[str, list[str]], *
     return out
 
 
-def write_json_atomic(obj: Any, path: Path) -> Path:
-    """Write `obj` as JSON to `path` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
-
-
 def epoch_metrics_path(out: Path, epoch: int) -> Path:
     """OUT/metrics/epoch_XXX.json for the 1-based `epoch`."""
     return out / "metrics" / f"epoch_{epoch:03d}.json"
@@ -165,14 +158,11 @@ def write_metrics_csv(out: Path) -> Path:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    path = out / "metrics.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(out / "metrics.csv", text.getvalue())
 
 
 @torch.no_grad()

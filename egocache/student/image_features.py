@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from egocache.student.evaluate import write_json_atomic
+from egocache.core.files import write_json_atomic
 
 
 def encoder_digest(module: torch.nn.Module) -> str:
@@ -106,6 +106,6 @@ def ensure_image_features(out_dir: Path, split: str, key: dict[str, Any],
         del out
     barrier()
     if rank == 0:
-        write_json_atomic(key, meta)
+        write_json_atomic(meta, key)
     barrier()
     return npy

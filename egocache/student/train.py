@@ -37,13 +37,14 @@ from tqdm import tqdm
 
 from egocache.errors import CheckpointError, EgocacheError
 from egocache.student.config import CacheFacts, TrainConfig, check_cache
+from egocache.core.files import write_json_atomic
+from egocache.student.checkpoint import load_student_checkpoint, save_student_checkpoint
 from egocache.student.evaluate import (Predictions, epoch_metrics_path, evaluate_predictions, predict,
-                                       write_json_atomic, write_metrics_csv)
+                                       write_metrics_csv)
 from egocache.student.image_features import WithImageFeatures, encoder_digest, ensure_image_features, feature_key
 from egocache.student.losses import LossConfig, pretrain_loss, student_loss
 from egocache.student.models import Student, build_student
 
-CKPT_FORMAT = 1
 RUN_KEYS_FREE = {"num_workers", "device", "checkpoint_every", "out", "cache", "eval_batch_size", "stage", "init"}
 
 
@@ -160,25 +161,6 @@ def _gather(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
     return t if rt.world == 1 else _GatherBatch.apply(t)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save through a temporary file and a rename, so a kill never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A student checkpoint (weights_only load); CheckpointError naming the file if unreadable or foreign."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read student checkpoint ({exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
-        raise CheckpointError(f"{path}: not an egocache student checkpoint (format {CKPT_FORMAT})")
-    return state
-
-
 def _rng_states(rt: Runtime) -> list[torch.Tensor]:
     """Every rank's torch RNG state (CPU, then CUDA when used), gathered for rank 0's checkpoint."""
     mine = torch.get_rng_state() if rt.device.type != "cuda" else torch.cat(
@@ -214,7 +196,7 @@ class StageRun:
             if not resume:
                 raise EgocacheError(f"{self.ckpt} exists: pass --resume to continue that run, or choose "
                                     f"another --out")
-            self.state = load_checkpoint(self.ckpt)
+            self.state = load_student_checkpoint(self.ckpt)
             self._check_same_run(self.state)
 
     def _check_same_run(self, state: dict[str, Any]) -> None:
@@ -244,7 +226,7 @@ class StageRun:
         if self.state is not None:
             student.load_state_dict(self.state["model"])
         elif init is not None:
-            keys = student.load_state_dict(load_checkpoint(init)["model"], strict=False)
+            keys = student.load_state_dict(load_student_checkpoint(init)["model"], strict=False)
             if keys.unexpected_keys or keys.missing_keys:
                 raise CheckpointError(f"{init}: does not fit a {cfg.variant} student with N={cfg.frames}: missing "
                                       f"{keys.missing_keys[:5]}, unexpected {keys.unexpected_keys[:5]}")
@@ -280,7 +262,7 @@ class StageRun:
             return Path(self.cfg.init)
         default = Path(self.cfg.out) / "pretrain" / "last.pt"
         if default.exists():
-            if load_checkpoint(default)["epoch"] < self.cfg.pretrain_epochs:
+            if load_student_checkpoint(default)["epoch"] < self.cfg.pretrain_epochs:
                 raise CheckpointError(f"{default}: the pretrain stage is not finished; run --stage pretrain "
                                       f"--resume first")
             return default
@@ -366,7 +348,7 @@ class StageRun:
             self._save(epoch + 1, 0, step, None, metrics)
             skip = 0
         if rt.main:
-            write_json_atomic({**metrics, "best": self.best, "config": cfg.to_dict()}, self.dir / "metrics.json")
+            write_json_atomic(self.dir / "metrics.json", {**metrics, "best": self.best, "config": cfg.to_dict()})
         rt.barrier()
         return metrics
 
@@ -404,7 +386,7 @@ class StageRun:
                 m.update(evaluate_predictions(pred, self.facts.heads, average=self.cfg.average,
                                               motion_verbs=self.facts.motion_verbs))
         if self.rt.main:
-            write_json_atomic(m, epoch_metrics_path(self.dir, epoch + 1))
+            write_json_atomic(epoch_metrics_path(self.dir, epoch + 1), m)
             write_metrics_csv(self.dir)
             top1 = m.get("top1_acc")
             if top1 is not None and (self.best is None or top1 > self.best["top1_acc"]):
@@ -433,8 +415,8 @@ class StageRun:
         rng = _rng_states(self.rt) if gather else None
         if not self.rt.main:
             return
-        save_checkpoint(path or self.ckpt, {
-            "format": CKPT_FORMAT, "stage": self.stage, "config": self.cfg.to_dict(),
+        save_student_checkpoint(path or self.ckpt, {
+            "stage": self.stage, "config": self.cfg.to_dict(),
             "model_config": self.student.config, "model": self.student.state_dict(),
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "epoch": epoch, "batch": batch, "step": step, "partial": partial, "rng": rng,
@@ -472,7 +454,7 @@ def train_student(cfg: TrainConfig, *, resume: bool = False, progress: bool = Tr
             stages.remove("pretrain")
         if rt.main:
             Path(cfg.out).mkdir(parents=True, exist_ok=True)
-            write_json_atomic(cfg.to_dict(), Path(cfg.out) / "config.json")
+            write_json_atomic(Path(cfg.out) / "config.json", cfg.to_dict())
         results: dict[str, Any] = {}
         for stage in stages:
             run = StageRun(stage, cfg, facts, rt, resume=resume, progress=progress, log=emit)

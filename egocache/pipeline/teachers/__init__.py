@@ -4,7 +4,7 @@ Registration is one explicit table at the bottom of this module (no import side 
 duplicate name raises. `create_teacher(name, checkpoint=..., heads=..., **overrides)` builds a
 teacher whose spec (what its weights expect) and architecture come from, in increasing priority:
 the registered defaults, the checkpoint, the explicit arguments. From a checkpoint written by
-`save_checkpoint` the saved TeacherSpec gives config, heads (names and class counts) and input
+`save_teacher_checkpoint` the saved TeacherSpec gives config, heads (names and class counts) and input
 settings; from an official MotionFormer checkpoint its YAML cfg gives crop, frames, stride, ViT
 sizes and channel order, and the classifier weights give the class counts (named like the
 registered heads when their number matches). The weights then load strictly (every key and shape).
@@ -25,12 +25,13 @@ import torch
 from egocache.errors import CheckpointError, EgocacheError
 from egocache.pipeline.teachers import mformer
 from egocache.pipeline.teachers.base import Teacher, TeacherSpec
-from egocache.pipeline.teachers.checkpoint import (checkpoint_sha256, load_checkpoint,
-                                                   load_state_strict, read_checkpoint,
-                                                   save_checkpoint, state_from_checkpoint)
+from egocache.pipeline.teachers.checkpoint import (checkpoint_sha256, load_state_strict,
+                                                   load_teacher_checkpoint, read_teacher_checkpoint,
+                                                   save_teacher_checkpoint, state_from_checkpoint)
 
 __all__ = ["Teacher", "TeacherSpec", "checkpoint_sha256", "create_teacher", "list_teachers",
-           "load_checkpoint", "register_teacher", "save_checkpoint", "teacher_spec", "teacher_stats"]
+           "load_teacher_checkpoint", "read_teacher_checkpoint", "register_teacher",
+           "save_teacher_checkpoint", "teacher_spec", "teacher_stats"]
 
 SPEC_OVERRIDES = ("frame_stride", "bgr", "mean", "std")
 
@@ -153,7 +154,7 @@ def create_teacher(name: str, *, checkpoint: str | os.PathLike[str] | None = Non
     state = None
     if checkpoint is not None:
         source = str(checkpoint)
-        ckpt = read_checkpoint(checkpoint)
+        ckpt = read_teacher_checkpoint(checkpoint)
         state = state_from_checkpoint(ckpt, source)
         found_heads, found = _checkpoint_settings(name, ckpt, state, source)
         overrides = {**found, **overrides}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +18,19 @@ import torch
 import yaml
 from torch import nn
 
+from egocache.core.torchio import safe_load, save_atomic
 from egocache.errors import CheckpointError
 
 RESERVED_KEYS = ("model_state", "cfg", "epoch", "teacher")
 MAX_LISTED = 20
-_TORCH_BOILERPLATE = ("Weights only load failed", "Check the documentation", "Please file an issue")
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checkpoint dict at `path`, unpickled with weights_only=True (tensors and plain data only)."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such checkpoint file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{p}: refused to unpickle (only tensors and plain data are loaded, "
-                              f"never code): {_reason(exc)}") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{p}: unreadable checkpoint: {exc}") from exc
+def read_teacher_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The teacher checkpoint dict at `path`, unpickled with weights_only=True (tensors and plain data)."""
+    ckpt = safe_load(path, "teacher")
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{p}: expected a dict checkpoint, got {type(ckpt).__name__}")
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     return ckpt
-
-
-def _reason(exc: Exception) -> str:
-    """The specific line of torch's weights-only refusal, without its generic advice."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    specific = [ln for ln in lines if not ln.startswith(_TORCH_BOILERPLATE)]
-    return "; ".join(specific) or (lines[0] if lines else type(exc).__name__)
 
 
 def state_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -91,15 +74,15 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     model.load_state_dict(state, strict=True)
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_teacher_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load `path` strictly into `model`; return the whole checkpoint (cfg, epoch, optimizer, ...)."""
-    ckpt = read_checkpoint(path)
+    ckpt = read_teacher_checkpoint(path)
     load_state_strict(model, state_from_checkpoint(ckpt, str(path)), str(path))
     return ckpt
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, cfg: dict[str, Any],
-                    epoch: int = 0, extra: dict[str, Any] | None = None) -> Path:
+def save_teacher_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, cfg: dict[str, Any],
+                            epoch: int = 0, extra: dict[str, Any] | None = None) -> Path:
     """Write `model` in the official layout, atomically (temporary file, then rename).
 
     `cfg` is stored as a YAML string; a model with a `spec` (a Teacher) also stores it under
@@ -124,14 +107,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, cfg: dict
     if spec is not None:
         ckpt["teacher"] = spec.to_dict()
     ckpt.update(extra)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return p
+    return save_atomic(p, ckpt)
 
 
 def checkpoint_sha256(path: str | os.PathLike[str]) -> str:

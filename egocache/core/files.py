@@ -1,0 +1,98 @@
+"""Atomic file writes: write a temporary file in the target's folder, fsync it, rename it into place.
+
+A reader (or a resumed run after kill -9) sees either the old file or the complete new one, never a
+half-written one. OS errors (disk full, file too large, read-only or forbidden folder, quota) become
+one StorageError naming the operation and the path; the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from egocache.errors import StorageError
+
+_ERRNO_NAMES = {errno.ENOSPC: "disk full (ENOSPC)", errno.EFBIG: "file too large (EFBIG)",
+                errno.EROFS: "read-only file system (EROFS)", errno.EACCES: "permission denied (EACCES)",
+                errno.EPERM: "operation not permitted (EPERM)", errno.EDQUOT: "disk quota exceeded (EDQUOT)"}
+
+
+def os_error_reason(exc: OSError) -> str:
+    """A short reason for an OSError: the errno's name where it is one a user can fix, else strerror."""
+    return _ERRNO_NAMES.get(exc.errno or -1) or exc.strerror or str(exc)
+
+
+def storage_error(action: str, path: str | os.PathLike[str], exc: OSError) -> StorageError:
+    """StorageError "cannot <action> <path>: <reason>" for an OSError met while doing `action`."""
+    err = StorageError(f"cannot {action} {os.fspath(path)}: {os_error_reason(exc)}")
+    err.__cause__ = exc
+    return err
+
+
+def _fsync_dir(folder: str) -> None:
+    """Flush a folder's entry table so a rename survives a power cut (best effort where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems (e.g. tmpfs on old kernels) refuse fsync on folders; the rename stands
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary path next to `path`; on success fsync it and rename it onto `path`.
+
+    The temporary name keeps the target's suffix (some writers infer the format from it) and is
+    unique per call. On any failure the temporary file is removed and `path` is left untouched.
+    """
+    target = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    name = os.path.basename(target)
+    stem, suffix = os.path.splitext(name)
+    tmp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise storage_error("create folder", folder, exc) from exc
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise storage_error("write", target, exc) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    _fsync_dir(folder)
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[str], Any]) -> Path:
+    """Call `write(tmp)` to fill a temporary file, then move it onto `path` atomically."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+
+    return write_atomic(path, write)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = True) -> Path:
+    """Write `obj` as indented JSON (plus a newline) to `path` atomically."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n")
