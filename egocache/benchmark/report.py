@@ -21,6 +21,7 @@ from egocache.benchmark.measure import (latency_ms, student_cost, student_inputs
                                         teacher_inputs)
 from egocache.benchmark.plots import plot_accuracy_vs_gflops, plot_per_class_gain
 from egocache.benchmark.results import ModelResult, markdown_table, write_csv, write_json
+from egocache.core.device import resolve_device
 from egocache.errors import EgocacheError
 from egocache.pipeline.sampling import clip_seconds
 from egocache.pipeline.teachers import create_teacher
@@ -154,7 +155,7 @@ def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", bat
     """Benchmark the cache's teacher and every student run found under `runs`."""
     from egocache.cache import open_cache
 
-    dev = torch.device(device)
+    dev = resolve_device(device)
     info = open_cache(cache)
     motion = info.source.get("motion_pair_verbs")
     t_metrics = teacher_metrics(cache, motion) if "validation" in info.splits else None
@@ -186,7 +187,7 @@ def benchmark_paper_configs(out: str, *, device: str = "cpu", batch: int = 32, r
     """Full-size mformer (16x224^2) and EgoDistill N=1,2,4 at 224^2: GFLOPs, params, latency (opt.)."""
     from egocache.pipeline.teachers import teacher_spec
 
-    dev = torch.device(device)
+    dev = resolve_device(device)
     spec = teacher_spec("mformer")
     teacher = {"name": "mformer", "config": spec.config, "num_frames": spec.num_frames,
                "img_size": spec.img_size, "bgr": spec.bgr}

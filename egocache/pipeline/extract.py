@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from egocache import __version__
+from egocache.core.device import resolve_device
 from egocache.errors import CacheError, ClipError, EgocacheError, ManifestError
 from egocache.pipeline.extract_worker import (STAGES, ShardJob, ShardResult, TeacherKey, load_teacher,
                                               run_shard)
@@ -242,24 +243,13 @@ def run_jobs(runner: LocalRunner | DaskRunner, jobs: list[ShardJob], *, total: i
     return results
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise EgocacheError("--device cuda: torch sees no CUDA device on this machine")
-    return device
-
-
 def extract(opts: ExtractOptions) -> ExtractSummary:
     """Extract every clip of the annotations into the cache (resuming a partial one); return the summary."""
     from egocache.cache import CacheWriter, extraction_lock
     from egocache.pipeline.manifest import load_manifest
 
     t_start = time.perf_counter()
-    device = resolve_device(opts.device)
+    device = str(resolve_device(opts.device))
     manifest = load_manifest(opts.dataset, list(opts.annotations), opts.root, eval_clips=opts.eval_clips,
                              train_clips=opts.train_clips)
     if opts.strict and manifest.problems:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from egocache.core.device import resolve_device
 from egocache.core.files import write_atomic, write_json_atomic
 from egocache.errors import CheckpointError, DecodeError, EgocacheError
 from egocache.pipeline.manifest import Clip, load_manifest
@@ -83,10 +84,6 @@ class TeacherTrainConfig:
                      if not getattr(self, k) > 0]
         problems += [f"{k}={getattr(self, k)} must be >= 0" for k in ("weight_decay", "warmup_epochs")
                      if getattr(self, k) < 0]
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            problems.append(f"device={self.device!r} must be cpu or cuda[:N]")
-        elif self.device.startswith("cuda") and not torch.cuda.is_available():
-            problems.append(f"device={self.device!r} but torch sees no CUDA device")
         if Path(self.out).suffix in (".json", ".npz"):
             problems.append(f"out={self.out!r}: the summary and logits take .json/.val.npz next to it; "
                             "give the checkpoint another suffix (e.g. .pyth)")
@@ -298,7 +295,7 @@ def _optimizer(model: Teacher, cfg: TeacherTrainConfig, steps: int, warmup: int
 def _fit(model: Teacher, data: ClipFrames, cfg: TeacherTrainConfig, log: Callable[[str], None]
          ) -> tuple[torch.optim.AdamW, list[dict[str, Any]]]:
     """Train `model` on every clip of `data` in each of cfg.epochs epochs, in a seeded random order."""
-    device, heads = torch.device(cfg.device), list(model.spec.heads)
+    device, heads = resolve_device(cfg.device), list(model.spec.heads)
     per_epoch = -(-len(data.clip_ids) // cfg.batch_size)
     opt, sched = _optimizer(model, cfg, per_epoch * cfg.epochs, per_epoch * cfg.warmup_epochs)
     rng = np.random.default_rng(cfg.seed)
@@ -371,7 +368,8 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
     val = [c for c in manifest.clips if c.split == "validation"]
     if not train:
         raise EgocacheError(f"{', '.join(cfg.annotations)}: no training clips (split 'train') to fine-tune on")
-    devices = [torch.device(cfg.device).index or 0] if cfg.device.startswith("cuda") else []
+    device = resolve_device(cfg.device)
+    devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed)
         model = build_teacher(cfg, heads, manifest.class_names, log)
@@ -392,7 +390,7 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
         decode_s = time.perf_counter() - t0
         if not train_data.clip_ids:
             raise EgocacheError(f"none of the {len(train)} training clips could be decoded")
-        model.to(cfg.device)
+        model.to(device)
         t0 = time.perf_counter()
         opt, history = _fit(model, train_data, cfg, log)
         train_s = time.perf_counter() - t0
@@ -400,7 +398,7 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
     out = Path(cfg.out)
     metrics, logits_path = None, None
     if val_data.clip_ids:
-        logits = predict_clips(model, val_data.frames, batch_size=cfg.batch_size, device=cfg.device)
+        logits = predict_clips(model, val_data.frames, batch_size=cfg.batch_size, device=device)
         pairs = synthetic_motion_pairs(cfg.root, manifest.class_names.get("verb", []))
         metrics = segment_metrics(logits, val_data.segment_ids, val_data.labels, manifest.class_names, pairs)
         logits_path = out.with_suffix(".val.npz")

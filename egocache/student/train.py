@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from egocache.errors import CheckpointError, EgocacheError
 from egocache.student.config import CacheFacts, TrainConfig, check_cache
+from egocache.core.device import resolve_device
 from egocache.core.files import write_json_atomic
 from egocache.student.checkpoint import load_student_checkpoint, save_student_checkpoint
 from egocache.student.evaluate import (Predictions, epoch_metrics_path, evaluate_predictions, predict,
@@ -71,16 +72,11 @@ def init_runtime(device: str = "auto") -> Runtime:
     """Detect torchrun from its environment, join the process group (nccl on GPU, gloo on CPU), pick the device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        raise EgocacheError(f"--device {device}: CUDA is not available on this machine")
-    if not cuda:
-        dev = torch.device("cpu")
-    else:
-        dev = torch.device("cuda", local) if world > 1 or device in ("auto", "cuda") else torch.device(device)
+    dev = resolve_device(device, local_rank=local if world > 1 else None)
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Runtime(rank, world, dev)
 
 
