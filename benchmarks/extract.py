@@ -180,7 +180,7 @@ def bench_extract(*, videos: int = 4, seconds: float = 30.0, width: int = 160, h
                   prefix: str = "extract") -> dict[str, float]:
     """End-to-end `extract` on the built-in synthetic dataset: clips/s, decode work, time per stage."""
     from egocache.pipeline.extract import ExtractOptions, extract
-    from egocache.pipeline.synth import synthesize
+    from egocache.synth import synthesize
 
     with tempfile.TemporaryDirectory() as tmp:
         ds = synthesize(os.path.join(tmp, "ds"), videos=videos, seed=0, size=(width, height),

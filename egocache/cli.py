@@ -397,7 +397,7 @@ def synth_command(out: str, videos: int, seed: int, size: tuple[int, int], fps: 
     Head-camera videos with IMU and EPIC-100 style labels, in which motion-pair verbs (take/put,
     open/close, turn-on/turn-off) look alike in any single frame and differ only in motion.
     """
-    from egocache.pipeline.synth import APPEARANCE_VERBS, MOTION_PAIRS, synthesize
+    from egocache.synth import APPEARANCE_VERBS, MOTION_PAIRS, synthesize
 
     try:
         summary = synthesize(out, videos=videos, seed=seed, size=size, fps=fps, duration_s=duration,

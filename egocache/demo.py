@@ -119,7 +119,7 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
 
     from egocache.benchmark.report import benchmark_cache, benchmark_paper_configs
     from egocache.pipeline.extract import ExtractOptions, extract
-    from egocache.pipeline.synth import synthesize
+    from egocache.synth import synthesize
     from egocache.pipeline.train_teacher import TeacherTrainConfig, train_teacher
     from egocache.student.config import TrainConfig
     from egocache.student.train import train_student

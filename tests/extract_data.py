@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from egocache.pipeline.extract import ExtractOptions
-from egocache.pipeline.synth import SynthSummary, synthesize
+from egocache.synth import SynthSummary, synthesize
 
 # 2 videos of 10 s at 96x64: 1 training segment (1 clip) + 2 validation segments (3 clips each) = 7 clips.
 NUM_CLIPS = 7

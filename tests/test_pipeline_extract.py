@@ -15,10 +15,10 @@ from egocache.pipeline.extract import clip_table, extract, open_runner, read_sum
 from egocache.pipeline.extract_worker import (ShardJob, TeacherKey, _work_units, clip_frame_plan,
                                               resize_frames)
 from egocache.pipeline.imu import imu_window, read_imu
-from egocache.pipeline.manifest import load_manifest
+from egocache.pipeline.datasets import load_manifest
 from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
                                         student_positions, teacher_frame_indices)
-from egocache.pipeline.synth import MOTION_PAIRS
+from egocache.synth import MOTION_PAIRS
 from extract_data import (BAD_VIDEOS, NUM_CLIPS, annotations, make_bad_dataset, make_dataset, options,
                           read_arrays)
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets_epic import parse_timestamp
+from egocache.pipeline.datasets.epic100 import parse_timestamp
 from egocache.pipeline.imu import CHANNELS, imu_window, read_imu
-from egocache.pipeline.manifest import load_manifest
+from egocache.pipeline.datasets import load_manifest
 from egocache.pipeline.sampling import segment_clip_centres
-from egocache.pipeline.synth import synthesize
+from egocache.synth import synthesize
 
 EPIC_COLUMNS = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
                 "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
@@ -311,3 +311,50 @@ def test_train_clips_spread_training_segments_and_change_the_fingerprint(tmp_pat
     assert one.sha256 != three.sha256
     with pytest.raises(ManifestError, match="train_clips"):
         load_manifest("epic100", [ds.train_csv], ds.root, train_clips=0)
+
+
+def test_dataset_metadata_file_gives_motion_pairs(epic, tmp_path):
+    train, val, root = epic
+    assert load_manifest("epic100", [train, val], root).motion_pairs == []
+    meta = tmp_path / "my-meta.json"
+    meta.write_text(json.dumps({"motion_pairs": [["take", "put"]], "description": "mine"}))
+    m = load_manifest("epic100", [train, val], root, dataset_meta=str(meta))
+    assert m.motion_pairs == [("take", "put")] and m.motion_pair_verbs == ["take", "put"]
+    # the default location is <root>/egocache-dataset.json; its bytes enter the fingerprint
+    (tmp_path / "data" / "egocache-dataset.json").write_text(meta.read_text())
+    default = load_manifest("epic100", [train, val], root)
+    assert default.motion_pairs == [("take", "put")]
+    meta.write_text(json.dumps({"motion_pairs": [["take", "put"]], "description": "changed"}))
+    assert load_manifest("epic100", [train, val], root, dataset_meta=str(meta)).sha256 != default.sha256
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"motion_pairs": [["take", "put"]], "colour": 1}, "unknown key"),
+    ({"motion_pairs": [["take"]]}, "pairs"),
+    ({"motion_pairs": [["take", "put"], ["put", "open"]]}, "more than one"),
+    ([], "JSON object"),
+])
+def test_bad_dataset_metadata_is_refused_naming_the_file(epic, tmp_path, content, message):
+    train, val, root = epic
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps(content))
+    with pytest.raises(ManifestError, match=message) as exc:
+        load_manifest("epic100", [train, val], root, dataset_meta=str(meta))
+    assert str(meta) in str(exc.value)
+
+
+def test_motion_pairs_outside_the_classes_are_left_out_and_reported(epic, tmp_path):
+    train, val, root = epic
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"motion_pairs": [["take", "put"], ["stir", "mix"]]}))
+    m = load_manifest("epic100", [train, val], root, dataset_meta=str(meta))
+    assert m.motion_pairs == [("take", "put")]
+    assert any("stir/mix left out" in p and str(meta) in p for p in m.problems)
+
+
+def test_synthetic_dataset_declares_its_motion_pairs(tmp_path):
+    from egocache.synth import MOTION_PAIRS
+
+    ds = synthesize(str(tmp_path / "syn"), videos=1, duration_s=8.0, size=(32, 32))
+    m = load_manifest("epic100", [ds.train_csv], ds.root)
+    assert m.motion_pairs == [tuple(p) for p in MOTION_PAIRS]

@@ -19,12 +19,12 @@ from click.testing import CliRunner
 
 from egocache.cli import main
 from egocache.errors import EgocacheError
-from egocache.pipeline.synth import (APPEARANCE_VERBS, EGO4D_IMU_COLUMNS, EPIC_COLUMNS, MOTION_PAIRS, NOUNS,
+from egocache.synth import (APPEARANCE_VERBS, EGO4D_IMU_COLUMNS, EPIC_COLUMNS, MOTION_PAIRS, NOUNS,
                                      VERBS, SynthSummary, epic_timestamp, synthesize)
-from egocache.pipeline.synth_files import link
-from egocache.pipeline.synth_motion import (GRAVITY, HeadMotion, HermiteTrack, drifting_bias, imu_times,
+from egocache.synth.files import link
+from egocache.synth.motion import (GRAVITY, HeadMotion, HermiteTrack, drifting_bias, imu_times,
                                             random_sines)
-from egocache.pipeline.synth_render import HFOV_DEG
+from egocache.synth.render import HFOV_DEG
 
 SMALL = dict(videos=2, seed=11, size=(96, 64), duration_s=12.0)                       # 30 fps, both layouts
 STATS = dict(videos=12, seed=5, size=(96, 64), fps=10.0, duration_s=48.0, imu_layout="epic100")
@@ -202,7 +202,7 @@ def test_synth_json_describes_seed_classes_and_motion_pairs(small):
     ds = small[0]
     with open(ds.meta_json) as f:
         meta = json.load(f)
-    assert meta["generator"] == "egocache.pipeline.synth" and meta["seed"] == SMALL["seed"]
+    assert meta["generator"] == "egocache.synth" and meta["seed"] == SMALL["seed"]
     assert meta["motion_pairs"] == [list(p) for p in MOTION_PAIRS]
     assert meta["appearance_verbs"] == list(APPEARANCE_VERBS)
     assert [v["key"] for v in meta["verbs"]] == list(VERBS)
@@ -216,7 +216,7 @@ def test_synth_json_describes_seed_classes_and_motion_pairs(small):
 
 def test_same_seed_same_bytes_and_another_seed_differs(small, tmp_path):
     first, second = (file_hashes(ds.root) for ds in small)
-    assert first == second and len(first) == 15
+    assert first == second and len(first) == 16
     other = synthesize(str(tmp_path / "other"), **dict(SMALL, seed=SMALL["seed"] + 1))
     assert file_hashes(other.root)["P01/videos/P01_101.MP4"] != first["P01/videos/P01_101.MP4"]
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from egocache.cli import main
 from egocache.errors import CheckpointError, EgocacheError, ManifestError
-from egocache.pipeline.manifest import Clip, load_manifest
-from egocache.pipeline.synth import MOTION_PAIRS, synthesize
+from egocache.pipeline.datasets import Clip, load_manifest
+from egocache.synth import MOTION_PAIRS, synthesize
 from egocache.pipeline.teachers import create_teacher, read_teacher_checkpoint, save_teacher_checkpoint
 from egocache.pipeline.train_teacher import (TeacherTrainConfig, build_teacher, decode_teacher_clips,
                                              predict_clips, segment_metrics, train_teacher, training_views,

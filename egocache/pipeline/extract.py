@@ -130,19 +130,9 @@ def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: st
         "imu": {"rate_hz": IMU_RATE_HZ, "window": IMU_WINDOW, "channels": list(CHANNELS), "centred": True},
         "source": {"dataset": manifest.dataset, "manifest_sha256": manifest.sha256,
                    "annotations": [os.path.basename(a) for a in opts.annotations],
-                   "motion_pair_verbs": motion_pair_verbs(opts.root, manifest.class_names.get("verb", []))},
+                   "motion_pair_verbs": manifest.motion_pair_verbs},
         "extract": {"tool": "egocache", "version": __version__},
     }
-
-
-def motion_pair_verbs(root: str, verbs: list[str]) -> list[str] | None:
-    """Verbs of the motion pairs a synthetic dataset declares (told apart only by motion), else None."""
-    from egocache.pipeline.synth import declared_motion_pairs
-
-    pairs = declared_motion_pairs(root)
-    if pairs is None:
-        return None
-    return [v for a, b in pairs if a in verbs and b in verbs for v in (a, b)]
 
 
 def teacher_info(key: TeacherKey) -> tuple[Any, str | None]:
@@ -246,7 +236,7 @@ def run_jobs(runner: LocalRunner | DaskRunner, jobs: list[ShardJob], *, total: i
 def extract(opts: ExtractOptions) -> ExtractSummary:
     """Extract every clip of the annotations into the cache (resuming a partial one); return the summary."""
     from egocache.cache import CacheWriter, extraction_lock
-    from egocache.pipeline.manifest import load_manifest
+    from egocache.pipeline.datasets import load_manifest
 
     t_start = time.perf_counter()
     device = str(resolve_device(opts.device))

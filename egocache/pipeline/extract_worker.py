@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from egocache.errors import ClipError, IMUError
-from egocache.pipeline.manifest import Clip
+from egocache.pipeline.datasets import Clip
 from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
                                         teacher_frame_indices)
 

@@ -15,7 +15,7 @@ is kept. No horizontal flip: it would swap left/right head motions (e.g. the syn
 yaw to one side or the other) without swapping their labels. On CPU a seed gives the same weights.
 
 Evaluation on the validation clips: clip logits averaged per segment, then top-1 per head, per-class
-accuracy and, on the synthetic dataset (root/synth.json), accuracy on its motion-pair verbs, which a
+accuracy and, where the dataset metadata declares motion pairs, accuracy on those verbs, which a
 single frame cannot tell apart. Outputs: the checkpoint (model_state, cfg YAML, epoch,
 optimizer_state, class_names), CKPT with suffix .json (the summary) and .val.npz (validation clip
 ids and logits, which the saved checkpoint reproduces).
@@ -24,7 +24,6 @@ ids and logits, which the saved checkpoint reproduces).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,12 +38,11 @@ from tqdm import tqdm
 from egocache.core.device import resolve_device
 from egocache.core.files import write_atomic, write_json_atomic
 from egocache.errors import CheckpointError, DecodeError, EgocacheError
-from egocache.pipeline.manifest import Clip, load_manifest
+from egocache.pipeline.datasets import Clip, load_manifest
 from egocache.pipeline.sampling import clip_span_frames, clip_start_frame, segment_clip_centres, teacher_frame_indices
 from egocache.pipeline.teachers import (Teacher, TeacherSpec, create_teacher, read_teacher_checkpoint,
                                         save_teacher_checkpoint)
 
-SYNTH_GENERATOR = "egocache.pipeline.synth"   # synth.json "generator" of the built-in synthetic dataset
 GRAD_CLIP_NORM = 1.0
 ZOOM_SCALE = (0.75, 1.0)                       # side of the random crop, as a fraction of the frame
 
@@ -260,22 +258,6 @@ def _motion_pair_metrics(seg_logits: np.ndarray, truth: np.ndarray, names: list[
             "pair_top1": float(within.mean())}
 
 
-def synthetic_motion_pairs(root: str, verb_names: list[str]) -> list[tuple[str, str]] | None:
-    """The synthetic generator's motion pairs present in `verb_names`, or None if `root` is not synthetic."""
-    meta = Path(root) / "synth.json"
-    if not meta.is_file():
-        return None
-    try:
-        generator = json.loads(meta.read_text()).get("generator")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise EgocacheError(f"{meta}: unreadable synthetic-dataset metadata: {exc}") from exc
-    if generator != SYNTH_GENERATOR:
-        return None
-    from egocache.pipeline.synth import MOTION_PAIRS
-
-    return [(a, b) for a, b in MOTION_PAIRS if a in verb_names and b in verb_names]
-
-
 def _optimizer(model: Teacher, cfg: TeacherTrainConfig, steps: int, warmup: int
                ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW without decay on biases/norms; linear warm-up over `warmup` steps, cosine to 0 at `steps`."""
@@ -399,7 +381,7 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
     metrics, logits_path = None, None
     if val_data.clip_ids:
         logits = predict_clips(model, val_data.frames, batch_size=cfg.batch_size, device=device)
-        pairs = synthetic_motion_pairs(cfg.root, manifest.class_names.get("verb", []))
+        pairs = manifest.motion_pairs or None
         metrics = segment_metrics(logits, val_data.segment_ids, val_data.labels, manifest.class_names, pairs)
         logits_path = out.with_suffix(".val.npz")
         write_atomic(logits_path, lambda tmp: np.savez(tmp, clip_ids=np.array(val_data.clip_ids),

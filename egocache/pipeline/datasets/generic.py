@@ -18,7 +18,7 @@ import os
 import re
 
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets_common import (AdapterResult, Segment, label_segments, normalise_split,
+from egocache.pipeline.datasets.common import (AdapterResult, Segment, label_segments, normalise_split,
                                                resolve)
 from egocache.pipeline.imu import IMU_FORMATS, guess_imu_format
 

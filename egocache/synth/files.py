@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from egocache.core.files import write_atomic
-from egocache.pipeline.synth_motion import GRAVITY, HeadMotion, imu_times, measure
+from egocache.synth.motion import GRAVITY, HeadMotion, imu_times, measure
 
 IMU_RATE_HZ = 200.0
 EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",

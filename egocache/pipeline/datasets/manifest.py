@@ -1,6 +1,6 @@
 """Annotations -> a manifest of clips: what to extract, from which video and IMU files, with what labels.
 
-Adapters (datasets_epic, datasets_ego4d, datasets_generic) turn annotation files into segments;
+Adapters (epic100.py, ego4d.py, generic.py) turn annotation files into segments;
 this module checks them, cuts them into clips and sorts the clips by video so each video is decoded
 once, front to back. A training segment yields one clip at its centre (or `train_clips` evenly spaced
 clips, more training data from few segments); a segment of any other split ("validation", "test",
@@ -9,6 +9,8 @@ clips, more training data from few segments); a segment of any other split ("val
 Rows that cannot be used (unparsable times, unknown labels, repeated segment ids, stop <= start,
 rejected annotations) are skipped and listed in Manifest.problems as "file:row: reason"; nothing is
 dropped silently. Missing video or IMU files are not problems here: extraction reports them per clip.
+Facts the annotations do not hold (which verbs form motion pairs) come from the dataset metadata
+file (meta.py) and travel with the manifest.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets_common import AdapterResult, Segment
-from egocache.pipeline.datasets_ego4d import load_ego4d
-from egocache.pipeline.datasets_epic import load_epic100
-from egocache.pipeline.datasets_generic import load_generic
+from egocache.pipeline.datasets.common import AdapterResult, Segment
+from egocache.pipeline.datasets.ego4d import load_ego4d
+from egocache.pipeline.datasets.epic100 import load_epic100
+from egocache.pipeline.datasets.generic import load_generic
+from egocache.pipeline.datasets.meta import read_dataset_meta
 from egocache.pipeline.sampling import segment_clip_centres
 
 ADAPTERS = {"epic100": load_epic100, "ego4d": load_ego4d, "manifest": load_generic}
@@ -49,18 +52,29 @@ class Clip:
 
 @dataclass
 class Manifest:
-    """The clips of a dataset, its class names per head, its fingerprint and the rows it skipped."""
+    """The clips of a dataset, its class names per head, its fingerprint, the rows it skipped, and the
+    motion pairs its metadata file declares (verb names; empty when it declares none)."""
 
     dataset: str
     clips: list[Clip]
     class_names: dict[str, list[str]]
     sha256: str
     problems: list[str]
+    motion_pairs: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def motion_pair_verbs(self) -> list[str] | None:
+        """The motion-pair verbs, pair by pair (a, b, c, d, ...), or None when none are declared."""
+        return [v for pair in self.motion_pairs for v in pair] or None
 
 
 def load_manifest(dataset: str, annotations: list[str], root: str, *, eval_clips: int = 3,
-                  heads: tuple[str, ...] = ("verb", "noun"), train_clips: int = 1) -> Manifest:
-    """Read annotation files of `dataset` ("epic100", "ego4d" or "manifest") into sorted clips."""
+                  heads: tuple[str, ...] = ("verb", "noun"), train_clips: int = 1,
+                  dataset_meta: str | None = None) -> Manifest:
+    """Read annotation files of `dataset` ("epic100", "ego4d" or "manifest") into sorted clips.
+
+    `dataset_meta` is the dataset metadata file (default `<root>/egocache-dataset.json` if present).
+    """
     if dataset not in ADAPTERS:
         raise ManifestError(f"unknown dataset {dataset!r} (known: {', '.join(ADAPTERS)})")
     if eval_clips < 1 or train_clips < 1:
@@ -82,8 +96,15 @@ def load_manifest(dataset: str, annotations: list[str], root: str, *, eval_clips
                        c, seg.start_s, seg.stop_s, dict(seg.labels), seg.imu_format, seg.imu_paths)
                   for k, c in enumerate(centres)]
     clips.sort(key=lambda c: (c.video_path, c.centre_s, c.clip_id))
-    sha = _fingerprint(dataset, list(annotations) + result.extra_files, eval_clips, train_clips, heads)
-    return Manifest(dataset, clips, result.class_names, sha, problems)
+    meta = read_dataset_meta(os.path.abspath(root), dataset_meta)
+    verbs = result.class_names.get("verb", [])
+    pairs = [p for p in meta.motion_pairs if p[0] in verbs and p[1] in verbs]
+    problems += [f"{meta.path}: motion pair {a}/{b} left out: "
+                 f"{', '.join(v for v in (a, b) if v not in verbs)} not among the verb classes"
+                 for a, b in meta.motion_pairs if (a, b) not in pairs]
+    files = list(annotations) + result.extra_files + ([meta.path] if meta.path else [])
+    sha = _fingerprint(dataset, files, eval_clips, train_clips, heads)
+    return Manifest(dataset, clips, result.class_names, sha, problems, pairs)
 
 
 def _checked(segments: list[Segment], problems: list[str]) -> list[Segment]:

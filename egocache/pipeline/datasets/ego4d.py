@@ -25,7 +25,7 @@ import math
 import os
 
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets_common import (AdapterResult, Segment, check_heads, normalise_split,
+from egocache.pipeline.datasets.common import (AdapterResult, Segment, check_heads, normalise_split,
                                                label_segments, split_from_name)
 
 HEADS = ("verb", "noun")

@@ -19,7 +19,6 @@ threaded with fixed options (identical output for the same seed and the same num
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -31,21 +30,20 @@ from tqdm import tqdm
 from egocache import __version__
 from egocache.core.files import write_atomic, write_json_atomic
 from egocache.errors import EgocacheError
-from egocache.pipeline.synth_files import (CLASS_COLUMNS, EGO4D_IMU_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ,
+from egocache.pipeline.datasets.meta import DATASET_META_FILE, dataset_meta_json
+from egocache.synth.files import (CLASS_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ,
                                            epic_timestamp, link, write_csv, write_imu)
-from egocache.pipeline.synth_motion import HeadMotion, HermiteTrack, random_sines
-from egocache.pipeline.synth_render import (HFOV_DEG, Prop, SceneRenderer, encode_video, texture_width,
+from egocache.synth.motion import HeadMotion, HermiteTrack, random_sines
+from egocache.synth.render import (HFOV_DEG, Prop, SceneRenderer, encode_video, texture_width,
                                             world_texture)
-from egocache.pipeline.synth_vocab import NOUN_BY_KEY, NOUN_SPECS, VERB_BY_KEY, VERB_SPECS
+from egocache.synth.vocab import NOUN_BY_KEY, NOUN_SPECS, VERB_BY_KEY, VERB_SPECS
 
-GENERATOR = "egocache.pipeline.synth"   # synth.json "generator" of this dataset
+GENERATOR = "egocache.synth"   # synth.json "generator" of this dataset
 MOTION_PAIRS: list[tuple[str, str]] = [("take", "put"), ("open", "close"), ("turn-on", "turn-off")]
 APPEARANCE_VERBS: tuple[str, ...] = ("wash", "cut", "pour")
 VERBS: tuple[str, ...] = tuple(v.key for v in VERB_SPECS)
 NOUNS: tuple[str, ...] = tuple(n.key for n in NOUN_SPECS)
 IMU_LAYOUTS = ("epic100", "ego4d", "both")
-__all__ = ["APPEARANCE_VERBS", "EGO4D_IMU_COLUMNS", "EPIC_COLUMNS", "IMU_LAYOUTS", "IMU_RATE_HZ",
-           "MOTION_PAIRS", "NOUNS", "VERBS", "SynthSummary", "SynthVideo", "epic_timestamp", "synthesize"]
 
 EDGE_S = 1.2                      # idle before the first and after the last segment (holds an IMU window)
 SEGMENT_S = (2.0, 4.0)
@@ -91,6 +89,7 @@ class SynthSummary:
     verb_classes_csv: str
     noun_classes_csv: str
     meta_json: str
+    dataset_meta: str             # egocache-dataset.json: the facts extraction carries into the cache
     videos: list[SynthVideo] = field(default_factory=list)
     seed: int = 0
     size: tuple[int, int] = (0, 0)
@@ -259,21 +258,6 @@ def _class_rows(kind: str) -> list[list[Any]]:
     return [[i, s.key, f"['{s.key}']", s.category] for i, s in enumerate(specs)]
 
 
-def declared_motion_pairs(root: str) -> list[tuple[str, str]] | None:
-    """The motion pairs a dataset folder declares in its synth.json, or None if it is not ours."""
-    meta = os.path.join(root, "synth.json")
-    if not os.path.isfile(meta):
-        return None
-    try:
-        with open(meta) as fh:
-            data = json.load(fh)
-        if data.get("generator") != GENERATOR:
-            return None
-        return [(str(a), str(b)) for a, b in data["motion_pairs"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise EgocacheError(f"{meta}: unreadable synthetic-dataset metadata ({type(exc).__name__}: {exc})") from exc
-
-
 def _meta(summary: SynthSummary) -> dict[str, Any]:
     """synth.json: what was generated and what the labels mean (paths relative to the dataset root)."""
     return {
@@ -358,7 +342,11 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     write_csv(paths["verb_classes"], CLASS_COLUMNS, _class_rows("verb"))
     write_csv(paths["noun_classes"], CLASS_COLUMNS, _class_rows("noun"))
     summary = SynthSummary(root, paths["train"], paths["validation"], paths["verb_classes"],
-                           paths["noun_classes"], os.path.join(root, "synth.json"), written, seed, size,
-                           float(fps), float(duration_s), imu_layout)
+                           paths["noun_classes"], os.path.join(root, "synth.json"),
+                           os.path.join(root, DATASET_META_FILE), written, seed, size, float(fps),
+                           float(duration_s), imu_layout)
     write_json_atomic(summary.meta_json, _meta(summary), sort_keys=False)
+    write_json_atomic(summary.dataset_meta, dataset_meta_json(
+        MOTION_PAIRS, "egocache synthetic dataset: the motion-pair verbs look alike in any single frame "
+                      "and differ only in head motion"), sort_keys=False)
     return summary

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets_common import (AdapterResult, Segment, check_heads, names_from_pairs,
+from egocache.pipeline.datasets.common import (AdapterResult, Segment, check_heads, names_from_pairs,
                                                split_from_name, with_labels)
 
 HEADS = ("verb", "noun")

@@ -18,8 +18,8 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
-from egocache.pipeline.synth_motion import HeadMotion
-from egocache.pipeline.synth_vocab import NOUN_BY_KEY, NounSpec
+from egocache.synth.motion import HeadMotion
+from egocache.synth.vocab import NOUN_BY_KEY, NounSpec
 
 WORLD_RADIUS_M = 3.0
 HFOV_DEG = 70.0
