@@ -140,7 +140,7 @@ def export_command(cache: str, out: str) -> None:
 def benchmark_command(cache: str | None, runs: str | None, out: str, paper_configs: bool, device: str,
                       batch_size: int, repeats: int, latency: bool | None) -> None:
     """GFLOPs, parameters, latency and accuracy of the teacher and every student; report and plots."""
-    from egocache.benchmark.report import benchmark_cache, benchmark_paper_configs
+    from egocache.report.benchmark import benchmark_cache, benchmark_paper_configs
 
     if paper_configs:
         report = benchmark_paper_configs(out, device=device, batch=batch_size, repeats=repeats,

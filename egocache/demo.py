@@ -117,7 +117,7 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
     """Run (or finish) the demo chain under cfg.out; return where the report and plots are."""
     import torch
 
-    from egocache.benchmark.report import benchmark_cache, benchmark_paper_configs
+    from egocache.report.benchmark import benchmark_cache, benchmark_paper_configs
     from egocache.pipeline.extract import ExtractOptions, extract
     from egocache.synth import synthesize
     from egocache.pipeline.train_teacher import TeacherTrainConfig, train_teacher

@@ -172,7 +172,7 @@ def teacher_stats(name: str, **overrides: Any) -> dict[str, Any]:
     Built and run on the meta device: no memory is allocated and nothing is computed, so the full
     model is measured in about a second on CPU.
     """
-    from egocache.benchmark.flops import count_flops, count_params
+    from egocache.core.flops import count_flops, count_params
 
     with torch.device("meta"):
         model = create_teacher(name, **overrides)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from egocache.benchmark.flops import count_flops, count_params
+from egocache.core.flops import count_flops, count_params
 from egocache.pipeline.imu import IMU_WINDOW
 from egocache.student.models import Student
 

@@ -6,8 +6,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from egocache.benchmark.results import ModelResult, markdown_table, write_csv, write_json
-from egocache.benchmark.report import per_class_gain, _write
+from egocache.report.results import ModelResult, markdown_table, write_csv, write_json
+from egocache.report.benchmark import per_class_gain, _write
 from egocache.cli import main
 
 

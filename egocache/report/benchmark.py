@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from egocache.benchmark.measure import (latency_ms, student_cost, student_inputs, teacher_cost,
+from egocache.report.measure import (latency_ms, student_cost, student_inputs, teacher_cost,
                                         teacher_inputs)
-from egocache.benchmark.plots import plot_accuracy_vs_gflops, plot_per_class_gain
-from egocache.benchmark.results import ModelResult, markdown_table, write_csv, write_json
+from egocache.report.plots import plot_accuracy_vs_gflops, plot_per_class_gain
+from egocache.report.results import ModelResult, markdown_table, write_csv, write_json
 from egocache.core.device import resolve_device
 from egocache.errors import EgocacheError
 from egocache.pipeline.sampling import clip_seconds

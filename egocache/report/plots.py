@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are written on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from egocache.benchmark.results import ModelResult  # noqa: E402
+from egocache.report.results import ModelResult  # noqa: E402
 
 _MARKERS = {"teacher": "*", "egodistill": "o", "visonly-distill": "s", "visimu": "^", "visonly": "v"}
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from egocache.benchmark.flops import count_flops, count_params, recurrent_macs
+from egocache.core.flops import count_flops, count_params, recurrent_macs
 
 
 def test_linear_is_batch_times_in_times_out():

@@ -1,1 +1,0 @@
-"""FLOPs, parameters, latency, accuracy tables, plots and the benchmark report."""
