@@ -144,7 +144,7 @@ def main() -> None:
         for name, paths in files.items():   # cold-ish: first pass after dropping the files' pages
             drop_page_cache(paths)
             readers[name] = (memmap_reader(root) if name == "memmap"
-                             else CacheDataset(caches[name], split="train", n_frames=4).__getitem__)
+                             else CacheDataset(caches[name], split="train", frames=4).__getitem__)
             results[name] = [one_pass(readers[name], args.clips, args.batch, 0)]
         for r in range(args.rounds):        # warm: readers interleaved so machine load hits all alike
             for name, read in readers.items():

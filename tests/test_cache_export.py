@@ -29,7 +29,7 @@ def test_hdf5_round_trip_keeps_arrays_and_attributes(tmp_path, codec):
             assert h5[name].asstr()[:].tolist() == np.asarray(g[name][:]).tolist()
         frames = h5["frames"][:]
     assert frames.dtype == np.uint8 and frames.shape == (10, 9, 16, 16, 3)
-    ds = CacheDataset(path, split="validation", n_frames=4)
+    ds = CacheDataset(path, split="validation", frames=4)
     b = ds[list(range(len(ds)))]
     want = frames[ds.rows][:, attrs["sampling"]["frames_for_n"]["4"]]
     np.testing.assert_array_equal(b["frames"].numpy(), want)   # same decoder, bit-identical

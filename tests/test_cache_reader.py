@@ -33,7 +33,7 @@ def expected_frame(row: int, k: int) -> np.ndarray:
 
 
 def test_item_holds_frames_imu_teacher_outputs_labels_and_ids(raw_cache):
-    ds = CacheDataset(raw_cache, split="train", n_frames=2)
+    ds = CacheDataset(raw_cache, split="train", frames=2)
     # rows 0..5 are train; row 4 (first of shard 1) failed, so it is not in the dataset
     assert ds.rows.tolist() == [0, 1, 2, 3, 5] and len(ds) == 5
     item = ds[3]
@@ -49,7 +49,7 @@ def test_item_holds_frames_imu_teacher_outputs_labels_and_ids(raw_cache):
 
 
 def test_batch_index_gives_leading_axis_and_first_last(raw_cache):
-    ds = CacheDataset(raw_cache, split="validation", n_frames=4, first_last=True)
+    ds = CacheDataset(raw_cache, split="validation", frames=4, first_last=True)
     assert ds.rows.tolist() == [6, 7, 8, 9] and ds.segment_ids == ["va0", "va1"]
     b = ds[[3, 0, 2]]
     assert b["frames"].shape == (3, 4, SIZE, SIZE, 3) and b["first_last"].shape == (3, 2, SIZE, SIZE, 3)
@@ -62,10 +62,10 @@ def test_batch_index_gives_leading_axis_and_first_last(raw_cache):
 
 
 def test_frames_false_skips_frames_and_bad_requests_are_refused(raw_cache):
-    b = CacheDataset(raw_cache, split="train", frames=False)[[0, 1]]
+    b = CacheDataset(raw_cache, split="train", read_frames=False)[[0, 1]]
     assert "frames" not in b and b["feature"].shape == (2, FEAT)
     with pytest.raises(CacheError, match="N=3"):
-        CacheDataset(raw_cache, n_frames=3)
+        CacheDataset(raw_cache, frames=3)
     with pytest.raises(CacheError, match="no split 'test'"):
         CacheDataset(raw_cache, split="test")
 
@@ -73,8 +73,8 @@ def test_frames_false_skips_frames_and_bad_requests_are_refused(raw_cache):
 @pytest.mark.parametrize("codec", ["raw", "jpeg"])
 def test_direct_shard_reads_equal_zarr_reads(raw_cache, jpeg_cache, codec):
     path = raw_cache if codec == "raw" else jpeg_cache
-    fast = CacheDataset(path, split="validation", n_frames=4, first_last=True)
-    slow = CacheDataset(path, split="validation", n_frames=4, first_last=True, direct=False)
+    fast = CacheDataset(path, split="validation", frames=4, first_last=True)
+    slow = CacheDataset(path, split="validation", frames=4, first_last=True, direct=False)
     a, b = fast[[0, 1, 2, 3]], slow[[0, 1, 2, 3]]
     assert fast._load().frames.direct and not slow._load().frames.direct
     for key in ("frames", "first_last"):
@@ -82,14 +82,14 @@ def test_direct_shard_reads_equal_zarr_reads(raw_cache, jpeg_cache, codec):
 
 
 def test_jpeg_frames_decode_close_to_the_originals(jpeg_cache):
-    b = CacheDataset(jpeg_cache, split="train", n_frames=4)[[0, 4]]
+    b = CacheDataset(jpeg_cache, split="train", frames=4)[[0, 4]]
     want = np.stack([np.stack([expected_frame(r, k) for k in (1, 3, 5, 7)]) for r in (0, 5)])
     err = np.abs(b["frames"].numpy().astype(int) - want.astype(int)).mean()
     assert b["frames"].dtype == torch.uint8 and err < 3.0
 
 
 def test_loader_with_two_workers_gives_the_same_batches(raw_cache):
-    ds = CacheDataset(raw_cache, split="validation", n_frames=1, first_last=True)
+    ds = CacheDataset(raw_cache, split="validation", frames=1, first_last=True)
     runs = []
     for workers in (0, 2):
         loader = cache_loader(ds, batch_size=3, shuffle=True, seed=7, num_workers=workers)
@@ -104,7 +104,7 @@ def test_loader_with_two_workers_gives_the_same_batches(raw_cache):
 
 
 def test_loader_drop_last_and_custom_sampler(raw_cache):
-    ds = CacheDataset(raw_cache, split="train", frames=False)
+    ds = CacheDataset(raw_cache, split="train", read_frames=False)
     assert [len(b["row"]) for b in cache_loader(ds, batch_size=2, shuffle=False, seed=0, num_workers=0,
                                                  drop_last=True)] == [2, 2]
     sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False)

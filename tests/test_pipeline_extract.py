@@ -83,7 +83,7 @@ def test_extract_writes_every_clip_and_what_students_need(dataset, reference):
     want = imu_window(read_imu(clip.imu_format, clip.imu_paths), clip.centre_s)
     assert np.array_equal(arrays["imu"][0], want)
 
-    ds = CacheDataset(str(cache), split="validation", n_frames=4)
+    ds = CacheDataset(str(cache), split="validation", frames=4)
     info = ds.info
     assert info.heads == manifest.class_names
     assert info.teacher["name"] == "mformer-tiny" and info.teacher["checkpoint_sha256"] is None

@@ -127,7 +127,7 @@ def _tiny_batch(seed: int = 0, b: int = 6, imu_len: int = 422):
 
 def test_distill_gradients_reach_trained_parts_only():
     torch.manual_seed(0)
-    s = build_student("egodistill", n_frames=1, feature_dim=16, heads={"verb": 4})
+    s = build_student("egodistill", frames=1, feature_dim=16, heads={"verb": 4})
     s.freeze_image_encoder()
     student_loss(s(_tiny_batch()), _tiny_batch(), LossConfig(), distill=True)["loss"].backward()
     assert all(p.grad is None for p in s.image_encoder.parameters())
@@ -138,7 +138,7 @@ def test_distill_gradients_reach_trained_parts_only():
 
 def test_pretrain_loss_is_nce_plus_l1_and_skips_classifiers():
     torch.manual_seed(0)
-    s = build_student("egodistill", n_frames=1, feature_dim=16, heads={"verb": 4})
+    s = build_student("egodistill", frames=1, feature_dim=16, heads={"verb": 4})
     s.freeze_image_encoder()
     batch = _tiny_batch()
     out = s.pretrain_forward(batch)
@@ -155,7 +155,7 @@ def test_pretrain_loss_is_nce_plus_l1_and_skips_classifiers():
 @pytest.mark.parametrize("variant, ratio", [("egodistill", 0.6), ("visonly", 0.3)])
 def test_tiny_student_overfits_one_batch(variant, ratio):
     torch.manual_seed(0)
-    s = build_student(variant, n_frames=1, feature_dim=16, heads={"verb": 4})
+    s = build_student(variant, frames=1, feature_dim=16, heads={"verb": 4})
     batch = _tiny_batch(imu_len=64)  # the IMU CNN takes any length; short keeps the test fast
     batch["label"]["verb"] = batch["logits"]["verb"].argmax(1)  # labels agree with the teacher
     opt = torch.optim.AdamW([p for p in s.parameters() if p.requires_grad], lr=1e-3)

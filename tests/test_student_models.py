@@ -150,7 +150,7 @@ def _batch(n: int, b: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def _student(variant: str, n: int = 1):
     torch.manual_seed(0)
-    return build_student(variant, n_frames=n, feature_dim=24, heads=HEADS).eval()
+    return build_student(variant, frames=n, feature_dim=24, heads=HEADS).eval()
 
 
 def _torchvision_file(tmp_path, *, drop_counters: bool = False) -> tuple[str, dict]:
@@ -195,7 +195,7 @@ def test_load_image_weights_fills_missing_batch_counters(tmp_path):
 
 def test_build_student_loads_image_weights(tmp_path):
     path, state = _torchvision_file(tmp_path)
-    s = build_student("egodistill", n_frames=1, feature_dim=24, heads=HEADS, image_weights=path)
+    s = build_student("egodistill", frames=1, feature_dim=24, heads=HEADS, image_weights=path)
     assert torch.equal(s.image_encoder.backbone.conv1.weight, state["conv1.weight"])
 
 
@@ -294,7 +294,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="IMU must be"):
         s({**batch, "imu": batch["imu"][..., :3]})
     with pytest.raises(ValueError, match="unknown student variant 'big'"):
-        build_student("big", n_frames=1, feature_dim=8, heads=HEADS)
+        build_student("big", frames=1, feature_dim=8, heads=HEADS)
     with pytest.raises(ValueError, match="no IMU branch"):
         _student("visonly").pretrain_forward(_batch(1))
 
@@ -369,7 +369,7 @@ def test_checkpoint_round_trip_rebuilds_from_config(tmp_path, variant):
 
 
 def test_parameter_counts_of_the_student_parts():
-    s = build_student("egodistill", n_frames=4, feature_dim=768, heads={"verb": 97})
+    s = build_student("egodistill", frames=4, feature_dim=768, heads={"verb": 97})
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(s.image_encoder) == 11_689_512
     assert count(s.gru) == 3 * (512 * 512 * 2 + 2 * 512)

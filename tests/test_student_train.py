@@ -148,7 +148,7 @@ def test_cached_image_features_give_the_losses_of_the_frozen_encoder(cache, tmp_
     run.build()
     assert (tmp_path / "image_features" / "train.npy").exists()
     assert torch.equal(run.student.image_encoder.backbone.conv1.weight, imagenet.conv1.weight)
-    frames_ds = CacheDataset(cache, split="train", n_frames=2)
+    frames_ds = CacheDataset(cache, split="train", frames=2)
     student = run.student
     state = {k: v.clone() for k, v in student.state_dict().items()}
     losses = {}

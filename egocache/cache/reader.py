@@ -37,24 +37,27 @@ class _Loaded:
 class CacheDataset(Dataset):
     """Clips of one split with status ok: frames for N, IMU window, teacher feature/logits, labels, ids."""
 
-    def __init__(self, path: str | os.PathLike, *, split: str = "train", n_frames: int = 1,
-                 frames: bool = True, first_last: bool = False, direct: bool | None = None) -> None:
-        """Index `split`'s ok clips of the cache at `path`; `direct=False` forces zarr frame reads."""
+    def __init__(self, path: str | os.PathLike, *, split: str = "train", frames: int = 1,
+                 read_frames: bool = True, first_last: bool = False, direct: bool | None = None) -> None:
+        """Index `split`'s ok clips of the cache at `path` for a `frames`-frame (N) student.
+
+        `read_frames=False` leaves frames out of the items; `direct=False` forces zarr frame reads.
+        """
         import zarr
 
         self.path = os.fspath(path)
         self.info: CacheInfo = open_cache(self.path)
         sam = self.info.sampling
-        if frames and str(n_frames) not in sam["frames_for_n"]:
-            raise CacheError(f"{self.path}: no stored frames for N={n_frames}; the cache has N in "
+        if read_frames and str(frames) not in sam["frames_for_n"]:
+            raise CacheError(f"{self.path}: no stored frames for N={frames}; the cache has N in "
                              f"{sorted(int(k) for k in sam['frames_for_n'])}")
         if first_last and sam["first_last"] is None:
             raise CacheError(f"{self.path}: the cache stores no first/last frames (first_last=None)")
         if split not in self.info.splits:
             raise CacheError(f"{self.path}: no split {split!r}; splits: {sorted(self.info.splits)}")
-        self.split, self.n_frames, self.frames, self.first_last = split, n_frames, frames, first_last
+        self.split, self.frames, self.read_frames, self.first_last = split, frames, read_frames, first_last
         self.direct = direct
-        self._stored: list[int] = list(sam["frames_for_n"][str(n_frames)]) if frames else []
+        self._stored: list[int] = list(sam["frames_for_n"][str(frames)]) if read_frames else []
         self._fl: list[int] = list(sam["first_last"]) if first_last else []
         group = zarr.open_group(self.path, mode="r")
         split_arr = read_strings(group["split"])
@@ -114,7 +117,7 @@ class CacheDataset(Dataset):
         }
         if st.frames is not None:
             got = st.frames.read(rows, self._stored + self._fl)
-            if self.frames:
+            if self.read_frames:
                 out["frames"] = torch.from_numpy(got[:, :len(self._stored)])
             if self.first_last:
                 out["first_last"] = torch.from_numpy(got[:, len(self._stored):])

@@ -66,7 +66,7 @@ def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *,
     ms = None
     if latency:
         model = student.to(device)
-        inputs = student_inputs(student.n_frames, frame_size, batch, device)
+        inputs = student_inputs(student.frames, frame_size, batch, device)
         ms = latency_ms(lambda: model(inputs), batch=batch, device=device, repeats=repeats)
         student.to("cpu")
     acc: dict[str, float | None] = {}
@@ -76,7 +76,7 @@ def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *,
                "mean_class": metrics.get("mean_class_acc")}
         main = metrics.get("main_head")
         per_class = metrics.get("heads", {}).get(main, {}).get("per_class_acc", {}) if main else {}
-    return ModelResult(name=name, variant=student.spec.name, frames=student.n_frames, gflops=gflops,
+    return ModelResult(name=name, variant=student.spec.name, frames=student.frames, gflops=gflops,
                        params_m=params_m, latency_ms=ms, accuracy=acc, per_class=per_class)
 
 
@@ -85,7 +85,7 @@ def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any
     from egocache.cache import CacheDataset
     from egocache.student.evaluate import Predictions, evaluate_predictions
 
-    ds = CacheDataset(cache, split="validation", frames=False)
+    ds = CacheDataset(cache, split="validation", read_frames=False)
     everything = ds[list(range(len(ds)))]
     pred = Predictions(logits={h: v.numpy() for h, v in everything["logits"].items()},
                        labels={h: v.numpy() for h, v in everything["label"].items()},
@@ -194,7 +194,7 @@ def benchmark_paper_configs(out: str, *, device: str = "cpu", batch: int = 32, r
     rows = [_teacher_row("mformer", teacher, dict(spec.heads), None, device=dev, batch=batch,
                          repeats=repeats, latency=latency)]
     for n in (1, 2, 4):
-        student = build_student("egodistill", n_frames=n, feature_dim=spec.feature_dim,
+        student = build_student("egodistill", frames=n, feature_dim=spec.feature_dim,
                                 heads={"verb": spec.heads["verb"]})
         rows.append(_student_row(f"egodistill-n{n}", student.eval(), None, frame_size=frame_size,
                                  device=dev, batch=batch, repeats=repeats, latency=latency))

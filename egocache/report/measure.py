@@ -16,11 +16,11 @@ from egocache.student.models import Student
 IMU_CHANNELS = 6
 
 
-def student_inputs(n_frames: int, frame_size: int, batch: int, device: torch.device | str = "cpu"
+def student_inputs(frames: int, frame_size: int, batch: int, device: torch.device | str = "cpu"
                    ) -> dict[str, torch.Tensor]:
     """A batch of the inputs a student sees: uint8 frames (B,N,S,S,3) and IMU (B,422,6)."""
     gen = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (batch, n_frames, frame_size, frame_size, 3), dtype=torch.uint8, generator=gen)
+    frames = torch.randint(0, 256, (batch, frames, frame_size, frame_size, 3), dtype=torch.uint8, generator=gen)
     imu = torch.randn(batch, IMU_WINDOW, IMU_CHANNELS, generator=gen)
     return {"frames": frames.to(device), "imu": imu.to(device)}
 
@@ -37,7 +37,7 @@ def student_cost(student: Student, frame_size: int) -> tuple[float, float]:
     Parameters that inference never uses are not counted: the pretrain-only predictor h and the
     ResNet's ImageNet classifier (kept only so torchvision weight files load strictly).
     """
-    flops = count_flops(student, (student_inputs(student.n_frames, frame_size, 1),))
+    flops = count_flops(student, (student_inputs(student.frames, frame_size, 1),))
     unused = [student.image_encoder.backbone.fc] + ([student.predictor] if student.predictor is not None else [])
     params = count_params(student) - sum(count_params(m) for m in unused)
     return flops / 1e9, params / 1e6

@@ -211,7 +211,7 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     train_ok = info.status.get("train", {}).get("ok", 0)
     if train_ok == 0:
         raise CacheError(f"{path}: no usable clip in split 'train' (splits: {info.status})")
-    ds = CacheDataset(path, split="train", n_frames=cfg.frames, frames=False)
+    ds = CacheDataset(path, split="train", frames=cfg.frames, read_frames=False)
     n_ch = len(info.imu.get("channels", []))
     s1, s2, feat_max, logit_max = np.zeros(n_ch), np.zeros(n_ch), 0.0, 0.0
     for start in range(0, len(ds), 4096):

@@ -34,11 +34,11 @@ def encoder_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def feature_key(*, cache_id: str, rows: np.ndarray, n_frames: int, first_last: bool, encoder: str
+def feature_key(*, cache_id: str, rows: np.ndarray, frames: int, first_last: bool, encoder: str
                 ) -> dict[str, Any]:
     """What a stored feature file was computed from; any change means it must be recomputed."""
     return {"cache_id": cache_id, "rows_sha256": hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest(),
-            "clips": int(len(rows)), "n_frames": int(n_frames), "first_last": bool(first_last),
+            "clips": int(len(rows)), "frames": int(frames), "first_last": bool(first_last),
             "encoder_sha256": encoder}
 
 

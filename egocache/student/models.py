@@ -91,19 +91,19 @@ class ImageEncoder(nn.Module):
 class Student(nn.Module):
     """An EgoDistill student; forward(batch) -> {"feature": (B,feature_dim), "logits": {head: (B,C)}}."""
 
-    def __init__(self, spec: VariantSpec, *, n_frames: int, feature_dim: int, heads: dict[str, int],
+    def __init__(self, spec: VariantSpec, *, frames: int, feature_dim: int, heads: dict[str, int],
                  imu_out_channels: int = 128, imu_dropout: float = 0.1) -> None:
         super().__init__()
         self.spec = spec
-        self.n_frames = n_frames
+        self.frames = frames
         self.feature_dim = feature_dim
         self.head_classes = dict(heads)
-        self.config = dict(variant=spec.name, n_frames=n_frames, feature_dim=feature_dim,
+        self.config = dict(variant=spec.name, frames=frames, feature_dim=feature_dim,
                            heads=dict(heads), imu_out_channels=imu_out_channels,
                            imu_dropout=imu_dropout)
         self.image_encoder = ImageEncoder()
         self.gru = nn.GRU(FEATURE_DIM, FEATURE_DIM, num_layers=1, batch_first=True) \
-            if n_frames > 1 else None
+            if frames > 1 else None
         self.imu_encoder: ImuEncoder | None = None
         self.fusion: nn.Sequential | None = None
         self.projection: nn.Sequential | None = None
@@ -143,9 +143,9 @@ class Student(nn.Module):
 
     def aggregate(self, img_feats: torch.Tensor) -> torch.Tensor:
         """(B,N,512) -> (B,512) z_I: the GRU's last hidden state for N>1, the frame's feature for N=1."""
-        if img_feats.dim() != 3 or img_feats.shape[1:] != (self.n_frames, FEATURE_DIM):
-            raise ValueError(f"image features must be (B, {self.n_frames}, {FEATURE_DIM}) for this "
-                             f"{self.n_frames}-frame student, got {tuple(img_feats.shape)}")
+        if img_feats.dim() != 3 or img_feats.shape[1:] != (self.frames, FEATURE_DIM):
+            raise ValueError(f"image features must be (B, {self.frames}, {FEATURE_DIM}) for this "
+                             f"{self.frames}-frame student, got {tuple(img_feats.shape)}")
         if self.gru is None:
             return img_feats[:, 0]
         _, h_n = self.gru(img_feats)
@@ -212,7 +212,7 @@ class Student(nn.Module):
                                                  batch["imu"])
 
 
-def build_student(variant: str, *, n_frames: int, feature_dim: int, heads: dict[str, int],
+def build_student(variant: str, *, frames: int, feature_dim: int, heads: dict[str, int],
                   imu_out_channels: int = 128, imu_dropout: float = 0.1,
                   image_weights: str | os.PathLike | None = None) -> Student:
     """Build a student variant for N frames, the cache's feature size and heads {name: classes}.
@@ -222,13 +222,13 @@ def build_student(variant: str, *, n_frames: int, feature_dim: int, heads: dict[
     rebuilds the same architecture from a checkpoint.
     """
     spec = variant_spec(variant)
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
     if feature_dim < 1:
         raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
     if not heads or any(int(c) < 1 for c in heads.values()):
         raise ValueError(f"heads must map at least one head name to a class count >= 1, got {heads}")
-    student = Student(spec, n_frames=n_frames, feature_dim=feature_dim,
+    student = Student(spec, frames=frames, feature_dim=feature_dim,
                       heads={h: int(c) for h, c in heads.items()},
                       imu_out_channels=imu_out_channels, imu_dropout=imu_dropout)
     if image_weights is not None:

@@ -122,7 +122,7 @@ class StepModule(nn.Module):
         s = self.student
         if self.stage == "pretrain":
             f = batch["image_features"]
-            return s.pretrain_from_image_features(f[:, :s.n_frames], f[:, s.n_frames:], batch["imu"])
+            return s.pretrain_from_image_features(f[:, :s.frames], f[:, s.frames:], batch["imu"])
         if "image_features" in batch:
             return s.forward_from_image_features(batch["image_features"], batch.get("imu"))
         return s(batch)
@@ -215,7 +215,7 @@ class StageRun:
         """Student (fresh, initialised, or resumed), trainable parameters, datasets, optimizer, scheduler."""
         cfg, facts = self.cfg, self.facts
         torch.manual_seed(cfg.seed)
-        student = build_student(cfg.variant, n_frames=cfg.frames, feature_dim=facts.feature_dim,
+        student = build_student(cfg.variant, frames=cfg.frames, feature_dim=facts.feature_dim,
                                 heads={h: len(facts.heads[h]) for h in cfg.heads},
                                 image_weights=cfg.image_weights)
         init = self._init_path() if self.stage == "distill" and self.state is None else None
@@ -272,11 +272,11 @@ class StageRun:
 
         cfg, rt = self.cfg, self.rt
         if not frozen:
-            return CacheDataset(cfg.cache, split=split, n_frames=cfg.frames)
+            return CacheDataset(cfg.cache, split=split, frames=cfg.frames)
         first_last = self.stage == "pretrain"
-        base = CacheDataset(cfg.cache, split=split, n_frames=cfg.frames, frames=False)
-        source = CacheDataset(cfg.cache, split=split, n_frames=cfg.frames, first_last=first_last)
-        key = feature_key(cache_id=self.facts.cache_id, rows=base.rows, n_frames=cfg.frames,
+        base = CacheDataset(cfg.cache, split=split, frames=cfg.frames, read_frames=False)
+        source = CacheDataset(cfg.cache, split=split, frames=cfg.frames, first_last=first_last)
+        key = feature_key(cache_id=self.facts.cache_id, rows=base.rows, frames=cfg.frames,
                           first_last=first_last, encoder=encoder_digest(self.student.image_encoder))
         s = self.student
 
