@@ -5,7 +5,7 @@ class EgocacheError(Exception):
     """Base class of every error egocache raises on purpose."""
 
 
-class ConfigError(EgocacheError):
+class ConfigError(EgocacheError, ValueError):
     """A setting (CLI option or config field) has a value that cannot work; the message names it."""
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from egocache.errors import CheckpointError
+from egocache.errors import CheckpointError, ConfigError
 from egocache.student.imu_encoder import ImuEncoder
-from egocache.student.models import ImageEncoder, build_student, list_variants
+from egocache.student.models import ImageEncoder, build_student
+from egocache.student.variants import list_variants
 from egocache.student.resnet import ResNet18, load_image_weights
 
 HEADS = {"verb": 5, "noun": 7}
@@ -293,7 +294,7 @@ def test_bad_inputs_raise_clear_errors():
         s({"frames": batch["frames"]})
     with pytest.raises(ValueError, match="IMU must be"):
         s({**batch, "imu": batch["imu"][..., :3]})
-    with pytest.raises(ValueError, match="unknown student variant 'big'"):
+    with pytest.raises(ConfigError, match="unknown student variant 'big'"):
         build_student("big", frames=1, feature_dim=8, heads=HEADS)
     with pytest.raises(ValueError, match="no IMU branch"):
         _student("visonly").pretrain_forward(_batch(1))

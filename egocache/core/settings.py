@@ -27,16 +27,18 @@ _META = "egocache_setting"
 def setting(default: Any = REQUIRED, *, help: str, choices: Sequence[str] | Callable[[], Sequence[str]] | None = None,
             min: float | None = None, max: float | None = None, min_open: bool = False,
             default_text: str | None = None, flag: str | None = None, metavar: str | None = None,
-            path: str | None = None, cli: bool = True, factory: Callable[[], Any] | None = None) -> Any:
+            path: str | None = None, cli: bool = True, factory: Callable[[], Any] | None = None,
+            check: Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field declaring one setting.
 
     `choices` may be a callable (a registry's list, read when needed); `min`/`max` bound numbers (and
     every element of a list); `path` ("file", "dir", "new-file", "new-dir") makes the CLI check the
     path exists (file/dir) or is not of the wrong kind; `flag` renames the CLI option; `cli=False`
-    keeps a field out of the CLI.
+    keeps a field out of the CLI; `check(value)` is a further test that raises ConfigError.
     """
     meta = {_META: {"help": help, "choices": choices, "min": min, "max": max, "min_open": min_open,
-                    "default_text": default_text, "flag": flag, "metavar": metavar, "path": path, "cli": cli}}
+                    "default_text": default_text, "flag": flag, "metavar": metavar, "path": path, "cli": cli,
+                    "check": check}}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -109,7 +111,7 @@ def _check_value(name: str, value: Any, kind: Any, meta: dict[str, Any]) -> Any:
             raise ConfigError(f"{name}: expected comma-separated integers, got {value!r}")
         for v in value:
             _check_range(name, v, meta)
-        return typing.get_origin(base)(value)
+        return typing.get_origin(base)(sorted(value))
     if _is_pairs(base):
         if isinstance(value, dict):
             value = tuple(sorted(value.items()))
@@ -162,7 +164,10 @@ def check_settings(obj: Any) -> Any:
         value = getattr(obj, f.name)
         if value is REQUIRED:
             raise ConfigError(f"{option_name(f)}: a value is required")
-        checked = _check_value(option_name(f), value, kind, f.metadata[_META])
+        meta = f.metadata[_META]
+        checked = _check_value(option_name(f), value, kind, meta)
+        if meta["check"] is not None and checked is not None:
+            meta["check"](checked)
         if checked is not value:
             object.__setattr__(obj, f.name, checked)
     return obj

@@ -83,7 +83,7 @@ def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *,
 def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any]:
     """Per-segment accuracy of the teacher's cached logits on the validation split."""
     from egocache.cache import CacheDataset
-    from egocache.student.evaluate import Predictions, evaluate_predictions
+    from egocache.core.metrics import Predictions, evaluate_predictions
 
     ds = CacheDataset(cache, split="validation", read_frames=False)
     everything = ds[list(range(len(ds)))]

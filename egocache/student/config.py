@@ -1,8 +1,9 @@
-"""The student training config: paper defaults in one commented block, type-checked overrides.
+"""The student training config: paper defaults in one commented block, each setting declared once.
 
 Defaults follow EgoDistill (paper §3.3–3.4, App. C). Values that depend on the dataset (τ, distill
 epochs and milestones) are left as None here and resolved from the cache's attributes by
-`resolve_config`, so a run's saved config always holds the concrete numbers it trained with.
+`resolve_config`, so a run's saved config always holds the concrete numbers it trained with. The
+`egocache train-student` options are built from these declarations (core/settings.py).
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-VARIANTS = ("egodistill", "visonly-distill", "visimu", "visonly")
-IMU_VARIANTS = ("egodistill", "visimu")          # the variants with an IMU branch, hence a pretrain stage
-DISTILL_VARIANTS = ("egodistill", "visonly-distill")  # the variants that read the teacher's outputs
+from egocache.core.device import check_device_name
+from egocache.core.settings import check_settings, setting, with_settings
+from egocache.errors import ConfigError
+from egocache.student.variants import list_variants, variant_spec
+
 STAGES = ("pretrain", "distill", "all")
 AVERAGING = ("softmax", "logits")
 MILESTONE_FRACTIONS = (0.6, 0.8)  # the paper's decays: 30/40 of 50 epochs, 90/120 of 150
@@ -29,37 +31,51 @@ class TrainConfig:
     """Everything one `train-student` run needs; saved inside every checkpoint."""
 
     # --- what to train, from what, where --------------------------------------------------------
-    cache: str = ""
-    out: str = ""
-    variant: str = "egodistill"
-    frames: int = 1
-    stage: str = "all"                   # pretrain | distill | all (visonly* have no pretrain stage)
-    init: str | None = None              # distill init checkpoint; default OUT/pretrain/last.pt if it exists
-    image_weights: str | None = None     # torchvision-format ResNet-18 state dict (ImageNet)
-    freeze_image_encoder: bool = False   # keep f_I fixed and train from its cached per-frame features
-    seed: int = 0
+    cache: str = setting("", path="dir", help="Cache to train from.")
+    out: str = setting("", path="new-dir", help="Run folder (checkpoints, metrics).")
+    variant: str = setting("egodistill", choices=list_variants, help="Student variant.")
+    frames: int = setting(1, min=1, help="Student frames N (the cache must store them).")
+    stage: str = setting("all", choices=STAGES,
+                         help="Self-supervised IMU stage, distillation, or both (visonly* have no pretrain stage).")
+    init: str | None = setting(None, path="file", default_text="OUT/pretrain/last.pt if present",
+                               help="Checkpoint to start distillation from.")
+    image_weights: str | None = setting(None, path="file",
+                                        help="torchvision-format ResNet-18 state dict for the image encoder.")
+    freeze_image_encoder: bool = setting(False, help="Keep the image encoder fixed in distillation, training "
+                                                     "from its features computed once.")
+    seed: int = setting(0, help="Seed of init, data order and dropout.")
     # --- optimisation (paper App. C): AdamW, batch 64, lr 1e-4, x0.1 step decays ------------------
-    batch_size: int = 64                 # the global batch; each of W ranks takes batch_size / W
-    lr: float = 1e-4
-    weight_decay: float = 0.01           # AdamW's default; the paper does not give one
-    lr_decay: float = 0.1
-    epochs: int | None = None            # distill: 150 for ego4d, else 50
-    milestones: list[int] | None = None  # distill decays: 0.6 and 0.8 of the epochs (30/40, 90/120)
-    pretrain_epochs: int = 50
-    pretrain_milestones: list[int] | None = None  # 30/40 of 50 (0.6 and 0.8 of pretrain_epochs)
+    batch_size: int = setting(64, min=1, help="Global batch size, split over DDP ranks.")
+    lr: float = setting(1e-4, min=0, min_open=True, help="AdamW learning rate.")
+    weight_decay: float = setting(0.01, min=0, help="AdamW weight decay (AdamW's default; the paper gives none).")
+    lr_decay: float = setting(0.1, min=0, max=1, min_open=True, help="Learning-rate factor at each milestone.")
+    epochs: int | None = setting(None, min=1, default_text="150 for ego4d caches, else 50", help="Distill epochs.")
+    milestones: list[int] | None = setting(None, min=1, default_text="0.6 and 0.8 of --epochs",
+                                           help="Distill lr decay epochs, comma-separated.")
+    pretrain_epochs: int = setting(50, min=1, help="Pretrain (self-supervised IMU stage) epochs.")
+    pretrain_milestones: list[int] | None = setting(None, min=1, default_text="0.6 and 0.8 of --pretrain-epochs",
+                                                    help="Pretrain lr decay epochs, comma-separated.")
     # --- losses (paper eq. 6 and 7) ---------------------------------------------------------------
-    alpha: float = 0.95                  # L = alpha*KD + (1-alpha)*CE + beta*L1
-    beta: float = 1.0
-    tau: float | None = None             # KD temperature: 10 for ego4d, else 1
-    nce_tau: float = 0.1                 # InfoNCE temperature tau' (cosine similarity)
+    alpha: float = setting(0.95, min=0, max=1, help="KD weight: alpha*KD + (1-alpha)*CE + beta*L1.")
+    beta: float = setting(1.0, min=0, help="Feature L1 weight.")
+    tau: float | None = setting(None, min=0, min_open=True, default_text="10 for ego4d caches, else 1",
+                                help="KD temperature.")
+    nce_tau: float = setting(0.1, min=0, min_open=True, help="InfoNCE temperature tau' (cosine similarity).")
     # --- evaluation -------------------------------------------------------------------------------
-    average: str = "softmax"             # segment score: mean of clip softmax ("softmax") or of logits
-    eval_batch_size: int | None = None   # default: batch_size
+    average: str = setting("softmax", choices=AVERAGING,
+                           help="Segment score: mean of the clips' softmax, or of their logits.")
+    eval_batch_size: int | None = setting(None, min=1, default_text="--batch-size", help="Clips per evaluation batch.")
     # --- machinery --------------------------------------------------------------------------------
-    num_workers: int = 2
-    device: str = "auto"                 # auto | cpu | cuda | cuda:K
-    checkpoint_every: int = 200          # also checkpoint every K optimizer steps inside an epoch
-    heads: list[str] = field(default_factory=list)  # heads to train; empty: every head in the cache
+    num_workers: int = setting(2, min=0, help="DataLoader worker processes.")
+    device: str = setting("auto", check=check_device_name,
+                          help="auto, cpu, cuda or cuda:K; under torchrun each rank takes cuda:LOCAL_RANK.")
+    checkpoint_every: int = setting(200, min=1, help="Also checkpoint every K optimizer steps inside an epoch.")
+    heads: list[str] = setting(factory=list, default_text="every head in the cache",
+                               help="Heads to train, comma-separated.")
+
+    def __post_init__(self) -> None:
+        """Check every setting where the config is built."""
+        check_settings(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready) of every field."""
@@ -67,76 +83,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Build a config from a dict; unknown keys and wrongly typed values raise ValueError."""
+        """Build a config from a dict; unknown keys and wrongly typed values raise ConfigError."""
         return cls().with_overrides(**values)
 
     def with_overrides(self, **overrides: Any) -> "TrainConfig":
-        """A copy with `overrides` applied (None keeps the current value); type-checked, unknown keys raise."""
-        known = {f.name: f for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - set(known))
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        values = {k: _checked(k, v, known[k].type) for k, v in overrides.items() if v is not None}
-        new = dataclasses.replace(self, **values)
-        new.validate()
-        return new
-
-    def validate(self) -> None:
-        """Raise ValueError naming the option when a value is out of range."""
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        if self.average not in AVERAGING:
-            raise ValueError(f"average must be one of {', '.join(AVERAGING)}, got {self.average!r}")
-        for name in ("frames", "batch_size", "pretrain_epochs", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.lr <= 0 or not 0 <= self.alpha <= 1 or self.beta < 0 or self.nce_tau <= 0:
-            raise ValueError("need lr > 0, 0 <= alpha <= 1, beta >= 0, nce_tau > 0")
-        if self.tau is not None and self.tau <= 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:K, got {self.device!r}")
+        """A checked copy with `overrides` applied (None keeps the current value); unknown keys raise."""
+        return with_settings(self, **overrides)
 
     @property
     def has_pretrain(self) -> bool:
         """Whether this variant has the self-supervised IMU stage (only variants with an IMU branch)."""
-        return self.variant in IMU_VARIANTS
+        return variant_spec(self.variant).imu
 
     @property
     def uses_teacher(self) -> bool:
         """Whether the distill stage reads the teacher's cached features and logits."""
-        return self.variant in DISTILL_VARIANTS
-
-
-def _checked(name: str, value: Any, annotation: Any) -> Any:
-    """`value` converted to the field's declared type, or ValueError naming the option."""
-    text = str(annotation)
-    if "list[int]" in text:
-        if isinstance(value, str):
-            value = [int(v) for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
-            raise ValueError(f"{name} must be a list of integers, got {value!r}")
-        return sorted(int(v) for v in value)
-    if "list[str]" in text:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{name} must be a list of names, got {value!r}")
-        return list(value)
-    for kind in (bool, int, float, str):
-        if text.startswith(kind.__name__):
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                return float(value)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
-            return value
-    raise ValueError(f"{name}: unsupported option type {text}")
+        return variant_spec(self.variant).distill
 
 
 def default_milestones(epochs: int) -> list[int]:
@@ -153,7 +115,7 @@ def resolve_config(cfg: TrainConfig, *, dataset: str, heads: list[str]) -> Train
     epochs = cfg.epochs if cfg.epochs is not None else (150 if ego4d else 50)
     unknown = sorted(set(cfg.heads) - set(heads))
     if unknown:
-        raise ValueError(f"head(s) {', '.join(unknown)} not in the cache (it has {', '.join(heads)})")
+        raise ConfigError(f"--heads: {', '.join(unknown)} not in the cache (it has {', '.join(heads)})")
     return dataclasses.replace(
         cfg,
         epochs=epochs,

@@ -1,59 +1,26 @@
 """EgoDistill students (paper §3.3-3.4, App. C): image encoder f_I (+GRU), IMU encoder f_M, fusion Π,
 one linear classifier per cached head, and the IMU predictor h of the self-supervised stage.
 
-Variants (`list_variants()`):
-- "egodistill": frames + IMU -> Π(z_I, z_M) -> feature; trained with KD + CE + L1.
-- "visonly-distill": frames only, trained with the same loss. It has no IMU branch and no fusion, but
-  its 512-d image feature must still reach the teacher's feature size for the L1 term: a projection
-  MLP of the same shape as Π (512 -> 1024 -> ReLU -> feature_dim) does that, so the comparison with
-  egodistill isolates the IMU input rather than the depth of the head.
-- "visimu": the egodistill architecture trained with CE only.
-- "visonly": the visonly-distill architecture trained with CE only.
+The variants are declared in variants.py. "visonly-distill" has no IMU branch and no fusion, but its
+512-d image feature must still reach the teacher's feature size for the L1 term: a projection MLP of
+the same shape as Π (512 -> 1024 -> ReLU -> feature_dim) does that, so the comparison with egodistill
+isolates the IMU input rather than the depth of the head.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from egocache.student.imu_encoder import ImuEncoder
 from egocache.student.resnet import FEATURE_DIM, ResNet18, load_image_weights
+from egocache.student.variants import VariantSpec, variant_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HIDDEN = 1024
-
-
-@dataclass(frozen=True)
-class VariantSpec:
-    """What a student variant is: whether it has the IMU branch (and Π), whether it distils."""
-
-    name: str
-    imu: bool
-    distill: bool
-
-
-_VARIANTS = {v.name: v for v in (
-    VariantSpec("egodistill", imu=True, distill=True),
-    VariantSpec("visonly-distill", imu=False, distill=True),
-    VariantSpec("visimu", imu=True, distill=False),
-    VariantSpec("visonly", imu=False, distill=False),
-)}
-
-
-def list_variants() -> list[str]:
-    """Names accepted by build_student."""
-    return list(_VARIANTS)
-
-
-def variant_spec(name: str) -> VariantSpec:
-    """The VariantSpec of `name`; ValueError naming the known variants otherwise."""
-    if name not in _VARIANTS:
-        raise ValueError(f"unknown student variant {name!r}; known: {', '.join(_VARIANTS)}")
-    return _VARIANTS[name]
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

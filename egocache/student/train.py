@@ -40,8 +40,8 @@ from egocache.student.config import CacheFacts, TrainConfig, check_cache
 from egocache.core.device import resolve_device
 from egocache.core.files import write_json_atomic
 from egocache.student.checkpoint import load_student_checkpoint, save_student_checkpoint
-from egocache.student.evaluate import (Predictions, epoch_metrics_path, evaluate_predictions, predict,
-                                       write_metrics_csv)
+from egocache.core.metrics import Predictions, evaluate_predictions
+from egocache.student.evaluate import epoch_metrics_path, predict, write_metrics_csv
 from egocache.student.image_features import WithImageFeatures, encoder_digest, ensure_image_features, feature_key
 from egocache.student.losses import LossConfig, pretrain_loss, student_loss
 from egocache.student.models import Student, build_student
