@@ -27,17 +27,24 @@ from pathlib import Path
 from typing import Any, Callable
 
 from egocache.core.files import write_json_atomic
+from egocache.core.settings import check_settings, setting
 from egocache.errors import EgocacheError
-
-VARIANTS = ("egodistill", "visonly-distill", "visimu", "visonly")
+from egocache.student.variants import list_variants
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's scale; `quick()` is the shortened chain the tests and `egocache demo --quick` run."""
+    """The demo's scale; `quick()` is the shortened chain the tests and `egocache demo --quick` run.
 
-    out: str = "demo_out"
-    seed: int = 0
+    The first four fields are `egocache demo` options; the rest fix the demo's scale.
+    """
+
+    out: str = setting("demo_out", path="new-dir",
+                       help="Folder for the synthetic data, teacher, cache, student runs and report.")
+    seed: int = setting(0, help="Seed of the data and every model.")
+    workers: int = setting(1, min=1, help="Extraction worker processes (dask local cluster when > 1).")
+    threads: int = setting(1, min=0, help="torch CPU threads for the whole chain; 0 keeps torch's default "
+                                          "(1 measured fastest on a shared 2-core CPU).")
     videos: int = 32
     video_size: tuple[int, int] = (160, 120)
     duration_s: float = 40.0
@@ -46,16 +53,18 @@ class DemoConfig:
     frame_size: int = 64
     train_clips: int = 3             # cached clips per training segment (extract --train-clips)
     frames: tuple[int, ...] = (1, 4)
-    variants: tuple[str, ...] = VARIANTS
+    variants: tuple[str, ...] = tuple(list_variants())
     pretrain_epochs: int = 3
     distill_epochs: int = 8
     batch_size: int = 16
     student_lr: float = 1e-3
-    threads: int | None = 1          # torch CPU threads for the chain: 1 measured fastest (docs/results.md)
-    workers: int = 1
     progress: bool = True
     student_options: dict[str, Any] = field(default_factory=dict)  # further TrainConfig overrides
     paper_configs: bool = True       # also count the full-size models (the demo's teacher is tiny)
+
+    def __post_init__(self) -> None:
+        """Check the declared settings."""
+        check_settings(self)
 
     @classmethod
     def quick(cls, out: str, seed: int = 0) -> DemoConfig:
@@ -118,14 +127,15 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
     import torch
 
     from egocache.report.benchmark import benchmark_cache, benchmark_paper_configs
-    from egocache.pipeline.extract import ExtractOptions, extract
+    from egocache.pipeline.extract import extract
+    from egocache.pipeline.options import ExtractOptions, TeacherTrainConfig
     from egocache.synth import synthesize
-    from egocache.pipeline.train_teacher import TeacherTrainConfig, train_teacher
+    from egocache.pipeline.train_teacher import train_teacher
     from egocache.student.config import TrainConfig
     from egocache.student.train import train_student
 
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.threads)   # 0: torch's default
     out = Path(cfg.out).resolve()
     plan = student_plan(cfg)
     steps = Steps(out, 4 + len(plan) + cfg.paper_configs, log)
@@ -146,13 +156,13 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
 
     teacher = steps.run("train-teacher", lambda: train_teacher(TeacherTrainConfig(
         teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"],
-        out=str(teacher_ckpt), epochs=cfg.teacher_epochs, seed=cfg.seed, progress=cfg.progress), log=log))
+        out=str(teacher_ckpt), epochs=cfg.teacher_epochs, seed=cfg.seed, frame_size=cfg.frame_size,
+        device="cpu", progress=cfg.progress), log=log))
 
     extracted = steps.run("extract", lambda: extract(ExtractOptions(
         teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"], cache=str(cache),
-        checkpoint=str(teacher_ckpt), frame_size=cfg.frame_size, student_frames=tuple(cfg.frames),
-        train_clips=cfg.train_clips,
-        workers=cfg.workers, progress=cfg.progress)).to_dict())
+        checkpoint=str(teacher_ckpt), frame_size=cfg.frame_size, frames=tuple(cfg.frames),
+        train_clips=cfg.train_clips, device="cpu", workers=cfg.workers, progress=cfg.progress)).to_dict())
 
     students: dict[str, Any] = {}
     for name, variant, n, shared in plan:

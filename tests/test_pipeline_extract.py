@@ -12,12 +12,9 @@ import pytest
 from egocache.cache import CacheDataset, extraction_lock
 from egocache.errors import CacheError, CacheLockedError, ClipError, EgocacheError, ManifestError
 from egocache.pipeline.extract import clip_table, extract, open_runner, read_summary
-from egocache.pipeline.extract_worker import (ShardJob, TeacherKey, _work_units, clip_frame_plan,
-                                              resize_frames)
+from egocache.pipeline.extract_worker import ShardJob, TeacherKey, _work_units
 from egocache.pipeline.imu import imu_window, read_imu
 from egocache.pipeline.datasets import load_manifest
-from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
-                                        student_positions, teacher_frame_indices)
 from egocache.synth import MOTION_PAIRS
 from extract_data import (BAD_VIDEOS, NUM_CLIPS, annotations, make_bad_dataset, make_dataset, options,
                           read_arrays)
@@ -34,25 +31,6 @@ def reference(dataset, tmp_path_factory):
     """An uninterrupted in-process extraction: (cache path, summary)."""
     cache = tmp_path_factory.mktemp("ref") / "ref.zarr"
     return cache, extract(options(dataset, cache))
-
-
-def test_clip_frame_plan_decodes_each_frame_once_and_maps_back():
-    positions, _, _ = student_positions((1, 2, 4), first_last=True)
-    union, t_pos, s_pos = clip_frame_plan(5.0, 30.0, 8, 8, tuple(positions))
-    span = clip_span_frames(30.0, 8, 8)
-    start = clip_start_frame(5.0, 30.0, span)
-    assert span == 64
-    assert np.array_equal(union, np.unique(union))
-    assert np.array_equal(union[t_pos], teacher_frame_indices(start, span, 8))
-    assert np.array_equal(union[s_pos], student_frame_indices(start, span, positions))
-    assert len(union) < 8 + len(positions)          # teacher and student frames overlap
-
-
-def test_resize_frames_keeps_shape_prefix_and_constant_images():
-    frames = np.full((2, 3, 64, 64, 3), 77, np.uint8)
-    out = resize_frames(frames, 32)
-    assert out.shape == (2, 3, 32, 32, 3) and out.dtype == np.uint8 and (out == 77).all()
-    assert resize_frames(frames, 64) is frames
 
 
 def test_clip_table_matches_manifest(dataset):

@@ -418,5 +418,5 @@ def test_cli_errors_are_one_line_and_name_the_problem(tmp_path):
     result = runner.invoke(main, ["synth", str(tmp_path / "n"), "--size", "31x24"])
     assert result.exit_code == 2 and "--size" in result.output
     result = runner.invoke(main, ["synth", str(tmp_path / "n"), "--duration", "5"])
-    assert result.exit_code == 2 and "duration must be" in result.output
+    assert result.exit_code == 2 and "--duration: must be" in result.output
     assert not os.path.exists(tmp_path / "n")

@@ -17,8 +17,7 @@ from egocache.core.files import write_json_atomic
 from egocache.errors import ConfigError, CacheError, CacheFormatError, CheckpointError, EgocacheError
 from egocache.student.checkpoint import load_student_checkpoint
 from egocache.student.config import TrainConfig, check_cache, default_milestones, resolve_config
-from egocache.core.metrics import (Predictions, evaluate_predictions, head_metrics, per_class_accuracy,
-                                   segment_scores)
+from egocache.core.metrics import (Predictions, evaluate_predictions, segment_scores)
 from egocache.student.evaluate import write_metrics_csv
 from egocache.student.losses import student_loss
 from egocache.student.resnet import ResNet18

@@ -28,25 +28,29 @@ def setting(default: Any = REQUIRED, *, help: str, choices: Sequence[str] | Call
             min: float | None = None, max: float | None = None, min_open: bool = False,
             default_text: str | None = None, flag: str | None = None, metavar: str | None = None,
             path: str | None = None, cli: bool = True, factory: Callable[[], Any] | None = None,
-            check: Callable[[Any], Any] | None = None) -> Any:
+            check: Callable[[Any], Any] | None = None, argument: bool = False) -> Any:
     """A dataclass field declaring one setting.
 
     `choices` may be a callable (a registry's list, read when needed); `min`/`max` bound numbers (and
     every element of a list); `path` ("file", "dir", "new-file", "new-dir") makes the CLI check the
     path exists (file/dir) or is not of the wrong kind; `flag` renames the CLI option; `cli=False`
-    keeps a field out of the CLI; `check(value)` is a further test that raises ConfigError.
+    keeps a field out of the CLI; `check(value)` is a further test that raises ConfigError;
+    `argument=True` makes it a positional CLI argument (named in upper case in messages).
     """
     meta = {_META: {"help": help, "choices": choices, "min": min, "max": max, "min_open": min_open,
                     "default_text": default_text, "flag": flag, "metavar": metavar, "path": path, "cli": cli,
-                    "check": check}}
+                    "check": check, "argument": argument}}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
 def option_name(field: dataclasses.Field) -> str:
-    """The CLI option of a declared field: its `flag`, else --field-name."""
-    return field.metadata[_META]["flag"] or "--" + field.name.replace("_", "-")
+    """The CLI option of a declared field: its `flag`, else --field-name (an argument: FIELD_NAME)."""
+    meta = field.metadata[_META]
+    if meta["argument"]:
+        return field.name.upper()
+    return meta["flag"] or "--" + field.name.replace("_", "-")
 
 
 def declared_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
@@ -212,13 +216,15 @@ def click_options(cls: type, *, exclude: Sequence[str] = (), required: Sequence[
         meta = f.metadata[_META]
         base, _ = _base(kind)
         name = option_name(f)
-        has_default = f.default is not REQUIRED or f.default_factory is not dataclasses.MISSING
-        default = f.default if f.default is not REQUIRED else None
-        if f.default_factory is not dataclasses.MISSING:
+        has_default = (f.default is not REQUIRED or f.default_factory is not dataclasses.MISSING) \
+            and f.name not in required
+        default = f.default if f.default is not REQUIRED and has_default else None
+        if f.default_factory is not dataclasses.MISSING and has_default:
             default = f.default_factory()
-        kw: dict[str, Any] = {"help": meta["help"], "required": not has_default or f.name in required,
-                              "metavar": meta["metavar"]}
-        if meta["default_text"] is not None:
+        kw: dict[str, Any] = {"help": meta["help"], "required": not has_default, "metavar": meta["metavar"]}
+        if not has_default:
+            pass
+        elif meta["default_text"] is not None:
             kw["show_default"] = meta["default_text"]
         elif has_default and default is not None and default != () and default != []:
             kw["show_default"] = True
@@ -231,15 +237,17 @@ def click_options(cls: type, *, exclude: Sequence[str] = (), required: Sequence[
             kw.update(default=default, type=rng(meta["min"], meta["max"], min_open=meta["min_open"]))
         elif _is_int_list(base):
             kw.update(default=None if default is None else ",".join(map(str, default)), type=str,
-                      callback=lambda ctx, p, v, n=name: None if v is None else parse_int_list(n, v),
+                      callback=_as_click(lambda v, n=name: None if v is None else parse_int_list(n, v)),
                       metavar=meta["metavar"] or "N,N,...")
         elif _is_pairs(base):
             kw.update(multiple=True, type=str, metavar=meta["metavar"] or "KEY=VALUE",
-                      callback=lambda ctx, p, v, n=name: _parse_key_values(v, n))
+                      callback=_as_click(lambda v, n=name: _parse_key_values(v, n)))
             kw.pop("show_default", None)
         elif _is_str_list(base) and typing.get_origin(base) is tuple:
             kw.update(multiple=True, type=_path_type(meta["path"]) or str, default=None)
             kw.pop("show_default", None)
+        elif _is_str_list(base):
+            kw.update(type=str, default=",".join(default) if default else None, metavar=meta["metavar"] or "A,B,...")
         else:
             choices = _choices(meta)
             kw.update(default=default, type=click.Choice(choices) if choices else (_path_type(meta["path"]) or str))
@@ -247,11 +255,29 @@ def click_options(cls: type, *, exclude: Sequence[str] = (), required: Sequence[
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         for f, kind in reversed(declared_fields(cls)):
-            if f.metadata[_META]["cli"] and f.name not in exclude:
+            meta = f.metadata[_META]
+            if not meta["cli"] or f.name in exclude:
+                continue
+            if meta["argument"]:
+                fn = click.argument(f.name, type=_path_type(meta["path"]) or str)(fn)
+            else:
                 fn = option(f, kind)(fn)
         return fn
 
     return decorate
+
+
+def _as_click(parse: Callable[[Any], Any]) -> Callable[[Any, Any, Any], Any]:
+    """A click callback running `parse(value)`, its ConfigError shown as click's 'Invalid value'."""
+    import click
+
+    def callback(ctx: Any, param: Any, value: Any) -> Any:
+        try:
+            return parse(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+    return callback
 
 
 def _path_type(kind: str | None) -> Any:

@@ -28,62 +28,14 @@ from typing import Any
 import numpy as np
 
 from egocache import __version__
-from egocache.cache.schema import FRAME_CODECS
-from egocache.core.device import check_device_name, resolve_device
-from egocache.core.settings import check_settings, setting
+from egocache.core.device import resolve_device
 from egocache.errors import CacheError, ClipError, EgocacheError, ManifestError
 from egocache.pipeline.extract_worker import (STAGES, ShardJob, ShardResult, TeacherKey, load_teacher,
                                               run_shard)
-from egocache.pipeline.datasets import ADAPTERS, DATASET_META_FILE, load_manifest
+from egocache.pipeline.options import ExtractOptions
 from egocache.pipeline.sampling import clip_seconds, clip_span_frames, student_positions
 
 SUMMARY_FILE = "_egocache/extract/zarr.json"   # a zarr group node, so zarr lists the cache without warnings
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExtractOptions:
-    """Everything `extract` needs; each field declares its `egocache extract` option."""
-
-    # --- the teacher ------------------------------------------------------------------------------
-    teacher: str = setting(help="Registered teacher name (`egocache teachers` lists them), e.g. mformer.")
-    checkpoint: str | None = setting(None, path="file", help="Teacher weights (e.g. ek_motionformer_224_16x4.pyth); "
-                                                            "a seeded random init if omitted.")
-    teacher_overrides: tuple[tuple[str, Any], ...] = setting(
-        (), flag="--teacher-option", help="Override a teacher setting (repeatable), e.g. img_size=32.")
-    # --- the data ---------------------------------------------------------------------------------
-    dataset: str = setting(choices=lambda: list(ADAPTERS), help="Annotation format.")
-    annotations: tuple[str, ...] = setting(path="file", help="Annotation file (repeatable: e.g. the train and "
-                                                            "validation CSVs).")
-    root: str = setting(path="dir", help="Dataset root holding the videos and IMU files.")
-    dataset_meta: str | None = setting(None, path="file", default_text=f"ROOT/{DATASET_META_FILE} if present",
-                                       help="Dataset metadata file (motion-pair verbs).")
-    eval_clips: int = setting(3, min=1, help="Clips per validation segment (predictions averaged per segment).")
-    train_clips: int = setting(1, min=1, help="Clips per training segment, spread over it (more training data "
-                                              "from few segments).")
-    # --- the cache --------------------------------------------------------------------------------
-    cache: str = setting(path="new-dir", help="Output Zarr cache directory.")
-    frames: tuple[int, ...] = setting((1, 2, 4), min=1, help="Student frame counts N to store frames for "
-                                                            "(train-student --frames picks one).")
-    first_last: bool = setting(True, help="Also store each clip's first and last frame (self-supervised IMU stage).")
-    frame_size: int = setting(224, min=8, help="Side of the stored student frames in pixels.")
-    frame_codec: str = setting("raw", choices=FRAME_CODECS, help="Stored frames: raw uint8 (fastest reads) or "
-                                                                 "JPEG q90 (~7x smaller).")
-    shard_size: int = setting(64, min=1, help="Clips per cache shard (= per task).")
-    # --- how to run -------------------------------------------------------------------------------
-    device: str = setting("auto", check=check_device_name, help="Teacher device: auto (cuda when available), cpu, "
-                                                                "cuda or cuda:K; cuda runs bf16 autocast.")
-    batch_size: int = setting(8, min=1, help="Clips per teacher forward pass.")
-    decode_threads: int = setting(1, min=0, help="ffmpeg threads per decoding worker (0 = one per core).")
-    workers: int = setting(1, min=0, help="0 or 1: run in this process; N >= 2: a local dask cluster of N "
-                                          "worker processes.")
-    scheduler: str | None = setting(None, metavar="ADDRESS", help="Run on an existing dask.distributed "
-                                                                  "scheduler (e.g. tcp://host:8786) instead.")
-    strict: bool = setting(False, help="Stop at the first bad annotation or clip (exit code 1).")
-    progress: bool = setting(True, help="Show a progress bar.")
-
-    def __post_init__(self) -> None:
-        """Check every setting where the options are built."""
-        check_settings(self)
 
 
 @dataclass
@@ -261,8 +213,7 @@ def extract(opts: ExtractOptions) -> ExtractSummary:
 
     t_start = time.perf_counter()
     device = str(resolve_device(opts.device))
-    manifest = load_manifest(opts.dataset, list(opts.annotations), opts.root, eval_clips=opts.eval_clips,
-                             train_clips=opts.train_clips, dataset_meta=opts.dataset_meta)
+    manifest = opts.load_manifest()
     if opts.strict and manifest.problems:
         raise ManifestError(f"{manifest.problems[0]} (stopped by --strict; "
                             f"{len(manifest.problems)} annotation problem(s) in all)")

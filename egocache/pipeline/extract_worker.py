@@ -21,8 +21,8 @@ import numpy as np
 
 from egocache.errors import ClipError, IMUError
 from egocache.pipeline.datasets import Clip
-from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
-                                        teacher_frame_indices)
+from egocache.pipeline.teachers.base import run_teacher
+from egocache.pipeline.frames import FramePlan, decode_planned, plan_video_clips
 
 STATUS_OK = 1
 STATUS_FAILED = 2
@@ -93,52 +93,6 @@ def load_teacher(key: TeacherKey) -> Any:
     return _TEACHERS[key]
 
 
-def clip_frame_plan(centre_s: float, fps: float, num_frames: int, stride: int, positions: tuple[float, ...]
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Native frames to decode for one clip (sorted unique) and where the teacher/student frames sit in them.
-
-    The clip spans `num_frames` x `stride` frames of 30 fps video (64 for 16x4 and 8x8), rescaled to `fps`.
-    """
-    span = clip_span_frames(fps, num_frames, stride)
-    start = clip_start_frame(centre_s, fps, span)
-    t_idx = teacher_frame_indices(start, span, num_frames)
-    s_idx = student_frame_indices(start, span, list(positions))
-    union = np.unique(np.concatenate([t_idx, s_idx]))
-    return union, np.searchsorted(union, t_idx), np.searchsorted(union, s_idx)
-
-
-def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """Resize square uint8 (..., S, S, 3) frames to (..., size, size, 3): bilinear, antialiased, rounded."""
-    if frames.shape[-2] == size:
-        return frames
-    import torch
-    import torch.nn.functional as F
-
-    lead = frames.shape[:-3]
-    x = torch.from_numpy(np.ascontiguousarray(frames)).reshape(-1, *frames.shape[-3:])
-    x = x.permute(0, 3, 1, 2).float()
-    y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    y = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return y.reshape(*lead, size, size, 3).numpy()
-
-
-def run_teacher(model: Any, clips: np.ndarray, device: str, batch_size: int
-                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Teacher features (n, D) and logits {head: (n, C)} float32 for uint8 clips (n, T, S, S, 3)."""
-    import torch
-
-    feats, logits = [], []
-    dev = torch.device(device)
-    with torch.inference_mode():
-        for lo in range(0, len(clips), batch_size):
-            x = torch.from_numpy(clips[lo:lo + batch_size]).to(dev)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                f, out = model(model.preprocess(x))
-            feats.append(f.float().cpu().numpy())
-            logits.append({h: v.float().cpu().numpy() for h, v in out.items()})
-    return (np.concatenate(feats), {h: np.concatenate([b[h] for b in logits]) for h in logits[0]})
-
-
 class _ShardBuffers:
     """The shard's output arrays, zero-filled, with per-row status and reason."""
 
@@ -194,30 +148,6 @@ def _video_groups(clips: tuple[Clip, ...]) -> dict[str, list[int]]:
     return groups
 
 
-def _plan_video(job: ShardJob, path: str, rows: list[int], spec: Any, buf: _ShardBuffers
-                ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], float]:
-    """Frame plans of the rows whose clip lies inside the video, and the video's fps; others fail."""
-    from egocache.pipeline.decode import video_info
-
-    try:
-        n, fps = video_info(path)
-    except ClipError as exc:
-        for r in rows:
-            buf.fail(r, f"decode: {exc}")
-        return {}, 0.0
-    plans = {}
-    for r in rows:
-        centre = job.clips[r].centre_s
-        plan = clip_frame_plan(centre, fps, spec.num_frames, spec.frame_stride, job.positions)
-        lo, hi = int(plan[0][0]), int(plan[0][-1])
-        if lo < 0 or hi >= n:
-            buf.fail(r, f"decode: {path}: the clip at {centre:.3f} s needs frames {lo}..{hi} but the "
-                        f"video has {n} frames ({n / fps:.3f} s)")
-        else:
-            plans[r] = plan
-    return plans, fps
-
-
 def _work_units(job: ShardJob, chunk: int) -> list[tuple[str, list[int]]]:
     """(video, rows) units of about `chunk` clips, in row (= time) order, cut between segments.
 
@@ -236,40 +166,35 @@ def _work_units(job: ShardJob, chunk: int) -> list[tuple[str, list[int]]]:
     return units
 
 
-def _prepare_unit(job: ShardJob, path: str, rows: list[int], spec: Any, buf: _ShardBuffers,
+def _prepare_unit(job: ShardJob, path: str, rows: list[int], plan: FramePlan, buf: _ShardBuffers,
                   result: ShardResult) -> tuple[list[int], np.ndarray | None]:
-    """Check, window the IMU of and decode (one pass) one unit's clips; student frames go into `buf`.
+    """Check, window the IMU of and decode (one pass, pipeline/frames.py) one unit's clips.
 
-    Returns the rows that reached the teacher and their teacher frames (n, T, S, S, 3). Frames are
-    decoded once at max(teacher size, student size); the teacher's own preprocess resizes its frames
-    (the official bilinear test transform), student frames are resized here if needed.
+    Student frames go into `buf`; returns the rows that reached the teacher and their teacher frames
+    (n, T, S, S, 3), at the teacher's input size.
     """
-    from egocache.pipeline.decode import decode_clips
-
     t0 = time.perf_counter()
-    plans, _ = _plan_video(job, path, rows, spec, buf)
+    planned = plan_video_clips(path, [job.clips[r].centre_s for r in rows], plan)
+    for r, p in zip(rows, planned):
+        if isinstance(p, ClipError):
+            buf.fail(r, f"decode: {p}")
     result.seconds["decode"] += time.perf_counter() - t0
-    _imu_windows(job, list(plans), buf, result)
-    live = [r for r in plans if buf.status[r] == STATUS_OK]
+    _imu_windows(job, [r for r in rows if buf.status[r] == STATUS_OK], buf, result)
+    live = [(r, p) for r, p in zip(rows, planned) if buf.status[r] == STATUS_OK]
     if not live:
         return [], None
     t0 = time.perf_counter()
-    try:
-        decoded, stats = decode_clips(path, [plans[r][0] for r in live],
-                                      size=max(spec.img_size, job.frame_size), num_threads=job.decode_threads)
-    except ClipError as exc:
-        decoded, stats = [exc] * len(live), None
-    if stats is not None:
-        result.frames_decoded += stats.frames_decoded
-        result.frames_spanned += stats.frames_spanned
+    decoded, frames_decoded, frames_spanned = decode_planned(path, [p for _, p in live], plan,
+                                                             num_threads=job.decode_threads)
+    result.frames_decoded += frames_decoded
+    result.frames_spanned += frames_spanned
     good, teacher_in = [], []
-    for r, frames in zip(live, decoded):
+    for (r, _), frames in zip(live, decoded):
         if isinstance(frames, ClipError):
             buf.fail(r, f"decode: {frames}")
             continue
-        _, t_pos, s_pos = plans[r]
-        buf.frames[r] = resize_frames(frames[s_pos], job.frame_size)
-        teacher_in.append(frames[t_pos])
+        buf.frames[r] = frames.student
+        teacher_in.append(frames.teacher)
         good.append(r)
     result.seconds["decode"] += time.perf_counter() - t0
     return good, np.stack(teacher_in) if good else None
@@ -295,6 +220,7 @@ def run_shard(job: ShardJob) -> ShardResult:
 
     model = load_teacher(job.teacher)
     spec = model.spec
+    plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, job.positions, job.frame_size)
     m = len(job.clips)
     result = ShardResult(shard=job.shard, clips=m, ok=0, failures=[], frames_decoded=0, frames_spanned=0)
     buf = _ShardBuffers(m, spec.feature_dim, dict(spec.heads), len(job.positions), job.frame_size, IMU_WINDOW)
@@ -302,10 +228,10 @@ def run_shard(job: ShardJob) -> ShardResult:
     # One decode thread prepares the next unit while the teacher runs this one (decord and torch
     # release the GIL), so a GPU teacher waits on decoding only for the first unit of a task.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egocache-decode") as pool:
-        ahead = pool.submit(_prepare_unit, job, *units[0], spec, buf, result) if units else None
+        ahead = pool.submit(_prepare_unit, job, *units[0], plan, buf, result) if units else None
         for i in range(len(units)):
             good, clips = ahead.result()
-            ahead = (pool.submit(_prepare_unit, job, *units[i + 1], spec, buf, result)
+            ahead = (pool.submit(_prepare_unit, job, *units[i + 1], plan, buf, result)
                      if i + 1 < len(units) else None)
             _teach_unit(job, model, good, clips, buf, result)
     t0 = time.perf_counter()

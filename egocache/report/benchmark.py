@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from egocache.report.options import BenchmarkOptions
 from egocache.report.measure import (latency_ms, student_cost, student_inputs, teacher_cost,
                                         teacher_inputs)
 from egocache.report.plots import plot_accuracy_vs_gflops, plot_per_class_gain
@@ -215,3 +216,13 @@ def teacher_student_ratio(rows: list[ModelResult]) -> float | None:
     teacher = next((r for r in rows if r.variant == "teacher"), None)
     students = [r.gflops for r in rows if r.variant != "teacher"]
     return None if teacher is None or not students else float(teacher.gflops / np.min(students))
+
+
+def run_benchmark(opts: BenchmarkOptions) -> Report:
+    """The report `egocache benchmark` asks for: the paper's configurations, or a cache and its runs."""
+    if opts.paper_configs:
+        latency = resolve_device(opts.device).type == "cuda" if opts.latency is None else opts.latency
+        return benchmark_paper_configs(opts.out, device=opts.device, batch=opts.batch_size,
+                                       repeats=opts.repeats, latency=latency)
+    return benchmark_cache(str(opts.cache), str(opts.runs), opts.out, device=opts.device, batch=opts.batch_size,
+                           repeats=opts.repeats, latency=True if opts.latency is None else opts.latency)

@@ -39,6 +39,7 @@ from egocache.errors import CheckpointError, EgocacheError
 from egocache.student.config import CacheFacts, TrainConfig, check_cache
 from egocache.core.device import resolve_device
 from egocache.core.files import write_json_atomic
+from egocache.core.order import epoch_permutation
 from egocache.student.checkpoint import load_student_checkpoint, save_student_checkpoint
 from egocache.core.metrics import Predictions, evaluate_predictions
 from egocache.student.evaluate import epoch_metrics_path, predict, write_metrics_csv
@@ -103,8 +104,7 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         """Indices of this rank's share of every remaining global batch, in batch order."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
+        perm = epoch_permutation(self.n, self.seed, self.epoch)
         for b in range(self.skip, self.batches_per_epoch):
             start = b * self.batch + self.rank * self.per_rank
             yield from perm[start:start + self.per_rank].tolist()

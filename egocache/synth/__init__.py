@@ -2,12 +2,26 @@
 
 Only the CLI (`egocache synth`), the demo and the tests import this package: extraction, training
 and evaluation read the dataset it writes like any other (annotation CSVs, videos, IMU files and the
-dataset metadata file egocache-dataset.json), never its code.
+dataset metadata file egocache-dataset.json), never its code. The generator's modules load on first
+use, so reading `egocache.synth.options` (for the CLI) stays cheap.
 """
 
-from egocache.synth.files import EGO4D_IMU_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ, epic_timestamp
-from egocache.synth.generate import (APPEARANCE_VERBS, IMU_LAYOUTS, MOTION_PAIRS, NOUNS, VERBS, SynthSummary,
-                                     SynthVideo, synthesize)
+from __future__ import annotations
 
-__all__ = ["APPEARANCE_VERBS", "EGO4D_IMU_COLUMNS", "EPIC_COLUMNS", "IMU_LAYOUTS", "IMU_RATE_HZ",
-           "MOTION_PAIRS", "NOUNS", "VERBS", "SynthSummary", "SynthVideo", "epic_timestamp", "synthesize"]
+from typing import Any
+
+_LAZY = {"APPEARANCE_VERBS": "generate", "MOTION_PAIRS": "generate", "NOUNS": "generate", "VERBS": "generate",
+         "SynthSummary": "generate", "SynthVideo": "generate", "synthesize": "generate",
+         "EGO4D_IMU_COLUMNS": "files", "EPIC_COLUMNS": "files", "IMU_RATE_HZ": "files", "epic_timestamp": "files",
+         "IMU_LAYOUTS": "options", "SynthOptions": "options"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """The generator's names, imported when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"egocache.synth.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'egocache.synth' has no attribute {name!r}")

@@ -29,10 +29,11 @@ from tqdm import tqdm
 
 from egocache import __version__
 from egocache.core.files import write_atomic, write_json_atomic
-from egocache.errors import EgocacheError
+from egocache.errors import ConfigError, EgocacheError
 from egocache.pipeline.datasets.meta import DATASET_META_FILE, dataset_meta_json
 from egocache.synth.files import (CLASS_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ,
                                            epic_timestamp, link, write_csv, write_imu)
+from egocache.synth.options import SynthOptions
 from egocache.synth.motion import HeadMotion, HermiteTrack, random_sines
 from egocache.synth.render import (HFOV_DEG, Prop, SceneRenderer, encode_video, texture_width,
                                             world_texture)
@@ -43,7 +44,6 @@ MOTION_PAIRS: list[tuple[str, str]] = [("take", "put"), ("open", "close"), ("tur
 APPEARANCE_VERBS: tuple[str, ...] = ("wash", "cut", "pour")
 VERBS: tuple[str, ...] = tuple(v.key for v in VERB_SPECS)
 NOUNS: tuple[str, ...] = tuple(n.key for n in NOUN_SPECS)
-IMU_LAYOUTS = ("epic100", "ego4d", "both")
 
 EDGE_S = 1.2                      # idle before the first and after the last segment (holds an IMU window)
 SEGMENT_S = (2.0, 4.0)
@@ -235,18 +235,12 @@ def _render_video(path: str, renderer: SceneRenderer, num_frames: int, fps: floa
 
 def _check_args(out_dir: str, videos: int, size: tuple[int, int], fps: float, duration_s: float,
                 imu_layout: str) -> None:
-    """Refuse arguments that cannot make a dataset, naming the reason."""
-    if videos < 1:
-        raise ValueError(f"videos must be >= 1, got {videos}")
-    if len(size) != 2 or min(size) < 16 or size[0] % 2 or size[1] % 2:
-        raise ValueError(f"size must be (width, height), both even and >= 16 (H.264 4:2:0), got {size}")
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+    """Refuse arguments that cannot make a dataset, naming the option (ConfigError) or the folder."""
+    SynthOptions(out=out_dir, videos=videos, size=f"{size[0]}x{size[1]}", fps=fps,
+                 duration=duration_s, imu_layout=imu_layout)   # checks each setting
     if duration_s < 2 * EDGE_S + 0.8 + SEGMENT_S[1]:
-        raise ValueError(f"duration must be >= {2 * EDGE_S + 0.8 + SEGMENT_S[1]:.1f} s to hold a segment, "
-                         f"got {duration_s}")
-    if imu_layout not in IMU_LAYOUTS:
-        raise ValueError(f"imu_layout must be one of {IMU_LAYOUTS}, got {imu_layout!r}")
+        raise ConfigError(f"--duration: must be >= {2 * EDGE_S + 0.8 + SEGMENT_S[1]:.1f} s to hold a segment, "
+                          f"got {duration_s}")
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         raise EgocacheError(f"{out_dir}: exists and is not an empty folder; synth writes into a new or empty "
                             "one")

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,3 +104,26 @@ def _resize_centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
     top, left = math.ceil((new_h - size) / 2), math.ceil((new_w - size) / 2)
     return x[..., top:top + size, left:left + size]
+
+
+def run_teacher(model: Teacher, clips: np.ndarray, device: str | torch.device, batch_size: int
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Teacher features (n, D) and logits {head: (n, C)} float32 for uint8 clips (n, T, S, S, 3).
+
+    Inference as extraction runs it (eval mode, bf16 autocast on CUDA, float32 on CPU); teacher
+    fine-tuning evaluates with it too, so its figures are those of the cached outputs.
+    """
+    model.eval()
+    if len(clips) == 0:
+        return (np.zeros((0, model.spec.feature_dim), np.float32),
+                {h: np.zeros((0, c), np.float32) for h, c in model.spec.heads.items()})
+    feats, logits = [], []
+    dev = torch.device(device)
+    with torch.inference_mode():
+        for lo in range(0, len(clips), batch_size):
+            x = torch.from_numpy(clips[lo:lo + batch_size]).to(dev)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                f, out = model(model.preprocess(x))
+            feats.append(f.float().cpu().numpy())
+            logits.append({h: v.float().cpu().numpy() for h, v in out.items()})
+    return (np.concatenate(feats), {h: np.concatenate([b[h] for b in logits]) for h in logits[0]})

@@ -1,0 +1,133 @@
+"""A clip's frames: which native frames the teacher and the student see, decoded once, at which size.
+
+`FramePlan` fixes the geometry (teacher T, stride and input size; student positions and size) and
+`decode_clip_frames` decodes the clips of one video under it. Extraction (`extract`) and teacher
+fine-tuning (`train-teacher`) both call it, so the teacher is trained on exactly the pixels that
+extraction later feeds it: frames are decoded once at the larger of the two sizes (short side scaled
+by the decoder, centre crop), then resized to each size that is smaller (bilinear, antialiased,
+rounded to uint8), the teacher's included, so `Teacher.preprocess` receives frames at its own size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from egocache.errors import ClipError, DecodeError
+from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
+                                        teacher_frame_indices)
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """Geometry of a clip's frames: teacher (T, stride, size) and student (positions, size)."""
+
+    num_frames: int                        # teacher frames T per clip
+    frame_stride: int                      # native frames between teacher frames at 30 fps
+    teacher_size: int                      # teacher input side S
+    positions: tuple[float, ...] = ()      # student frame positions (fractions of the clip)
+    student_size: int = 0                  # stored student frame side (also sets the decode size)
+
+    @property
+    def decode_size(self) -> int:
+        """The side frames are decoded at: the larger of the teacher's and the student's."""
+        return max(self.teacher_size, self.student_size)
+
+    def native_frames(self, centre_s: float, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Native frames to decode for one clip (sorted unique) and where the teacher/student frames sit in them.
+
+        The clip spans `num_frames` x `frame_stride` frames of 30 fps video (64 for 16x4 and 8x8),
+        rescaled to `fps`.
+        """
+        span = clip_span_frames(fps, self.num_frames, self.frame_stride)
+        start = clip_start_frame(centre_s, fps, span)
+        t_idx = teacher_frame_indices(start, span, self.num_frames)
+        s_idx = student_frame_indices(start, span, list(self.positions))
+        union = np.unique(np.concatenate([t_idx, s_idx]))
+        return union, np.searchsorted(union, t_idx), np.searchsorted(union, s_idx)
+
+
+@dataclass
+class ClipFrames:
+    """One clip's decoded frames: teacher (T, S, S, 3) and student (K, s, s, 3), uint8 RGB."""
+
+    teacher: np.ndarray
+    student: np.ndarray
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize square uint8 (..., S, S, 3) frames to (..., size, size, 3): bilinear, antialiased, rounded."""
+    if frames.shape[-2] == size:
+        return frames
+    import torch
+    import torch.nn.functional as F
+
+    lead = frames.shape[:-3]
+    x = torch.from_numpy(np.ascontiguousarray(frames)).reshape(-1, *frames.shape[-3:])
+    x = x.permute(0, 3, 1, 2).float()
+    y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    y = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return y.reshape(*lead, size, size, 3).numpy()
+
+
+Planned = tuple[np.ndarray, np.ndarray, np.ndarray]   # FramePlan.native_frames of one clip
+
+
+def plan_video_clips(path: str, centres: list[float], plan: FramePlan) -> list[Planned | ClipError]:
+    """Each clip's native frames (FramePlan.native_frames) in the video at `path`, or why it cannot be
+    decoded (the file cannot be opened, or the clip lies outside the video). Decodes nothing."""
+    from egocache.pipeline.decode import video_info
+
+    try:
+        n, fps = video_info(path)
+    except DecodeError as exc:
+        return [exc] * len(centres)
+    out: list[Planned | ClipError] = []
+    for centre in centres:
+        planned = plan.native_frames(centre, fps)
+        lo, hi = int(planned[0][0]), int(planned[0][-1])
+        out.append(planned if 0 <= lo and hi < n else DecodeError(
+            f"{path}: the clip at {centre:.3f} s needs frames {lo}..{hi} but the video has {n} frames "
+            f"({n / fps:.3f} s)"))
+    return out
+
+
+def decode_planned(path: str, planned: list[Planned], plan: FramePlan, *, num_threads: int = 1
+                   ) -> tuple[list[ClipFrames | ClipError], int, int]:
+    """Decode planned clips of one video in one pass (each native frame at most once).
+
+    Returns per clip its ClipFrames or the ClipError saying why it failed, then the native frames
+    decoded and spanned (decode work; see decode.DecodeStats).
+    """
+    from egocache.pipeline.decode import decode_clips
+
+    if not planned:
+        return [], 0, 0
+    try:
+        decoded, stats = decode_clips(path, [p[0] for p in planned], size=plan.decode_size,
+                                      num_threads=num_threads)
+    except DecodeError as exc:
+        return [exc] * len(planned), 0, 0
+    out: list[ClipFrames | ClipError] = []
+    for (_, t_pos, s_pos), frames in zip(planned, decoded):
+        if isinstance(frames, ClipError):
+            out.append(frames)
+            continue
+        s = plan.student_size
+        student = resize_frames(frames[s_pos], s) if plan.positions else np.zeros((0, s, s, 3), np.uint8)
+        out.append(ClipFrames(resize_frames(frames[t_pos], plan.teacher_size), student))
+    return out, stats.frames_decoded, stats.frames_spanned
+
+
+def decode_clip_frames(path: str, centres: list[float], plan: FramePlan, *, num_threads: int = 1
+                       ) -> tuple[list[ClipFrames | ClipError], int, int]:
+    """plan_video_clips then decode_planned: every clip's frames or the reason it failed, and the work."""
+    planned = plan_video_clips(path, centres, plan)
+    ok = [i for i, p in enumerate(planned) if not isinstance(p, ClipError)]
+    decoded, frames_decoded, frames_spanned = decode_planned(path, [planned[i] for i in ok], plan,
+                                                             num_threads=num_threads)
+    out: list[ClipFrames | ClipError] = list(planned)  # type: ignore[arg-type]
+    for i, frames in zip(ok, decoded):
+        out[i] = frames
+    return out, frames_decoded, frames_spanned

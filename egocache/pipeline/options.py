@@ -1,0 +1,110 @@
+"""The settings of the pipeline's two commands, `extract` and `train-teacher`, each declared once.
+
+What both commands read is declared once in a shared group, which both option classes inherit:
+`DataOptions` (annotations -> manifest), `TeacherOptions` (which teacher, which weights, which
+device) and the stored frame size, which fixes the frame plan (pipeline/frames.py) and so the pixels
+the teacher sees in both. The CLI builds its options from these declarations (core/settings.py).
+No torch here: `egocache --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from egocache.cache.schema import FRAME_CODECS
+from egocache.core.device import check_device_name
+from egocache.core.settings import check_settings, setting
+from egocache.errors import ConfigError
+from egocache.pipeline.datasets import ADAPTERS, DATASET_META_FILE, Manifest, load_manifest
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataOptions:
+    """Which annotations, where the videos and IMU are, how segments become clips."""
+
+    dataset: str = setting(choices=lambda: list(ADAPTERS), help="Annotation format.")
+    annotations: tuple[str, ...] = setting(path="file", help="Annotation file (repeatable: e.g. the train and "
+                                                            "validation CSVs).")
+    root: str = setting(path="dir", help="Dataset root holding the videos and IMU files.")
+    dataset_meta: str | None = setting(None, path="file", default_text=f"ROOT/{DATASET_META_FILE} if present",
+                                       help="Dataset metadata file (motion-pair verbs).")
+    eval_clips: int = setting(3, min=1, help="Clips per validation segment (predictions averaged per segment).")
+    train_clips: int = setting(1, min=1, help="Clips per training segment, spread over it (more training data "
+                                              "from few segments).")
+
+    def load_manifest(self) -> Manifest:
+        """The manifest these options describe."""
+        return load_manifest(self.dataset, list(self.annotations), self.root, eval_clips=self.eval_clips,
+                             train_clips=self.train_clips, dataset_meta=self.dataset_meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherOptions:
+    """Which teacher, with which weights and overrides, on which device."""
+
+    teacher: str = setting(help="Registered teacher name (`egocache teachers` lists them), e.g. mformer.")
+    checkpoint: str | None = setting(None, path="file", help="Teacher weights (ours or an official MotionFormer "
+                                                            ".pyth); a seeded random init if omitted.")
+    teacher_overrides: tuple[tuple[str, Any], ...] = setting(
+        (), flag="--teacher-option", help="Override a teacher setting (repeatable), e.g. img_size=32.")
+    device: str = setting("auto", check=check_device_name, help="auto (cuda when available), cpu, cuda or cuda:K; "
+                                                                "cuda runs bf16 autocast.")
+    frame_size: int = setting(224, min=8, help="Side of the stored student frames in pixels; frames are decoded "
+                                               "at the larger of this and the teacher's input size.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractOptions(DataOptions, TeacherOptions):
+    """Everything `extract` needs; each field declares its `egocache extract` option."""
+
+    cache: str = setting(path="new-dir", help="Output Zarr cache directory.")
+    frames: tuple[int, ...] = setting((1, 2, 4), min=1, help="Student frame counts N to store frames for "
+                                                            "(train-student --frames picks one).")
+    first_last: bool = setting(True, help="Also store each clip's first and last frame (self-supervised IMU stage).")
+    frame_codec: str = setting("raw", choices=FRAME_CODECS, help="Stored frames: raw uint8 (fastest reads) or "
+                                                                 "JPEG q90 (~7x smaller).")
+    shard_size: int = setting(64, min=1, help="Clips per cache shard (= per task).")
+    batch_size: int = setting(8, min=1, help="Clips per teacher forward pass.")
+    decode_threads: int = setting(1, min=0, help="ffmpeg threads per decoding worker (0 = one per core).")
+    workers: int = setting(1, min=0, help="0 or 1: run in this process; N >= 2: a local dask cluster of N "
+                                          "worker processes.")
+    scheduler: str | None = setting(None, metavar="ADDRESS", help="Run on an existing dask.distributed "
+                                                                  "scheduler (e.g. tcp://host:8786) instead.")
+    strict: bool = setting(False, help="Stop at the first bad annotation or clip (exit code 1).")
+    progress: bool = setting(True, help="Show a progress bar.")
+
+    def __post_init__(self) -> None:
+        """Check every setting where the options are built."""
+        check_settings(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherTrainConfig(DataOptions, TeacherOptions):
+    """What `train-teacher` fine-tunes on which data, and how; the defaults suit mformer-tiny on the
+    synthetic set (the paper's real fine-tune: lr 1e-4, batch 64)."""
+
+    out: str = setting(path="new-file", help="Checkpoint to write; OUT with suffix .json (summary) and .val.npz "
+                                             "(validation logits) too, and OUT.partial.pt while training.")
+    reset_heads: bool = setting(False, help="Re-initialise the checkpoint's heads when their class counts "
+                                            "differ from the dataset's.")
+    train_clips: int = setting(4, min=1, help="Clips per training segment, spread over it; an epoch sees them all.")
+    epochs: int = setting(30, min=1, help="Training epochs.")
+    batch_size: int = setting(16, min=1, help="Clips per step.")
+    lr: float = setting(2e-3, min=0, min_open=True, help="AdamW peak learning rate (linear warm-up, cosine decay).")
+    weight_decay: float = setting(0.05, min=0, help="AdamW weight decay (not on biases and norms).")
+    warmup_epochs: int = setting(2, min=0, help="Epochs of linear learning-rate warm-up.")
+    max_frames_gb: float = setting(8.0, min=0, min_open=True, help="Refuse runs whose decoded frames exceed this "
+                                                                   "in memory (GB).")
+    seed: int = setting(0, help="Seed of init, data order and augmentation.")
+    checkpoint_every: int = setting(200, min=1, help="Also save the training state every K steps inside an "
+                                                     "epoch (a killed run resumes from it).")
+    progress: bool = setting(True, help="Show progress bars on stderr.")
+
+    def __post_init__(self) -> None:
+        """Check every setting where the config is built."""
+        check_settings(self)
+        if Path(self.out).suffix in (".json", ".npz"):
+            raise ConfigError(f"--out {self.out}: the summary and logits take .json/.val.npz next to it; give "
+                              "the checkpoint another suffix (e.g. .pyth)")
