@@ -1,6 +1,7 @@
-"""Small synthetic caches for student tests, written with CacheWriter directly (no teacher, no video).
+"""Small caches written with CacheWriter directly (no teacher, no video), shared by the tests.
 
-Each clip's verb label leaves a learnable trace everywhere a student looks: the frames carry a
+`create`/`write`/`make_cache`: a 10-clip cache with values derived from the row (cache format tests).
+`make_test_cache`: a learnable cache for student tests. Each clip's verb label leaves a learnable trace everywhere a student looks: the frames carry a
 class-coloured square, the IMU a class-specific sinusoid, and the teacher feature/logits a noisy
 class prototype. Training clips are one per segment; validation segments have `eval_clips` clips.
 """
@@ -12,8 +13,75 @@ from typing import Any
 
 import numpy as np
 
+from egocache.cache import STATUS_FAILED, STATUS_OK
 from egocache.cache.writer import CacheWriter
 from egocache.pipeline.sampling import student_positions
+
+HEADS = {"verb": ["take", "put", "open"], "noun": ["cup", "pan", "lid", "knife", "tap"]}
+SIZE = 16
+FEAT = 8
+
+
+def clip_table(n: int = 10) -> dict:
+    """Clip table of n clips: 6 train (one per segment), the rest validation (2 clips per segment)."""
+    seg = [f"tr{i}" for i in range(6)] + [f"va{(i - 6) // 2}" for i in range(6, n)]
+    return {"clip_id": [f"{s}/{i}" for i, s in enumerate(seg)], "segment_id": seg,
+            "video_id": [f"v{i % 3}" for i in range(n)], "split": ["train"] * 6 + ["validation"] * (n - 6),
+            "start_s": np.arange(n) * 3.0, "end_s": np.arange(n) * 3.0 + 2.13,
+            "label_verb": np.arange(n) % 3, "label_noun": (np.arange(n) % 6) - 1}
+
+
+def cache_attrs(name: str = "tiny", config: dict | None = None, **source: Any) -> dict:
+    """Minimal caller attrs with every required section (`source` adds keys to the source section)."""
+    return {"teacher": {"name": name, "config": {"dim": FEAT} if config is None else config,
+                        "checkpoint_sha256": None},
+            "sampling": {"t": 16, "stride": 4, "clip_seconds": 2.1333},
+            "imu": {"rate_hz": 198.0, "window": 422, "channels": ["ax", "ay", "az", "gx", "gy", "gz"],
+                    "centred": True},
+            "source": {"dataset": "synthetic", "manifest_sha256": "ab" * 32, **source}}
+
+
+def create(path, n: int = 10, shard_size: int = 4, codec: str = "raw", **kw) -> CacheWriter:
+    """Create a small cache (positions for N in 1,2,4 plus first/last: 9 stored frames)."""
+    pos, fnn, fl = student_positions((1, 2, 4), True)
+    args = dict(clips=clip_table(n), feature_dim=FEAT, heads=HEADS, frame_size=SIZE, frame_positions=pos,
+                frames_for_n=fnn, first_last=fl, attrs=cache_attrs(), shard_size=shard_size,
+                frame_codec=codec)
+    args.update(kw)
+    return CacheWriter.create(str(path), **args)
+
+
+def shard_data(writer: CacheWriter, i: int, fail_first: bool = False) -> dict:
+    """Deterministic shard content: values derived from the cache row, smooth frames."""
+    rows = np.arange(writer.shard_slice(i).start, writer.shard_slice(i).stop)
+    m, k = len(rows), len(writer.attrs["sampling"]["positions"])
+    ramp = np.linspace(0, 60, SIZE)[None, :, None] + np.linspace(0, 40, SIZE)[:, None, None]
+    frames = (rows[:, None, None, None, None] * 10 + np.arange(k)[None, :, None, None, None] * 3
+              + ramp[None, None]).astype(np.uint8)
+    frames = np.broadcast_to(frames, (m, k, SIZE, SIZE, 3)).copy()
+    status = np.full(m, STATUS_OK, np.int8)
+    errors = [""] * m
+    if fail_first:
+        status[0], errors[0] = STATUS_FAILED, "video.mp4: frames 900-963 outside 0-899"
+    return {"features": rows[:, None] + np.zeros((m, FEAT), np.float32),
+            "logits": {h: rows[:, None] * 0.5 + np.zeros((m, len(c)), np.float32) for h, c in HEADS.items()},
+            "imu": rows[:, None, None] + np.zeros((m, 422, 6), np.float32),
+            "frames": frames, "status": status, "errors": errors}
+
+
+def write(writer: CacheWriter, i: int, **kw) -> None:
+    """Write shard i with shard_data."""
+    d = shard_data(writer, i, **kw)
+    writer.write_shard(i, d["features"], d["logits"], d["imu"], d["frames"], d["status"], d["errors"])
+
+
+def make_cache(path, n: int = 10, shard_size: int = 4, codec: str = "raw", fail_shard: int | None = 1) -> str:
+    """A complete cache; the first clip of `fail_shard` failed."""
+    w = create(path, n, shard_size, codec)
+    for i in range(w.num_shards):
+        write(w, i, fail_first=(i == fail_shard))
+    return str(path)
+
 
 VERBS = ["take", "put", "open", "close", "wash", "cut"]
 NOUNS = ["cup", "plate", "drawer"]
@@ -42,13 +110,7 @@ def make_test_cache(tmp_path: Path, *, name: str = "cache.zarr", n_train: int = 
         "label_verb": verb, "label_noun": noun,
     }
     positions, for_n, fl = student_positions(frame_counts, first_last)
-    attrs = {
-        "teacher": {"name": "synthetic-test", "config": {}, "checkpoint_sha256": None},
-        "sampling": {"t": 16, "stride": 4, "clip_seconds": 2.1333},
-        "imu": {"rate_hz": 198.0, "window": 422, "channels": ["ax", "ay", "az", "gx", "gy", "gz"], "centred": True},
-        "source": {"dataset": "synthetic", "manifest_sha256": "0" * 64, "motion_pair_verbs": MOTION_VERBS},
-        **(attrs_extra or {}),
-    }
+    attrs = {**cache_attrs("synthetic-test", {}, motion_pair_verbs=MOTION_VERBS), **(attrs_extra or {})}
     writer = CacheWriter.create(path, clips=clips, feature_dim=feature_dim,
                                 heads={"verb": VERBS, "noun": NOUNS}, frame_size=frame_size,
                                 frame_positions=positions, frames_for_n=for_n, first_last=fl,

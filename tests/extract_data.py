@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from egocache.pipeline.extract import ExtractOptions
+from egocache.pipeline.options import ExtractOptions
+from files import write_csv
 from egocache.synth import SynthSummary, synthesize
 
 # 2 videos of 10 s at 96x64: 1 training segment (1 clip) + 2 validation segments (3 clips each) = 7 clips.
@@ -99,17 +100,10 @@ def make_bad_dataset(ds: SynthSummary, out: Path) -> tuple[str, str, str]:
             row.update(start_timestamp="00:00:20.00", stop_timestamp="00:00:22.50")
         rows.append(row)
     only_clips = root / "clips_train.csv"
-    _write_csv(only_clips, fields, rows)
+    write_csv(only_clips, fields, rows)
     rows.append(dict(first, narration_id="P01_101_7", verb_class="99"))      # unknown verb class
     rows.append(dict(first))                                                  # repeated narration id
     full = root / "EPIC_100_train.csv"
-    _write_csv(full, fields, rows)
+    write_csv(full, fields, rows)
     return str(root), str(full), str(only_clips)
 
-
-def _write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
-    """Write EPIC-style rows."""
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)

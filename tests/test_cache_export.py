@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from test_cache_writer import make_cache
+from cache_factory import make_cache
 
 from egocache.cache import CacheDataset, export_hdf5
 from egocache.cli import main

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from test_cache_writer import create, write
+from cache_factory import create, write
 
 from egocache.cache import open_cache
 from egocache.cli import main

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from test_cache_writer import FEAT, SIZE, make_cache
+from cache_factory import FEAT, SIZE, make_cache
 
 from egocache.cache import CacheDataset, cache_loader
 from egocache.errors import CacheError

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from test_cache_writer import create, make_cache, write
+from cache_factory import create, make_cache, write
 
 from egocache.cache import verify_cache
 from egocache.cli import main

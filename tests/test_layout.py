@@ -51,3 +51,14 @@ def test_core_imports_no_part():
 
 def test_library_never_imports_the_cli():
     assert importers("egocache.cli") <= {"__main__.py"}
+
+
+def test_no_test_imports_another_test_file():
+    tests = Path(__file__).resolve().parent
+    names = {p.stem for p in tests.glob("test_*.py")}
+    bad = {p.name: sorted(imports & names) for p in tests.glob("*.py")
+           if (imports := {n.module for n in ast.walk(ast.parse(p.read_text()))
+                           if isinstance(n, ast.ImportFrom) and n.module} |
+                          {a.name for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Import)
+                           for a in n.names}) & names}
+    assert not bad, f"shared helpers belong in helper modules (cache_factory, extract_data, files): {bad}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+
 import os
 
 import numpy as np
 import pytest
 
 from egocache.errors import IMUError
+from files import write_csv
 from egocache.pipeline import imu
 from egocache.pipeline.imu import (CHANNELS, EDGE_TOLERANCE_S, IMU_RATE_HZ, IMU_WINDOW, MAX_GAP_S,
                                    ImuStream, guess_imu_format, imu_window, read_imu)
@@ -23,15 +26,6 @@ def grid(centre: float) -> np.ndarray:
 def linear(t: np.ndarray) -> np.ndarray:
     """A per-channel linear signal (linear interpolation reproduces it exactly)."""
     return SLOPES[None, :] * t[:, None] + np.arange(6)[None, :]
-
-
-def write_csv(path, header: list[str], rows) -> str:
-    """Write a CSV with the given header and rows of already formatted cells."""
-    with open(path, "w") as f:
-        f.write(",".join(header) + "\n")
-        for r in rows:
-            f.write(",".join(str(x) for x in r) + "\n")
-    return str(path)
 
 
 def ego4d_rows(t_s: np.ndarray, v: np.ndarray) -> list[list]:
@@ -217,10 +211,10 @@ def test_missing_file_column_and_format_errors(tmp_path):
 
 def test_ragged_and_quoted_rows_parse_cell_by_cell(tmp_path):
     t = np.arange(0, 4, 0.005)
-    rows = [[f'"{a:.6f}"', *(f"{x:.9f}" for x in row)] for a, row in zip(t, linear(t))]
+    rows = [[f"{a:.6f}", *(f"{x:.9f}" for x in row)] for a, row in zip(t, linear(t))]
     rows[50] = rows[50][:4]                       # ragged row: gyro missing
     rows[60][2] = "oops"
-    stream = read_imu("csv", (write_csv(tmp_path / "q.csv", ["t_s", *CHANNELS], rows),))
+    stream = read_imu("csv", (write_csv(tmp_path / "q.csv", ["t_s", *CHANNELS], rows, quoting=csv.QUOTE_ALL),))
     assert stream.repairs["missing_values"] == 4
     g = grid(2.0)
     np.testing.assert_allclose(imu_window(stream, 2.0), SLOPES[None, :] * (g - g.mean())[:, None],

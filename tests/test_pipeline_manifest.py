@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from egocache.errors import ManifestError
+from files import write_csv
 from egocache.pipeline.datasets.epic100 import parse_timestamp
 from egocache.pipeline.imu import CHANNELS, imu_window, read_imu
 from egocache.pipeline.datasets import load_manifest
@@ -19,15 +19,6 @@ from egocache.synth import synthesize
 EPIC_COLUMNS = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
                 "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
                 "noun_class", "all_nouns", "all_noun_classes"]
-
-
-def write_rows(path, header, rows) -> str:
-    """Write a CSV file and return its path."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return str(path)
 
 
 def epic_row(nid, vid, start, stop, verb, vclass, noun, nclass):
@@ -41,7 +32,7 @@ def epic(tmp_path):
     """An EPIC annotation dir with train and validation files, and a data root with one video."""
     ann = tmp_path / "ann"
     ann.mkdir()
-    train = write_rows(ann / "EPIC_100_train.csv", EPIC_COLUMNS, [
+    train = write_csv(ann / "EPIC_100_train.csv", EPIC_COLUMNS, [
         epic_row("P02_01_0", "P02_01", "00:00:10.00", "00:00:13.00", "open", 3, "door", 3),
         epic_row("P01_01_1", "P01_01", "00:01:05.50", "00:01:07.50", "take", 0, "plate", 2),
         epic_row("P01_01_0", "P01_01", "00:00:00.14", "00:00:03.37", "open", 3, "door", 3),
@@ -50,7 +41,7 @@ def epic(tmp_path):
         epic_row("P01_01_0", "P01_01", "00:00:20.00", "00:00:21.00", "wash", 2, "cup", 4),  # dup id
         epic_row("P01_01_4", "P01_01", "00:00:30.00", "00:00:31.00", "put", "one", "cup", 4),
     ])
-    val = write_rows(ann / "EPIC_100_validation.csv", EPIC_COLUMNS, [
+    val = write_csv(ann / "EPIC_100_validation.csv", EPIC_COLUMNS, [
         epic_row("P03_11_0", "P03_11", "00:00:01.00", "00:00:05.00", "put-down", 1, "cup", 4),
     ])
     root = tmp_path / "data"
@@ -96,13 +87,13 @@ def test_epic_problems_name_file_row_and_reason(epic):
 def test_epic_class_files_and_unknown_class(epic, tmp_path):
     train, val, root = epic
     ann = os.path.dirname(train)
-    write_rows(os.path.join(ann, "EPIC_100_verb_classes.csv"), ["id", "key", "instances", "category"],
+    write_csv(os.path.join(ann, "EPIC_100_verb_classes.csv"), ["id", "key", "instances", "category"],
                [[0, "take", "['take']", "get"], [1, "put", "['put']", "leave"],
                 [3, "open", "['open']", "a"]])
     m = load_manifest("epic100", [train, val], root, heads=("verb",))
     assert m.class_names == {"verb": ["take", "put", "class_2", "open"]}
     assert all(set(c.labels) == {"verb"} for c in m.clips)
-    write_rows(os.path.join(ann, "EPIC_100_verb_classes.csv"), ["id", "key"], [[0, "take"], [1, "put"]])
+    write_csv(os.path.join(ann, "EPIC_100_verb_classes.csv"), ["id", "key"], [[0, "take"], [1, "put"]])
     m2 = load_manifest("epic100", [train, val], root, heads=("verb",))
     assert any(p.startswith(f"{train}:2: unknown verb class 3") for p in m2.problems)
     assert m2.sha256 != m.sha256                       # class files are part of the fingerprint
@@ -114,7 +105,7 @@ def test_epic_fingerprint_and_file_errors(epic, tmp_path):
     assert load_manifest("epic100", [train, val], str(tmp_path / "elsewhere")).sha256 == a.sha256
     assert load_manifest("epic100", [train, val], root, eval_clips=5).sha256 != a.sha256
     assert len(load_manifest("epic100", [train, val], root, eval_clips=5).clips) == len(a.clips) + 2
-    bad = write_rows(tmp_path / "EPIC_100_other.csv", ["narration_id", "video_id"], [["a", "b"]])
+    bad = write_csv(tmp_path / "EPIC_100_other.csv", ["narration_id", "video_id"], [["a", "b"]])
     with pytest.raises(ManifestError, match="missing column.*start_timestamp"):
         load_manifest("epic100", [bad], root)
     with pytest.raises(ManifestError, match="cannot label action"):
@@ -246,7 +237,7 @@ def test_generic_csv_and_jsonl(tmp_path):
     (root / "imu" / "b.csv").write_text("component_idx,component_timestamp_ms,canonical_timestamp_ms,"
                                         "gyro_x,gyro_y,gyro_z,accl_x,accl_y,accl_z\n")
     header = ["video", "start", "end", "split", "verb", "imu", "id"]
-    csv_path = write_rows(tmp_path / "mine.csv", header, [
+    csv_path = write_csv(tmp_path / "mine.csv", header, [
         ["videos/a.mp4", 2.0, 4.5, "", "open", "imu/a.csv", "s1"],
         ["videos/a.mp4", 6.0, 9.0, "val", "close", "imu/a.csv", ""],
         [str(tmp_path / "abs.mp4"), 1.0, 3.0, "train", "", "imu/b.csv", "s3"],
@@ -284,14 +275,14 @@ def test_generic_csv_and_jsonl(tmp_path):
 
 
 def test_generic_integer_labels_and_missing_columns(tmp_path):
-    path = write_rows(tmp_path / "ints.csv", ["video", "start", "end", "verb", "noun"], [
+    path = write_csv(tmp_path / "ints.csv", ["video", "start", "end", "verb", "noun"], [
         ["v.mp4", 0, 2, 4, "-1"], ["v.mp4", 2, 4, 1, 0], ["v.mp4", 4, 6, -3, 0]])
     m = load_manifest("manifest", [path], str(tmp_path))
     assert m.class_names == {"verb": [f"class_{i}" for i in range(5)], "noun": ["class_0"]}
     assert [c.labels for c in m.clips] == [{"verb": 4, "noun": -1}, {"verb": 1, "noun": 0}]
     assert m.problems == [f"{path}:4: verb '-3' is not a class id"]
     assert m.clips[0].imu_format is None and m.clips[0].imu_paths == ()
-    bad = write_rows(tmp_path / "bad.csv", ["video", "begin", "end"], [["v.mp4", 0, 1]])
+    bad = write_csv(tmp_path / "bad.csv", ["video", "begin", "end"], [["v.mp4", 0, 1]])
     with pytest.raises(ManifestError, match="bad.csv: manifest needs column\\(s\\) start"):
         load_manifest("manifest", [bad], str(tmp_path))
 
