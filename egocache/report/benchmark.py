@@ -23,6 +23,7 @@ from egocache.report.measure import (latency_ms, student_cost, student_inputs, t
 from egocache.report.plots import plot_accuracy_vs_gflops, plot_per_class_gain
 from egocache.report.results import ModelResult, markdown_table, write_csv, write_json
 from egocache.core.device import resolve_device
+from egocache.core.files import write_text_atomic
 from egocache.errors import EgocacheError
 from egocache.pipeline.sampling import clip_seconds
 from egocache.pipeline.teachers import create_teacher
@@ -146,7 +147,7 @@ def _write(rows: list[ModelResult], out: Path, *, title: str, notes: list[str], 
     md = [f"# {title}", "", table, "", *[f"- {n}" for n in notes]]
     md += [f"- {k}: {v}" for k, v in sorted(facts.items())]
     md += ["", *[f"![{k}]({p.name})" for k, p in files.items() if p.suffix == ".png"]]
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(md) + "\n")
     files["md"] = out / "report.md"
     return Report(rows=rows, files=files, table=table)
 

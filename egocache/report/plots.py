@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are written on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from egocache.core.files import write_atomic  # noqa: E402
 from egocache.report.results import ModelResult  # noqa: E402
 
 _MARKERS = {"teacher": "*", "egodistill": "o", "visonly-distill": "s", "visimu": "^", "visonly": "v"}
@@ -38,7 +39,7 @@ def plot_accuracy_vs_gflops(rows: Sequence[ModelResult], out: Path, *, metric: s
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
     return out
 
@@ -55,6 +56,6 @@ def plot_per_class_gain(gains: dict[str, float], out: Path, *, title: str) -> Pa
     ax.set_ylabel("accuracy gain (points)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
     return out

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
+
+from egocache.core.files import write_json_atomic, write_text_atomic
 
 VIDEO_MINUTES = 50.0  # the paper's "typical 50-minute egocentric video"
 
@@ -55,17 +57,16 @@ def markdown_table(rows: Sequence[ModelResult], *, clip_seconds: float) -> str:
 def write_csv(rows: Sequence[ModelResult], path: Path) -> Path:
     """results.csv: the table's numbers, one row per model, accuracy keys flattened."""
     keys = sorted({k for r in rows for k in r.accuracy})
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["name", "variant", "frames", "gflops", "params_m", "latency_ms", *keys])
-        for r in rows:
-            writer.writerow([r.name, r.variant, r.frames if r.frames is not None else "", f"{r.gflops:.6g}",
-                             f"{r.params_m:.6g}", "" if r.latency_ms is None else f"{r.latency_ms:.6g}",
-                             *["" if r.accuracy.get(k) is None else f"{r.accuracy[k]:.6g}" for k in keys]])
-    return path
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["name", "variant", "frames", "gflops", "params_m", "latency_ms", *keys])
+    for r in rows:
+        writer.writerow([r.name, r.variant, r.frames if r.frames is not None else "", f"{r.gflops:.6g}",
+                         f"{r.params_m:.6g}", "" if r.latency_ms is None else f"{r.latency_ms:.6g}",
+                         *["" if r.accuracy.get(k) is None else f"{r.accuracy[k]:.6g}" for k in keys]])
+    return write_text_atomic(path, text.getvalue())
 
 
 def write_json(rows: Sequence[ModelResult], path: Path, **extra: object) -> Path:
     """report.json: every row in full plus run facts (device, batch size, cache)."""
-    path.write_text(json.dumps({**extra, "models": [asdict(r) for r in rows]}, indent=2, sort_keys=True))
-    return path
+    return write_json_atomic(path, {**extra, "models": [asdict(r) for r in rows]})
