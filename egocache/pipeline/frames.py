@@ -74,13 +74,21 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 Planned = tuple[np.ndarray, np.ndarray, np.ndarray]   # FramePlan.native_frames of one clip
 
 
-def plan_video_clips(path: str, centres: list[float], plan: FramePlan) -> list[Planned | ClipError]:
-    """Each clip's native frames (FramePlan.native_frames) in the video at `path`, or why it cannot be
-    decoded (the file cannot be opened, or the clip lies outside the video). Decodes nothing."""
+def source_info(path: str, fps: float | None = None) -> tuple[int, float]:
+    """(frame count, frames per second) of a video file or an RGB-frame folder (whose rate `fps` the
+    caller knows); DecodeError if it is unusable. Reads no pixels."""
     from egocache.pipeline.decode import video_info
+    from egocache.pipeline.rgb_frames import folder_info, is_frame_folder
 
+    return folder_info(path, fps) if is_frame_folder(path) else video_info(path)
+
+
+def plan_video_clips(path: str, centres: list[float], plan: FramePlan, *, fps: float | None = None
+                     ) -> list[Planned | ClipError]:
+    """Each clip's native frames (FramePlan.native_frames) in the video (or RGB-frame folder, at `fps`)
+    at `path`, or why it cannot be decoded (unusable source, clip outside it). Decodes nothing."""
     try:
-        n, fps = video_info(path)
+        n, fps = source_info(path, fps)
     except DecodeError as exc:
         return [exc] * len(centres)
     out: list[Planned | ClipError] = []
@@ -93,20 +101,24 @@ def plan_video_clips(path: str, centres: list[float], plan: FramePlan) -> list[P
     return out
 
 
-def decode_planned(path: str, planned: list[Planned], plan: FramePlan, *, num_threads: int = 1
-                   ) -> tuple[list[ClipFrames | ClipError], int, int]:
-    """Decode planned clips of one video in one pass (each native frame at most once).
+def decode_planned(path: str, planned: list[Planned], plan: FramePlan, *, num_threads: int = 1,
+                   fps: float | None = None) -> tuple[list[ClipFrames | ClipError], int, int]:
+    """Decode planned clips of one video (or RGB-frame folder, at `fps`) in one pass, each frame once.
 
     Returns per clip its ClipFrames or the ClipError saying why it failed, then the native frames
     decoded and spanned (decode work; see decode.DecodeStats).
     """
     from egocache.pipeline.decode import decode_clips
+    from egocache.pipeline.rgb_frames import decode_folder_clips, is_frame_folder
 
     if not planned:
         return [], 0, 0
     try:
-        decoded, stats = decode_clips(path, [p[0] for p in planned], size=plan.decode_size,
-                                      num_threads=num_threads)
+        if is_frame_folder(path):
+            decoded, stats = decode_folder_clips(path, [p[0] for p in planned], size=plan.decode_size, fps=fps)
+        else:
+            decoded, stats = decode_clips(path, [p[0] for p in planned], size=plan.decode_size,
+                                          num_threads=num_threads)
     except DecodeError as exc:
         return [exc] * len(planned), 0, 0
     out: list[ClipFrames | ClipError] = []
@@ -120,13 +132,13 @@ def decode_planned(path: str, planned: list[Planned], plan: FramePlan, *, num_th
     return out, stats.frames_decoded, stats.frames_spanned
 
 
-def decode_clip_frames(path: str, centres: list[float], plan: FramePlan, *, num_threads: int = 1
-                       ) -> tuple[list[ClipFrames | ClipError], int, int]:
+def decode_clip_frames(path: str, centres: list[float], plan: FramePlan, *, num_threads: int = 1,
+                       fps: float | None = None) -> tuple[list[ClipFrames | ClipError], int, int]:
     """plan_video_clips then decode_planned: every clip's frames or the reason it failed, and the work."""
-    planned = plan_video_clips(path, centres, plan)
+    planned = plan_video_clips(path, centres, plan, fps=fps)
     ok = [i for i, p in enumerate(planned) if not isinstance(p, ClipError)]
     decoded, frames_decoded, frames_spanned = decode_planned(path, [planned[i] for i in ok], plan,
-                                                             num_threads=num_threads)
+                                                             num_threads=num_threads, fps=fps)
     out: list[ClipFrames | ClipError] = list(planned)  # type: ignore[arg-type]
     for i, frames in zip(ok, decoded):
         out[i] = frames
