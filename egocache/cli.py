@@ -156,11 +156,19 @@ def extract_command(json_out: str | None, **values: Any) -> None:
 
     Resumable: rerunning the same command after an interruption extracts only the missing shards.
     Bad clips are recorded with their reason and skipped (exit code 1 only if none succeeded).
+    The preflight summary (videos, IMU, splits, classes) is printed first; --dry-run prints only it.
     """
     from egocache.core.files import write_json_atomic
-    from egocache.pipeline.extract import extract, format_summary
+    from egocache.pipeline.extract import extract, format_summary, preflight
 
-    summary = extract(from_cli(ExtractOptions, values))
+    opts = from_cli(ExtractOptions, values)
+    if opts.dry_run:
+        report = preflight(opts)
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True) if json_out == "-" else report.summary())
+        if json_out not in (None, "-"):
+            write_json_atomic(json_out, report.to_dict())
+        return
+    summary = extract(opts, log=lambda line: click.echo(line, err=True))
     if json_out == "-":
         echo_json(summary.to_dict())
     else:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from egocache.cache import extraction_lock
 from egocache.cache.schema import committed_shards
 from egocache.cli import main
-from extract_data import BAD_VIDEOS, NUM_CLIPS, cli_args, make_bad_dataset, make_dataset, read_arrays
+from extract_data import CLIP_FAILURES, NUM_CLIPS, cli_args, make_bad_dataset, make_dataset, read_arrays
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +55,14 @@ def test_failures_are_listed_and_strict_exits_1(dataset, tmp_path):
     root, _, clips_csv = make_bad_dataset(dataset, tmp_path)
     result = CliRunner().invoke(main, cli_args(dataset, tmp_path / "bad.zarr", (clips_csv,), root))
     assert result.exit_code == 0, result.output
-    assert f"1/{1 + len(BAD_VIDEOS)} clips ok" in result.output
+    assert f"1/{1 + len(CLIP_FAILURES)} clips ok" in result.output and "P02_105: no IMU file" in result.output
     assert "P02_102_0/0: decode: " in result.output and "empty file" in result.output
     strict = CliRunner().invoke(main, [*cli_args(dataset, tmp_path / "strict.zarr", (clips_csv,), root),
                                        "--strict"])
-    assert strict.exit_code == 1 and "P02_101_0/0" in strict.output and "--strict" in strict.output
+    assert strict.exit_code == 1 and "P02_105: no IMU file" in strict.output and "--strict" in strict.output
+    clip_strict = CliRunner().invoke(main, [*cli_args(dataset, tmp_path / "strict2.zarr", (clips_csv,), root),
+                                            "--strict", "--imu", "optional"])
+    assert clip_strict.exit_code == 1 and "P02_101_0/0" in clip_strict.output and "--strict" in clip_strict.output
 
 
 def test_exit_1_when_nothing_succeeded(dataset, tmp_path):

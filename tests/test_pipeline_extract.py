@@ -16,7 +16,7 @@ from egocache.pipeline.extract_worker import ShardJob, TeacherKey, _work_units
 from egocache.pipeline.imu import imu_window, read_imu
 from egocache.pipeline.datasets import load_manifest
 from egocache.synth import MOTION_PAIRS
-from extract_data import (BAD_VIDEOS, NUM_CLIPS, annotations, make_bad_dataset, make_dataset, options,
+from extract_data import (CLIP_FAILURES, NO_IMU_VIDEOS, NUM_CLIPS, annotations, make_bad_dataset, make_dataset, options,
                           read_arrays)
 
 
@@ -109,31 +109,49 @@ def test_second_extraction_into_a_locked_cache_is_refused(dataset, tmp_path):
 def test_bad_inputs_fail_their_clips_with_reasons_and_the_run_goes_on(dataset, tmp_path):
     root, full_csv, _ = make_bad_dataset(dataset, tmp_path)
     summary = extract(options(dataset, tmp_path / "bad.zarr", annotations=(full_csv,), root=root))
-    assert (summary.clips_ok, summary.clips_failed) == (1, len(BAD_VIDEOS))
+    assert (summary.clips_ok, summary.clips_failed) == (1, len(CLIP_FAILURES))
     lines = {line.split("_0/0: ")[0]: line for line in summary.failures}
-    assert set(lines) == set(BAD_VIDEOS)
+    assert set(lines) == set(CLIP_FAILURES)
     expected = {"P02_101": "No such file", "P02_102": "empty file", "P02_103": "cannot open video",
-                "P02_104": "cannot open video", "P02_105": "imu: .*P02_105-accl.csv",
-                "P02_106": "imu: .*P02_106-accl.csv", "P02_107": "needs frames .* but the video has 300"}
+                "P02_104": "cannot open video", "P02_107": "needs frames .* but the video has 300"}
     for vid, pattern in expected.items():
         assert re.search(pattern, lines[vid]), lines[vid]
-    assert len(summary.manifest_problems) == 2
-    assert any("unknown verb class 99" in p for p in summary.manifest_problems)
-    assert any("duplicate segment id" in p for p in summary.manifest_problems)
+    problems = summary.manifest_problems
+    assert len(problems) == 4
+    assert any("unknown verb class 99" in p for p in problems)
+    assert any("duplicate segment id" in p for p in problems)
+    assert any(p.startswith("P02_105: no IMU file") and "--imu required" in p for p in problems)
+    assert any(p.startswith("P02_106: unreadable IMU") and "P02_106-accl.csv" in p for p in problems)
 
     arrays = read_arrays(tmp_path / "bad.zarr")
     failed = arrays["status"] == 2
-    assert failed.sum() == len(BAD_VIDEOS) and all(arrays["error"][failed] != "")
+    assert failed.sum() == len(CLIP_FAILURES) and all(arrays["error"][failed] != "")
     assert not arrays["features"][failed].any() and not arrays["frames"][failed].any()
-    assert arrays["features"][~failed].any()
+    assert arrays["features"][~failed].any() and arrays["imu_present"][~failed].all()
+
+
+def test_imu_optional_keeps_clips_without_imu_flagged_and_none_reads_no_imu(dataset, tmp_path):
+    root, full_csv, _ = make_bad_dataset(dataset, tmp_path)
+    summary = extract(options(dataset, tmp_path / "opt.zarr", annotations=(full_csv,), root=root, imu="optional"))
+    assert (summary.clips_ok, summary.clips_without_imu) == (1 + len(NO_IMU_VIDEOS), len(NO_IMU_VIDEOS))
+    arrays = read_arrays(tmp_path / "opt.zarr")
+    ok = arrays["status"] == 1
+    assert arrays["imu_present"][ok].tolist().count(0) == 2 and not arrays["imu"][arrays["imu_present"] == 0].any()
+    assert arrays["features"][ok].all(axis=1).all()           # teacher outputs and frames for every ok clip
+    none = extract(options(dataset, tmp_path / "none.zarr", imu="none"))
+    assert none.clips_ok == NUM_CLIPS and none.clips_without_imu == NUM_CLIPS
+    assert CacheDataset(str(tmp_path / "none.zarr"), split="validation").info.imu["mode"] == "none"
 
 
 def test_strict_stops_at_the_first_problem(dataset, tmp_path):
     root, full_csv, clips_csv = make_bad_dataset(dataset, tmp_path)
     with pytest.raises(ManifestError, match="unknown verb class 99.*--strict"):
         extract(options(dataset, tmp_path / "s1.zarr", annotations=(full_csv,), root=root, strict=True))
-    with pytest.raises(ClipError, match="P02_101_0/0: decode: .*--strict"):
+    with pytest.raises(ManifestError, match="P02_105: no IMU file.*--strict"):
         extract(options(dataset, tmp_path / "s2.zarr", annotations=(clips_csv,), root=root, strict=True))
+    with pytest.raises(ClipError, match="P02_101_0/0: decode: .*--strict"):
+        extract(options(dataset, tmp_path / "s3.zarr", annotations=(clips_csv,), root=root, strict=True,
+                        imu="optional"))
 
 
 def test_nothing_extracted_is_reported(dataset, tmp_path):
@@ -142,7 +160,7 @@ def test_nothing_extracted_is_reported(dataset, tmp_path):
     lines = Path(clips_csv).read_text().splitlines()
     only_bad.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
     summary = extract(options(dataset, tmp_path / "none.zarr", annotations=(str(only_bad),), root=root))
-    assert summary.clips_ok == 0 and summary.clips_failed == len(BAD_VIDEOS)
+    assert summary.clips_ok == 0 and summary.clips_failed == len(CLIP_FAILURES)
 
 
 def test_existing_scheduler_is_used_and_gpu_runs_need_gpu_workers(dataset, reference, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from egocache.errors import IMUError
 from files import write_csv
 from egocache.pipeline import imu
-from egocache.pipeline.imu import (CHANNELS, EDGE_TOLERANCE_S, IMU_RATE_HZ, IMU_WINDOW, MAX_GAP_S,
+from egocache.pipeline.imu import (stream_span, CHANNELS, EDGE_TOLERANCE_S, IMU_RATE_HZ, IMU_WINDOW, MAX_GAP_S,
                                    ImuStream, guess_imu_format, imu_window, read_imu)
 
 SLOPES = np.array([1.0, -2.0, 3.0, 0.5, -0.25, 4.0])   # channel c = SLOPES[c] * t + c
@@ -101,6 +101,24 @@ def test_ego4d_messy_timestamps_repaired(tmp_path):
                                    atol=1e-4)
 
 
+def test_windows_over_timestamps_that_ran_backwards_are_refused_unless_kept(tmp_path):
+    t = np.arange(0, 8, 0.005)
+    order = np.concatenate([np.arange(0, 800), np.arange(640, 800), np.arange(800, t.size)])  # 3.2-4.0 s twice
+    rows = ego4d_rows(t[order], linear(t[order]))
+    stream = read_imu("ego4d", (write_csv(tmp_path / "back.csv", EGO4D_HEADER, rows),))
+    np.testing.assert_allclose(stream.backwards, [[3.2, 3.995]], atol=1e-6)
+    with pytest.raises(IMUError, match=r"back.csv: timestamps run backwards over 3.200-3.995 s.*#158"):
+        imu_window(stream, 4.5)
+    assert imu_window(stream, 4.5, keep_backwards=True).shape == (IMU_WINDOW, 6)
+    assert imu_window(stream, 6.5).shape == (IMU_WINDOW, 6)              # a window clear of the span
+
+
+def test_every_timestamp_equal_is_refused_not_repaired(tmp_path):
+    rows = ego4d_rows(np.full(50, 1.0), linear(np.arange(50) / 200.0))
+    with pytest.raises(IMUError, match="every timestamp is 1.000 s"):
+        read_imu("ego4d", (write_csv(tmp_path / "flat.csv", EGO4D_HEADER, rows),))
+
+
 def test_ego4d_nan_accelerometer_interpolated_per_channel(tmp_path):
     t = np.arange(0, 4, 0.005)
     rows = ego4d_rows(t, linear(t))
@@ -150,41 +168,46 @@ def test_stream_ending_before_window_fails_and_edge_tolerance_holds(tmp_path):
         imu_window(stream, 0.5)                  # starts before the stream
 
 
-def epic_files(tmp_path, pieces: list[np.ndarray], packet: int, offset_s: float = 0.0):
-    """EPIC accl/gyro CSVs whose Milliseconds repeat the first time of each `packet` samples."""
+def gpmd2csv_files(tmp_path, seconds: float, rates: list[float], gyro_rates: list[float] | None = None,
+                   dropped_payloads: int = 0) -> tuple[str, str]:
+    """EPIC accl/gyro CSVs as gopro-utils' gpmd2csv writes them: payload p of n samples gets
+    Milliseconds p*1000 + i*1000/n; each payload's samples are taken uniformly inside it (so the payload
+    counter is right); the last `dropped_payloads` payloads are missing, as in real EPIC files."""
     paths = []
-    for name, cols, sl in (("accl", ["AcclX", "AcclY", "AcclZ"], slice(0, 3)),
-                           ("gyro", ["GyroX", "GyroY", "GyroZ"], slice(3, 6))):
-        shift = offset_s if name == "gyro" else 0.0
-        t = np.concatenate(pieces) + shift
-        stamp = np.concatenate([p[(np.arange(p.size) // packet) * packet] + shift for p in pieces])
-        rows = [[f"{s * 1000:.3f}", *(f"{x:.9f}" for x in row)]
-                for s, row in zip(stamp, linear(t)[:, sl])]
-        paths.append(write_csv(tmp_path / f"P01_01-{name}.csv", ["Milliseconds", *cols], rows))
+    for name, cols, sl, sensor_rates in (("accl", ["AcclX", "AcclY", "AcclZ"], slice(0, 3), rates),
+                                         ("gyro", ["GyroX", "GyroY", "GyroZ"], slice(3, 6), gyro_rates or rates)):
+        rows = []
+        for p in range(int(seconds) - dropped_payloads):
+            n = int(sensor_rates[p % len(sensor_rates)])
+            stamps = p + np.arange(n) / n
+            rows += [[f"{s_ * 1000:.3f}", *(f"{x:.9f}" for x in row)]
+                     for s_, row in zip(stamps, linear(stamps)[:, sl])]
+        paths.append(write_csv(tmp_path / f"P01_101-{name}.csv", ["Milliseconds", *cols], rows))
     return tuple(paths)
 
 
-def test_epic_gopro_packets_spread_and_merged(tmp_path):
-    paths = epic_files(tmp_path, [np.arange(0, 6, 1 / 200.0)], packet=20, offset_s=0.0025)
+def test_epic_gpmd2csv_payload_counters_read_as_milliseconds(tmp_path):
+    paths = gpmd2csv_files(tmp_path, 8, rates=[198, 225, 201], dropped_payloads=2)
     stream = read_imu("epic100", paths)
-    assert stream.repairs["packet_rows_spread"] > 0
     assert stream.source == f"{os.path.abspath(paths[0])} + {os.path.abspath(paths[1])}"
-    assert np.isnan(stream.values).any()          # accl and gyro sampled at different instants
+    assert stream.repairs == {} and stream.backwards.size == 0   # gpmd2csv never repeats a timestamp
     g = grid(3.0)
-    np.testing.assert_allclose(imu_window(stream, 3.0), SLOPES[None, :] * (g - g.mean())[:, None],
-                               atol=1e-3)
-    with pytest.raises(IMUError, match=r"P01_01-accl\.csv \+ .*P01_01-gyro\.csv: accl_x covers "
+    np.testing.assert_allclose(imu_window(stream, 3.0), SLOPES[None, :] * (g - g.mean())[:, None], atol=1e-4)
+    assert stream_span("epic100", paths) == pytest.approx((0.0, 5.0 + 200 / 201), abs=1e-6)
+    with pytest.raises(IMUError, match=r"P01_101-accl\.csv \+ .*P01_101-gyro\.csv: accl_x covers "
                                        r"0\.000-5\.99\d s but the window at 5\.500 s"):
-        imu_window(stream, 5.5)                   # the stream ends before the video does
+        imu_window(stream, 5.5)                   # the IMU ends before the video does (dropped payloads)
 
 
-def test_epic_packet_followed_by_gap_keeps_the_gap(tmp_path):
-    t_true = np.arange(0, 8, 1 / 200.0)
-    pieces = [t_true[t_true < 3.05], t_true[t_true >= 4.0]]
-    stream = read_imu("epic100", epic_files(tmp_path, pieces, packet=20))
-    assert stream.t_s[(stream.t_s > 3.06) & (stream.t_s < 3.99)].size == 0
-    with pytest.raises(IMUError, match="gap"):
-        imu_window(stream, 3.5)
+def test_epic_accelerometer_and_gyroscope_on_their_own_instants_are_merged(tmp_path):
+    stream = read_imu("epic100", gpmd2csv_files(tmp_path, 6, rates=[200]))
+    assert not np.isnan(stream.values).any()     # same instants: one row each
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = read_imu("epic100", gpmd2csv_files(other_dir, 6, rates=[199, 203], gyro_rates=[201]))
+    assert np.isnan(other.values).any()          # accl and gyro samples at different instants
+    g = grid(3.0)
+    np.testing.assert_allclose(imu_window(other, 3.0), SLOPES[None, :] * (g - g.mean())[:, None], atol=1e-4)
 
 
 def test_missing_file_column_and_format_errors(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -12,13 +13,21 @@ from egocache.errors import ManifestError
 from files import write_csv
 from egocache.pipeline.datasets.epic100 import parse_timestamp
 from egocache.pipeline.imu import CHANNELS, imu_window, read_imu
-from egocache.pipeline.datasets import load_manifest
+from egocache.pipeline.datasets import load_manifest as _load_manifest
+from egocache.pipeline.datasets.common import AdapterOptions
+from egocache.pipeline.datasets.selection import Selection
 from egocache.pipeline.sampling import segment_clip_centres
 from egocache.synth import synthesize
 
 EPIC_COLUMNS = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
                 "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
                 "noun_class", "all_nouns", "all_noun_classes"]
+
+
+def load_manifest(dataset, annotations, root, *, heads=("verb", "noun"), imu="optional", **kw):
+    """load_manifest for adapter tests: these fixtures have no IMU files, so IMU is optional here."""
+    selection = kw.pop("selection", Selection(imu=imu, heads=tuple(heads)))
+    return _load_manifest(dataset, annotations, root, selection=selection, **kw)
 
 
 def epic_row(nid, vid, start, stop, verb, vclass, noun, nclass):
@@ -47,6 +56,10 @@ def epic(tmp_path):
     root = tmp_path / "data"
     (root / "P01" / "videos").mkdir(parents=True)
     (root / "P01" / "videos" / "P01_01.mp4").write_bytes(b"")
+    (root / "P01" / "meta_data").mkdir()
+    for sensor, axis in (("accl", "Accl"), ("gyro", "Gyro")):
+        write_csv(root / "P01" / "meta_data" / f"P01_01-{sensor}.csv", ["Milliseconds", *(axis + a for a in "XYZ")],
+                  [[0.0, 0, 0, 0], [90000.0, 0, 0, 0]])
     return train, val, str(root)
 
 
@@ -66,6 +79,8 @@ def test_epic_clips_sorted_counted_and_labelled(epic):
     assert first.imu_paths == (os.path.join(root, "P01", "meta_data", "P01_01-accl.csv"),
                                os.path.join(root, "P01", "meta_data", "P01_01-gyro.csv"))
     assert m.clips[2].video_path == os.path.join(root, "P02", "videos", "P02_01.MP4")  # not there
+    assert m.clips[2].imu_format is None                                               # no meta_data
+    assert any(line.startswith("P02_01: no IMU file") for line in m.preflight.videos_without_imu)
     val_clips = [c for c in m.clips if c.segment_id == "P03_11_0"]
     assert {c.split for c in val_clips} == {"validation"}
     assert [c.centre_s for c in val_clips] == pytest.approx(segment_clip_centres(1.0, 5.0, 3))
@@ -102,6 +117,7 @@ def test_epic_class_files_and_unknown_class(epic, tmp_path):
 def test_epic_fingerprint_and_file_errors(epic, tmp_path):
     train, val, root = epic
     a = load_manifest("epic100", [train, val], root)
+    shutil.copytree(root, tmp_path / "elsewhere")                 # the same files under another root
     assert load_manifest("epic100", [train, val], str(tmp_path / "elsewhere")).sha256 == a.sha256
     assert load_manifest("epic100", [train, val], root, eval_clips=5).sha256 != a.sha256
     assert len(load_manifest("epic100", [train, val], root, eval_clips=5).clips) == len(a.clips) + 2
@@ -172,49 +188,63 @@ def ego4d(tmp_path):
     ]
     ann = tmp_path / "ann"
     ann.mkdir()
+    (tmp_path / "ego4d" / "imu").mkdir(parents=True)
+    write_csv(tmp_path / "ego4d" / "imu" / "vid-a.csv", EGO4D_IMU_HEADER, [[0, 0, 0, *[0] * 6], [0, 60000, 60000, *[0] * 6]])
     return fho_file(ann / "fho_main_val.json", videos), str(tmp_path / "ego4d")
+
+
+EGO4D_IMU_HEADER = ["component_idx", "component_timestamp_ms", "canonical_timestamp_ms", "gyro_x", "gyro_y",
+                    "gyro_z", "accl_x", "accl_y", "accl_z"]
 
 
 def test_ego4d_messy_json(ego4d):
     path, root = ego4d
     m = load_manifest("ego4d", [path], root, eval_clips=2)
-    assert m.class_names == {"verb": ["cut", "put_(place,_leave,_drop)", "take_(pick,_grab,_get)"],
-                             "noun": ["cup", "knife"]}
+    assert m.class_names == {"verb": ["cut", "take_(pick,_grab,_get)"], "noun": ["knife"]}
     by_seg = {}
     for c in m.clips:
         by_seg.setdefault(c.segment_id, []).append(c)
-    assert set(by_seg) == {"a1", "a2", "a8", "narr-1"}
+    assert set(by_seg) == {"a1", "narr-1"}
     a1 = by_seg["a1"]
     assert len(a1) == 2 and a1[0].split == "validation"                      # split from the file name
-    assert (a1[0].segment_start_s, a1[0].segment_stop_s) == (10.0, 13.0)     # pre/post frames at 30 fps
-    assert a1[0].labels == {"verb": 2, "noun": 1}
-    assert by_seg["a2"][0].labels == {"verb": 1, "noun": 0}                  # noun from the PNR boxes
-    assert (by_seg["a8"][0].segment_start_s, by_seg["a8"][0].labels["noun"]) == (50.5, -1)
-    fallback = by_seg["narr-1"]                                              # uid null -> narration uid
-    assert len(fallback) == 1 and fallback[0].split == "train"              # video-level split
-    assert (fallback[0].segment_start_s, fallback[0].segment_stop_s) == (10.0, 12.0)   # 60 fps
-    assert fallback[0].video_path == os.path.join(root, "full_scale", "vid-a.mp4")
-    assert fallback[0].imu_format == "ego4d"
-    assert fallback[0].imu_paths == (os.path.join(root, "imu", "vid-a.csv"),)
+    assert (a1[0].segment_start_s, a1[0].segment_stop_s) == (10.0, 13.0)     # canonical 30-fps frames
+    assert a1[0].labels == {"verb": 1, "noun": 0}
+    narr = by_seg["narr-1"]                                                  # uid null -> narration uid
+    assert len(narr) == 1 and narr[0].split == "train"                      # video-level split
+    assert (narr[0].segment_start_s, narr[0].segment_stop_s) == (20.0, 24.0)  # 600/30, 720/30 (not /60)
+    assert narr[0].video_path == os.path.join(root, "full_scale", "vid-a.mp4")
+    assert narr[0].imu_format == "ego4d" and narr[0].imu_paths == (os.path.join(root, "imu", "vid-a.csv"),)
+    assert a1[0].imu_format is None                                          # vid-b has no IMU file
     assert m.clips[0].video_id == "vid-a"                                    # sorted by video path
     where = f"{path}:videos[0].annotated_intervals[0].narrated_actions"
-    expected = {f"{where}[2]: annotation rejected (is_rejected)",
+    skipped = "; skipped (--ego4d-narration-window uses the narration's start_sec..end_sec)"
+    expected = {f"{where}[1]: critical_frames is null{skipped}",
+                f"{where}[2]: annotation rejected (is_rejected)",
                 f"{where}[3]: not a valid action (is_valid_action is false)",
                 f"{where}[4]: annotation marked invalid (is_invalid_annotation)",
                 f"{where}[5]: no structured_verb",
-                f"{where}[6]: no usable critical_frames pre_frame/post_frame nor start_sec/end_sec",
-                f"{where}[7]: duplicate segment id 'a1' (first at {where}[0])",
+                f"{where}[6]: critical_frames is null{skipped}",
+                f"{where}[7]: critical_frames is null{skipped}",
                 f"{where}[8]: action is not a JSON object",
-                f"{where}[10]: stop 59.000 s is not after start 60.000 s",
+                f"{where}[9]: critical_frames is null{skipped}",
+                f"{where}[10]: critical_frames is null{skipped}",
                 f"{path}:videos[2]: no video_uid; 1 action(s) skipped"}
     assert set(m.problems) == expected
+
+
+def test_ego4d_narration_window_only_when_asked(ego4d):
+    path, root = ego4d
+    m = load_manifest("ego4d", [path], root, adapter=AdapterOptions(narration_window=True))
+    spans = {c.segment_id: (c.segment_start_s, c.segment_stop_s) for c in m.clips}
+    assert spans["a2"] == (20.0, 22.5) and spans["a8"] == (50.5, 52.0) and spans["a1"] == (10.0, 13.0)
+    assert any("[6]: critical_frames is null and no start_sec/end_sec" in p for p in m.problems)
 
 
 def test_ego4d_taxonomy_and_bad_files(ego4d, tmp_path):
     path, root = ego4d
     with open(os.path.join(os.path.dirname(path), "fho_lta_taxonomy.json"), "w") as f:
         json.dump({"verbs": ["cut", "take_(pick,_grab,_get)", "wash"], "nouns": ["knife", "cup"]}, f)
-    m = load_manifest("ego4d", [path], root, heads=("verb",))
+    m = load_manifest("ego4d", [path], root, heads=("verb",), adapter=AdapterOptions(narration_window=True))
     assert m.class_names == {"verb": ["cut", "take_(pick,_grab,_get)", "wash"]}
     taxonomy = os.path.join(os.path.dirname(path), "fho_lta_taxonomy.json")
     assert any(p.endswith(f"verb 'put_(place,_leave,_drop)' not in {taxonomy}") for p in m.problems)
@@ -235,7 +265,10 @@ def test_generic_csv_and_jsonl(tmp_path):
         f.write("t_s," + ",".join(CHANNELS) + "\n")
         np.savetxt(f, np.c_[t, np.outer(t, np.arange(1, 7))], delimiter=",", fmt="%.6f")
     (root / "imu" / "b.csv").write_text("component_idx,component_timestamp_ms,canonical_timestamp_ms,"
-                                        "gyro_x,gyro_y,gyro_z,accl_x,accl_y,accl_z\n")
+                                        "gyro_x,gyro_y,gyro_z,accl_x,accl_y,accl_z\n0,0,0,0,0,0,0,0,0\n"
+                                        "0,9000,9000,0,0,0,0,0,0\n")
+    for sensor, axis in (("accl", "Accl"), ("gyro", "Gyro")):
+        write_csv(root / f"p-{sensor}.csv", ["Milliseconds", *(axis + a for a in "XYZ")], [[0, 0, 0, 0], [9000, 0, 0, 0]])
     header = ["video", "start", "end", "split", "verb", "imu", "id"]
     csv_path = write_csv(tmp_path / "mine.csv", header, [
         ["videos/a.mp4", 2.0, 4.5, "", "open", "imu/a.csv", "s1"],

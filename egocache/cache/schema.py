@@ -131,6 +131,8 @@ def array_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
                     f"teacher logits of head {h} (never softmax)") for h, names in heads.items()),
         ArraySpec("imu", (n, imu["window"], len(imu["channels"])), "float32", rows, True,
                   "IMU window, channels in imu.channels order"),
+        *([ArraySpec("imu_present", (n,), "int8", rows, True,
+                     "1 if the clip has its IMU window, 0 if not (imu rows then zero)")] if "mode" in imu else []),
         frames,
         ArraySpec("status", (n,), "int8", rows, True, "0 pending, 1 ok, 2 failed"),
         ArraySpec("error", (n,), "string", rows, True, "reason a clip failed, empty if ok"),

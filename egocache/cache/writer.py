@@ -189,6 +189,11 @@ class CacheWriter:
         return cls(path, attrs)
 
     @property
+    def has_imu_flags(self) -> bool:
+        """Whether this cache stores a per-clip imu_present flag (caches written since IMU modes exist)."""
+        return any(s.name == "imu_present" for s in self.specs)
+
+    @property
     def num_shards(self) -> int:
         """Number of shards along the clip axis."""
         return int(self.attrs["layout"]["num_shards"])
@@ -204,12 +209,18 @@ class CacheWriter:
         return {i for i in committed_shards(self.path) if i < self.num_shards}
 
     def write_shard(self, i: int, features: np.ndarray, logits: dict[str, np.ndarray], imu: np.ndarray,
-                    frames: np.ndarray, status: np.ndarray, errors: list[str]) -> None:
-        """Write every per-shard array of shard `i` in one aligned write each, then commit it."""
+                    frames: np.ndarray, status: np.ndarray, errors: list[str],
+                    imu_present: np.ndarray | None = None) -> None:
+        """Write every per-shard array of shard `i` in one aligned write each, then commit it.
+
+        `imu_present` (0/1 per clip) is required by caches whose IMU section has a `mode` (new caches)
+        and refused by older ones.
+        """
         import zarr
 
         rows = self.shard_slice(i)
-        data = self._check_shard(i, rows.stop - rows.start, features, logits, imu, frames, status, errors)
+        data = self._check_shard(i, rows.stop - rows.start, features, logits, imu, frames, status, errors,
+                                 imu_present)
         marker = marker_path(self.path, i)
         if os.path.exists(marker):
             os.unlink(marker)  # a rewrite must never leave the old checksums claiming the new data
@@ -231,7 +242,7 @@ class CacheWriter:
 
     def _check_shard(self, i: int, m: int, features: np.ndarray, logits: dict[str, np.ndarray],
                      imu: np.ndarray, frames: np.ndarray, status: np.ndarray,
-                     errors: list[str]) -> dict[str, Any]:
+                     errors: list[str], imu_present: np.ndarray | None) -> dict[str, Any]:
         """Validate one shard's arrays against the schema and return them keyed by array name."""
         where = f"{self.path} shard {i}"
         heads = self.attrs["teacher"]["heads"]
@@ -252,6 +263,13 @@ class CacheWriter:
                                 "imu": np.asarray(imu, dtype=np.float32), "frames": frames,
                                 "status": st, "error": errs}
         data.update({f"logits_{h}": np.asarray(v, dtype=np.float32) for h, v in logits.items()})
+        has_flag = any(s.name == "imu_present" for s in self.specs)
+        if has_flag != (imu_present is not None):
+            raise CacheError(f"{where}: imu_present is {'required' if has_flag else 'not part of this cache'}")
+        if imu_present is not None:
+            data["imu_present"] = np.asarray(imu_present, dtype=np.int8)
+            if not np.isin(data["imu_present"], (0, 1)).all():
+                raise CacheError(f"{where}: imu_present must be 0 or 1")
         sam = self.attrs["sampling"]
         want_frames = (len(sam["positions"]), sam["frame_size"], sam["frame_size"], 3)
         for spec in self.specs:

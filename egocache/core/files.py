@@ -96,3 +96,33 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = True) -> Path:
     """Write `obj` as indented JSON (plus a newline) to `path` atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n")
+
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+def read_text(path: str | os.PathLike[str], error: type[Exception]) -> str:
+    """The text of a file whose encoding is knowable: UTF-8, or UTF-8/UTF-16 with a byte-order mark
+    (dropped); line ends normalised to "\\n" (CRLF and CR files read like LF ones).
+
+    Anything else raises `error` in one line naming the file, the line and the byte, e.g.
+    "notes.csv:12: not UTF-8 text (byte 0xe9 at column 7; save the file as UTF-8)".
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise error(f"{os.fspath(path)}: cannot read: {os_error_reason(exc)}") from exc
+    encoding = "utf-8"
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            data, encoding = data[len(bom):], name
+            break
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise error(f"{os.fspath(path)}:{line}: not {encoding.upper()} text (byte 0x{data[exc.start]:02x} at "
+                    f"column {column}; save the file as UTF-8)") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -16,6 +16,7 @@ guard (the `egocache` command has it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from egocache.core.device import resolve_device
 from egocache.errors import CacheError, ClipError, EgocacheError, ManifestError
 from egocache.pipeline.extract_worker import (STAGES, ShardJob, ShardResult, TeacherKey, load_teacher,
                                               run_shard)
+from egocache.pipeline.datasets.preflight import Preflight
 from egocache.pipeline.options import ExtractOptions
 from egocache.pipeline.sampling import clip_seconds, clip_span_frames, student_positions
 
@@ -58,6 +60,9 @@ class ExtractSummary:
     summary_file: str
     failures: list[str] = field(default_factory=list)
     manifest_problems: list[str] = field(default_factory=list)
+    clips_without_imu: int = 0                                   # ok clips flagged imu_present 0
+    without_imu: list[str] = field(default_factory=list)         # "clip_id: why" (this run's shards)
+    preflight: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -101,10 +106,13 @@ def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: st
         "sampling": {"t": t, "stride": stride, "clip_seconds": clip_seconds(t, stride),
                      "clip_span_frames_at_30fps": clip_span_frames(30.0, t, stride),
                      "eval_clips": opts.eval_clips, "train_clips": opts.train_clips},
-        "imu": {"rate_hz": IMU_RATE_HZ, "window": IMU_WINDOW, "channels": list(CHANNELS), "centred": True},
+        "imu": {"rate_hz": IMU_RATE_HZ, "window": IMU_WINDOW, "channels": list(CHANNELS), "centred": True,
+                "mode": opts.imu, "units": manifest.imu_units, "keep_backwards": opts.imu_keep_backwards},
         "source": {"dataset": manifest.dataset, "manifest_sha256": manifest.sha256,
                    "annotations": [os.path.basename(a) for a in opts.annotations],
-                   "motion_pair_verbs": manifest.motion_pair_verbs},
+                   "motion_pair_verbs": manifest.motion_pair_verbs, "protocol": opts.protocol,
+                   "selection": dataclasses.asdict(manifest.selection), "split_seed": manifest.selection.split_seed,
+                   "frames_source": opts.frames_source},
         "extract": {"tool": "egocache", "version": __version__},
     }
 
@@ -207,13 +215,25 @@ def run_jobs(runner: LocalRunner | DaskRunner, jobs: list[ShardJob], *, total: i
     return results
 
 
-def extract(opts: ExtractOptions) -> ExtractSummary:
-    """Extract every clip of the annotations into the cache (resuming a partial one); return the summary."""
+def preflight(opts: ExtractOptions) -> Preflight:
+    """What `extract --dry-run` reports: the manifest's sources and splits, nothing decoded or written."""
+    manifest = opts.load_manifest()
+    assert manifest.preflight is not None
+    return manifest.preflight
+
+
+def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: None) -> ExtractSummary:
+    """Extract every clip of the annotations into the cache (resuming a partial one); return the summary.
+
+    `log` receives the preflight summary before any decoding starts.
+    """
     from egocache.cache import CacheWriter, extraction_lock
 
     t_start = time.perf_counter()
     device = str(resolve_device(opts.device))
     manifest = opts.load_manifest()
+    assert manifest.preflight is not None
+    log(manifest.preflight.summary())
     if opts.strict and manifest.problems:
         raise ManifestError(f"{manifest.problems[0]} (stopped by --strict; "
                             f"{len(manifest.problems)} annotation problem(s) in all)")
@@ -238,28 +258,31 @@ def extract(opts: ExtractOptions) -> ExtractSummary:
         done = writer.done_shards()
         jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]),
                          teacher=key, frame_size=opts.frame_size, positions=tuple(positions),
-                         batch_size=opts.batch_size, decode_threads=opts.decode_threads)
+                         batch_size=opts.batch_size, decode_threads=opts.decode_threads, imu_mode=opts.imu,
+                         keep_backwards_imu=opts.imu_keep_backwards)
                 for i in range(writer.num_shards) if i not in done]
         todo = sum(len(j.clips) for j in jobs)
         t_run = time.perf_counter()
         results = run_jobs(runner, jobs, total=len(manifest.clips), initial=len(manifest.clips) - todo,
                            strict=opts.strict, progress=opts.progress)
         run_s = time.perf_counter() - t_run
-        status, errors = read_outcome(cache)
+        status, errors, present = read_outcome(cache)
         summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=writer.num_shards,
                             resumed=len(done), run_s=run_s, total_s=time.perf_counter() - t_start)
+        summary.clips_without_imu = int(((status == 1) & (present == 0)).sum()) if present is not None else 0
         write_summary(summary)
     return summary
 
 
-def read_outcome(cache: str) -> tuple[np.ndarray, list[str]]:
-    """Status (0 pending, 1 ok, 2 failed) and failure reason of every clip in the cache."""
+def read_outcome(cache: str) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """Status (0 pending, 1 ok, 2 failed), failure reason and (new caches) imu_present of every clip."""
     import zarr
 
     from egocache.cache.schema import read_strings
 
     group = zarr.open_group(cache, mode="r")
-    return np.asarray(group["status"][:]), read_strings(group["error"]).tolist()
+    present = np.asarray(group["imu_present"][:]) if "imu_present" in group else None
+    return np.asarray(group["status"][:]), read_strings(group["error"]).tolist(), present
 
 
 def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult], status: np.ndarray,
@@ -278,7 +301,9 @@ def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult
         frames_spanned_per_clip=round(sum(r.frames_spanned for r in results) / max(run_clips, 1), 2),
         stage_seconds=stage, summary_file=os.path.join(cache, SUMMARY_FILE),
         failures=[f"{manifest.clips[i].clip_id}: {errors[i] or 'not extracted'}" for i in failed_rows],
-        manifest_problems=list(manifest.problems))
+        manifest_problems=list(manifest.problems),
+        without_imu=[f"{cid}: {why}" for r in results for cid, why in r.without_imu],
+        preflight=manifest.preflight.to_dict() if manifest.preflight else {})
 
 
 def write_summary(summary: ExtractSummary) -> None:
@@ -309,7 +334,10 @@ def format_summary(summary: ExtractSummary, max_lines: int = 20) -> str:
         f"{s.frames_decoded_per_clip:.1f} (spanned {s.frames_spanned_per_clip:.1f})",
         "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in s.stage_seconds.items()),
     ]
-    for title, items in (("failed clips", s.failures), ("annotation problems", s.manifest_problems)):
+    if s.clips_without_imu:
+        lines.append(f"{s.clips_without_imu} ok clips have no IMU window (imu_present 0; IMU students skip them)")
+    for title, items in (("failed clips", s.failures), ("clips kept without IMU", s.without_imu),
+                         ("annotation problems", s.manifest_problems)):
         if items:
             lines.append(f"{title} ({len(items)}):")
             lines += [f"  {item}" for item in items[:max_lines]]

@@ -52,11 +52,14 @@ class ShardJob:
     positions: tuple[float, ...]
     batch_size: int
     decode_threads: int = 1
+    imu_mode: str = "required"          # required: a clip without its IMU window fails; else it is flagged
+    keep_backwards_imu: bool = False
 
 
 @dataclass
 class ShardResult:
-    """What a task did: clip counts, failures as (clip_id, reason), decode work and time per stage."""
+    """What a task did: clip counts, failures as (clip_id, reason), clips kept without IMU as
+    (clip_id, reason), decode work and time per stage."""
 
     shard: int
     clips: int
@@ -65,6 +68,7 @@ class ShardResult:
     frames_decoded: int
     frames_spanned: int
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    without_imu: list[tuple[str, str]] = field(default_factory=list)
 
 
 STAGES = ("decode", "imu", "teacher", "write")
@@ -101,6 +105,7 @@ class _ShardBuffers:
         self.logits = {h: np.zeros((m, c), np.float32) for h, c in heads.items()}
         self.imu = np.zeros((m, window, 6), np.float32)
         self.frames = np.zeros((m, k, size, size, 3), np.uint8)
+        self.imu_present = np.zeros(m, np.int8)
         self.status = np.full(m, STATUS_OK, np.int8)
         self.errors = [""] * m
 
@@ -112,20 +117,24 @@ class _ShardBuffers:
         for v in self.logits.values():
             v[row] = 0
         self.imu[row] = 0
+        self.imu_present[row] = 0
         self.frames[row] = 0
 
 
 def _imu_windows(job: ShardJob, rows: list[int], buf: _ShardBuffers, result: ShardResult) -> None:
-    """Fill the IMU window of these rows (one read per stream; a read error fails each of its clips)."""
+    """Fill the IMU window of these rows (one read per stream). Under --imu required a clip whose window
+    cannot be cut fails; otherwise it stays, flagged without IMU (zeros, imu_present 0), reason kept."""
     from egocache.pipeline.imu import imu_window, read_imu
 
+    if job.imu_mode == "none":
+        return
     streams: dict[tuple[str, tuple[str, ...]], Any] = {}
     t0 = time.perf_counter()
     for row in rows:
         clip = job.clips[row]
         try:
             if clip.imu_format is None:
-                raise IMUError(f"{clip.video_id}: no IMU stream listed for this video")
+                raise IMUError(f"{clip.video_id}: no IMU for this video")
             key = (clip.imu_format, tuple(clip.imu_paths))
             if key not in streams:
                 try:
@@ -134,9 +143,13 @@ def _imu_windows(job: ShardJob, rows: list[int], buf: _ShardBuffers, result: Sha
                     streams[key] = exc
             if isinstance(streams[key], IMUError):
                 raise streams[key]
-            buf.imu[row] = imu_window(streams[key], clip.centre_s)
+            buf.imu[row] = imu_window(streams[key], clip.centre_s, keep_backwards=job.keep_backwards_imu)
+            buf.imu_present[row] = 1
         except IMUError as exc:
-            buf.fail(row, f"imu: {exc}")
+            if job.imu_mode == "required":
+                buf.fail(row, f"imu: {exc}")
+            else:
+                result.without_imu.append((clip.clip_id, str(exc)))
     result.seconds["imu"] += time.perf_counter() - t0
 
 
@@ -174,7 +187,8 @@ def _prepare_unit(job: ShardJob, path: str, rows: list[int], plan: FramePlan, bu
     (n, T, S, S, 3), at the teacher's input size.
     """
     t0 = time.perf_counter()
-    planned = plan_video_clips(path, [job.clips[r].centre_s for r in rows], plan)
+    fps = job.clips[rows[0]].frames_fps if rows else None
+    planned = plan_video_clips(path, [job.clips[r].centre_s for r in rows], plan, fps=fps)
     for r, p in zip(rows, planned):
         if isinstance(p, ClipError):
             buf.fail(r, f"decode: {p}")
@@ -185,7 +199,7 @@ def _prepare_unit(job: ShardJob, path: str, rows: list[int], plan: FramePlan, bu
         return [], None
     t0 = time.perf_counter()
     decoded, frames_decoded, frames_spanned = decode_planned(path, [p for _, p in live], plan,
-                                                             num_threads=job.decode_threads)
+                                                             num_threads=job.decode_threads, fps=fps)
     result.frames_decoded += frames_decoded
     result.frames_spanned += frames_spanned
     good, teacher_in = [], []
@@ -207,9 +221,12 @@ def _teach_unit(job: ShardJob, model: Any, good: list[int], clips: np.ndarray | 
         return
     t0 = time.perf_counter()
     feats, logits = run_teacher(model, clips, job.teacher.device, job.batch_size)
+    finite = np.isfinite(feats).all(axis=1) & np.all([np.isfinite(v).all(axis=1) for v in logits.values()], axis=0)
     buf.features[good] = feats
     for h, v in logits.items():
         buf.logits[h][good] = v
+    for r in np.asarray(good)[~finite]:
+        buf.fail(int(r), "teacher: non-finite feature or logits (inf/NaN) for this clip")
     result.seconds["teacher"] += time.perf_counter() - t0
 
 
@@ -236,7 +253,8 @@ def run_shard(job: ShardJob) -> ShardResult:
             _teach_unit(job, model, good, clips, buf, result)
     t0 = time.perf_counter()
     writer = CacheWriter.open(job.cache)
-    writer.write_shard(job.shard, buf.features, buf.logits, buf.imu, buf.frames, buf.status, buf.errors)
+    writer.write_shard(job.shard, buf.features, buf.logits, buf.imu, buf.frames, buf.status, buf.errors,
+                       buf.imu_present if writer.has_imu_flags else None)
     result.seconds["write"] += time.perf_counter() - t0
     result.ok = int((buf.status == STATUS_OK).sum())
     result.failures = [(job.clips[r].clip_id, buf.errors[r]) for r in range(m) if buf.status[r] != STATUS_OK]

@@ -1,9 +1,20 @@
 """IMU streams: read EPIC-KITCHENS-100, Ego4D and generic CSVs, repair them, cut mean-centred windows.
 
 A stream is six channels in CHANNELS order (accelerometer xyz, then gyroscope xyz) on one sorted,
-unique time base in seconds from the video start. Units stay native: GoPro (EPIC-KITCHENS-100) and
-Ego4D's normalised CSVs hold SI values (accelerometer m/s^2 as GoPro's GPMF stores it, gyroscope
-rad/s); every window is mean-centred per channel (EgoDistill, App. C), so only the scale matters.
+unique time base in seconds from the video start. Units stay native (UNITS: EPIC's gpmd2csv writes
+the GPMF values, accelerometer m/s^2 and gyroscope rad/s; Ego4D does not document its units); every
+window is mean-centred per channel (EgoDistill, App. C), so only the scale matters.
+
+EPIC-KITCHENS-100 time base, an assumption stated here once: gopro-utils' gpmd2csv writes
+`Milliseconds` as a payload counter, each GPMF payload taken as 1,000 ms with payload 1 at 0 ms and
+its n samples spread evenly inside it (payload*1000 + i*1000/n). egocache reads those numbers as
+milliseconds from the video start. If a camera's payloads are not exactly 1 s long the error grows
+along the video; nothing in the files can tell. gpmd2csv drops the last 1-2 payloads, so EPIC IMU
+ends 2-3 s before its video (preflight reports videos whose IMU ends earlier than that).
+
+Ego4D timestamps that run backwards in file order (by more than BACKWARDS_MIN_S: two swapped rows are
+only unsorted) are kept in the stream (sorted), but the time span they cover twice is recorded (`ImuStream.backwards`): Ego4D issue #158 reports the IMU 0.5-1 s
+off the video there, so a window overlapping such a span is refused unless `keep_backwards`.
 
 Where a channel has no reading at a time of the common base (EPIC's accelerometer and gyroscope are
 sampled at different instants; Ego4D rows can lack accelerometer values), `values` holds NaN there
@@ -13,8 +24,7 @@ Repairs made when reading (counted in `ImuStream.repairs`): NULL/empty/unparsabl
 dropped; timestamps below 0 s or above MAX_TIMESTAMP_S are dropped; a timestamp more than
 ABSURD_JUMP_S away from the median of its ABSURD_NEIGHBOURS neighbours on each side (file order)
 is dropped as an absurd jump; rows are sorted stably; Ego4D/generic rows sharing a timestamp are
-averaged; EPIC rows sharing a GoPro packet timestamp are spread evenly up to the next timestamp
-(at most PACKET_MAX_SPACING_FACTOR sample periods apart, else at the nominal rate). Limits used
+averaged (gpmd2csv never writes equal timestamps). Limits used
 when cutting a window: gaps up to MAX_GAP_S are interpolated across, and the window may reach
 EDGE_TOLERANCE_S past either end of a channel's readings (the edge value is held). Anything
 beyond these limits raises IMUError naming the file, what the stream covers and what was needed.
@@ -45,7 +55,7 @@ EDGE_TOLERANCE_S = 0.05          # how far a window may reach past a channel's f
 MAX_TIMESTAMP_S = 86400.0        # timestamps beyond one day are absurd
 ABSURD_JUMP_S = 1.0              # distance from the local (file-order) median that marks a jump
 ABSURD_NEIGHBOURS = 5            # rows on each side forming that local median
-PACKET_MAX_SPACING_FACTOR = 2.0  # EPIC packet spread only when it keeps spacing <= 2 periods
+BACKWARDS_MIN_S = 0.05           # a step back in file order longer than this marks a span read twice
 CACHE_STREAMS = 4                # parsed streams kept per process (clips are sorted by video)
 
 _GAP_EPS = 1e-9
@@ -60,8 +70,20 @@ def imu_limits() -> dict:
     return {"rate_hz": IMU_RATE_HZ, "window": IMU_WINDOW, "channels": list(CHANNELS),
             "centred": True, "max_gap_s": MAX_GAP_S, "edge_tolerance_s": EDGE_TOLERANCE_S,
             "max_timestamp_s": MAX_TIMESTAMP_S, "absurd_jump_s": ABSURD_JUMP_S,
-            "absurd_neighbours": ABSURD_NEIGHBOURS,
-            "packet_max_spacing_factor": PACKET_MAX_SPACING_FACTOR}
+            "absurd_neighbours": ABSURD_NEIGHBOURS, "backwards_min_s": BACKWARDS_MIN_S}
+
+
+UNITS = {"epic100": {"accl": "m/s^2", "gyro": "rad/s"},   # GPMF ACCL/GYRO as gpmd2csv writes them
+         "ego4d": {"accl": "unspecified (Ego4D does not document them)",
+                   "gyro": "unspecified (Ego4D does not document them)"},
+         "csv": {"accl": "unspecified", "gyro": "unspecified"}}
+
+
+def channel_units(fmt: str | None, declared: dict[str, str] | None = None) -> dict[str, str]:
+    """Unit of every channel for streams of format `fmt`; `declared` ({"accl": .., "gyro": ..}, from the
+    dataset metadata file) takes precedence."""
+    units = {**UNITS.get(fmt or "csv", UNITS["csv"]), **(declared or {})}
+    return {c: units[c.split("_")[0]] for c in CHANNELS}
 
 
 @dataclass(eq=False)
@@ -72,6 +94,7 @@ class ImuStream:
     values: np.ndarray
     source: str = ""
     repairs: dict[str, int] = field(default_factory=dict)
+    backwards: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (k, 2) spans read twice
     finite: np.ndarray = field(init=False, repr=False)
     extent: np.ndarray = field(init=False, repr=False)
 
@@ -128,16 +151,24 @@ def guess_imu_format(path: str) -> str:
 
 
 def imu_window(stream: ImuStream, centre_s: float, *, rate: float = IMU_RATE_HZ,
-               length: int = IMU_WINDOW) -> np.ndarray:
+               length: int = IMU_WINDOW, keep_backwards: bool = False) -> np.ndarray:
     """(length, 6) float32 window resampled at `rate` around `centre_s`, each channel minus its mean.
 
     Sample k sits at centre_s + (k - (length - 1) / 2) / rate, by linear interpolation of each
-    channel's own readings; raises IMUError when a gap or the stream's ends exceed the limits.
+    channel's own readings; raises IMUError when a gap or the stream's ends exceed the limits, when
+    a value is not finite, or (unless `keep_backwards`) when the window overlaps a span where the
+    file's timestamps ran backwards.
     """
     if rate <= 0 or length < 2:
         raise ValueError(f"rate must be > 0 and length >= 2, got {rate} and {length}")
     grid = centre_s + (np.arange(length) - (length - 1) / 2.0) / rate
     lo, hi = float(grid[0]), float(grid[-1])
+    if not keep_backwards:
+        hit = stream.backwards[(stream.backwards[:, 0] < hi) & (stream.backwards[:, 1] > lo)]
+        if len(hit):
+            raise IMUError(f"{stream.source}: timestamps run backwards over {hit[0, 0]:.3f}-{hit[0, 1]:.3f} s, "
+                           f"inside the window at {centre_s:.3f} s (the IMU is often 0.5-1 s off the video "
+                           "there, Ego4D issue #158); --imu-keep-backwards keeps such windows")
     i0 = int(np.searchsorted(stream.t_s, lo - MAX_GAP_S, side="left"))
     i1 = int(np.searchsorted(stream.t_s, hi + MAX_GAP_S, side="right"))
     need = f"the window at {centre_s:.3f} s needs {lo:.3f}-{hi:.3f} s"
@@ -157,6 +188,9 @@ def imu_window(stream: ImuStream, centre_s: float, *, rate: float = IMU_RATE_HZ,
             raise IMUError(f"{stream.source}: {name} has a {b - a:.3f} s gap ({a:.3f}-{b:.3f} s) "
                            f"and {need}; at most {MAX_GAP_S} s is interpolated")
         out[:, c] = np.interp(grid, tc, stream.values[i0:i1, c][keep])
+    if not np.isfinite(out).all():
+        raise IMUError(f"{stream.source}: the window at {centre_s:.3f} s holds non-finite values (inf or "
+                       "overflow in the file)")
     out -= out.mean(axis=0)
     return out.astype(np.float32)
 
@@ -202,17 +236,17 @@ def _read_stream(fmt: str, paths: tuple[str, ...]) -> ImuStream:
     time_names = ("canonical_timestamp_ms",) if fmt == "ego4d" else ("t_s", "timestamp_ms")
     cols, used = _read_columns(path, [time_names] + [(c,) for c in CHANNELS])
     t_raw = cols[:, 0] / (1.0 if used[0] == "t_s" else 1000.0)
-    t, v = _clean_times(path, t_raw, cols[:, 1:], repairs)
+    backwards: list[tuple[float, float]] = []
+    t, v = _clean_times(path, t_raw, cols[:, 1:], repairs, backwards)
     t, v = _average_duplicates(t, v, repairs)
-    return ImuStream(t, v, path, repairs)
+    return ImuStream(t, v, path, repairs, np.array(backwards, dtype=np.float64).reshape(-1, 2))
 
 
 def _read_epic_part(path: str, names: tuple[str, ...], repairs: dict[str, int]
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """One EPIC CSV (Milliseconds + three axes), cleaned, packets spread, duplicates averaged."""
+    """One EPIC CSV (gpmd2csv: Milliseconds + three axes), cleaned, duplicates averaged."""
     cols, _ = _read_columns(path, [("milliseconds",)] + [(n,) for n in names])
-    t, v = _clean_times(path, cols[:, 0] / 1000.0, cols[:, 1:], repairs)
-    t = _spread_packets(t, repairs)
+    t, v = _clean_times(path, cols[:, 0] / 1000.0, cols[:, 1:], repairs, [])
     return _average_duplicates(t, v, repairs)
 
 
@@ -259,9 +293,10 @@ def _parse_slowly(body: str, cols: list[int]) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, len(cols))
 
 
-def _clean_times(path: str, t: np.ndarray, v: np.ndarray, repairs: dict[str, int]
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Drop NULL, out-of-range and absurd-jump timestamps, then sort stably; counts the repairs."""
+def _clean_times(path: str, t: np.ndarray, v: np.ndarray, repairs: dict[str, int],
+                 backwards: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Drop NULL, out-of-range and absurd-jump timestamps, then sort stably; counts the repairs and
+    appends to `backwards` the time spans that the file order covers twice (merged)."""
     _count(repairs, "missing_values", int(np.count_nonzero(~np.isfinite(v))))
     ok = np.isfinite(t)
     _count(repairs, "null_timestamps", int(np.count_nonzero(~ok)))
@@ -274,7 +309,15 @@ def _clean_times(path: str, t: np.ndarray, v: np.ndarray, repairs: dict[str, int
     t, v = t[ok], v[ok]
     if t.size == 0:
         raise IMUError(f"{path}: no usable timestamps")
-    _count(repairs, "unsorted_rows", int(np.count_nonzero(np.diff(t) < 0)))
+    if t.size > 1 and np.ptp(t) == 0:
+        raise IMUError(f"{path}: every timestamp is {t[0]:.3f} s; the file has no time base to resample on")
+    steps = np.flatnonzero(np.diff(t) < 0)
+    _count(repairs, "unsorted_rows", int(steps.size))
+    for a, b in sorted((float(t[i + 1]), float(t[i])) for i in steps if t[i] - t[i + 1] > BACKWARDS_MIN_S):
+        if backwards and a <= backwards[-1][1]:
+            backwards[-1] = (backwards[-1][0], max(b, backwards[-1][1]))
+        else:
+            backwards.append((a, b))
     order = np.argsort(t, kind="stable")
     return t[order], v[order]
 
@@ -286,19 +329,6 @@ def _absurd_jumps(t: np.ndarray) -> np.ndarray:
         return np.abs(t - np.median(t)) > ABSURD_JUMP_S if t.size else np.zeros(0, bool)
     local = np.median(sliding_window_view(np.pad(t, k, mode="reflect"), 2 * k + 1), axis=1)
     return np.abs(t - local) > ABSURD_JUMP_S
-
-
-def _spread_packets(t: np.ndarray, repairs: dict[str, int]) -> np.ndarray:
-    """Spread rows sharing one (GoPro packet) timestamp evenly towards the next timestamp."""
-    uniq, first, counts = np.unique(t, return_index=True, return_counts=True)
-    if counts.max() == 1:
-        return t
-    nominal = 1.0 / IMU_RATE_HZ
-    span = np.append(np.diff(uniq), np.inf)
-    step = np.where(span <= counts * nominal * PACKET_MAX_SPACING_FACTOR, span / counts, nominal)
-    offset = np.arange(t.size) - np.repeat(first, counts)
-    _count(repairs, "packet_rows_spread", int(np.count_nonzero(offset)))
-    return t + offset * np.repeat(step, counts)
 
 
 def _average_duplicates(t: np.ndarray, v: np.ndarray, repairs: dict[str, int]
@@ -319,3 +349,48 @@ def _count(repairs: dict[str, int], key: str, n: int) -> None:
     """Add n to a repair counter, keeping zero counts out of the record."""
     if n:
         repairs[key] = repairs.get(key, 0) + n
+
+
+def stream_span(fmt: str, paths: tuple[str, ...]) -> tuple[float, float]:
+    """(first, last) timestamp in seconds of an IMU source from its first and last rows only.
+
+    Cheap enough to run over every video before extraction (preflight); EPIC's two files give the
+    span both cover. IMUError if a file is missing or its time column cannot be read.
+    """
+    spans = []
+    for path in paths:
+        names = (("milliseconds",) if fmt == "epic100" else ("canonical_timestamp_ms",) if fmt == "ego4d"
+                 else ("t_s", "timestamp_ms"))
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(65536)
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - 65536))
+                tail = fh.read()
+        except OSError as e:
+            raise IMUError(f"{path}: cannot read IMU file ({e.strerror or e})") from e
+        lines = head.decode("utf-8-sig", "replace").splitlines()
+        header = [h.strip().lower() for h in (lines[0] if lines else "").split(",")]
+        col = next((header.index(n) for n in names if n in header), None)
+        if col is None:
+            raise IMUError(f"{path}: no {' or '.join(names)} column in header {','.join(header)}")
+        scale = 1.0 if header[col] == "t_s" else 1000.0
+        first = _first_time(lines[1:], col)
+        last = _first_time(reversed(tail.decode("utf-8", "replace").splitlines()[1:]), col)
+        if first is None or last is None:
+            raise IMUError(f"{path}: no readable timestamp in its first or last rows")
+        spans.append((first / scale, last / scale))
+    return max(a for a, _ in spans), min(b for _, b in spans)
+
+
+def _first_time(lines, col: int) -> float | None:
+    """The first finite value in column `col` of CSV `lines` (None if none)."""
+    for line in lines:
+        cells = line.split(",")
+        try:
+            value = float(cells[col])
+        except (IndexError, ValueError):
+            continue
+        if np.isfinite(value):
+            return value
+    return None

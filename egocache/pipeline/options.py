@@ -18,6 +18,8 @@ from egocache.core.device import check_device_name
 from egocache.core.settings import check_settings, setting
 from egocache.errors import ConfigError
 from egocache.pipeline.datasets import ADAPTERS, DATASET_META_FILE, Manifest, load_manifest
+from egocache.pipeline.datasets.common import FRAMES_SOURCES, AdapterOptions
+from egocache.pipeline.datasets.selection import IMU_MODES, PROTOCOL_NAMES, Selection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,11 +35,39 @@ class DataOptions:
     eval_clips: int = setting(3, min=1, help="Clips per validation segment (predictions averaged per segment).")
     train_clips: int = setting(1, min=1, help="Clips per training segment, spread over it (more training data "
                                               "from few segments).")
+    # --- which segments, in which split (pipeline/datasets/selection.py) ---------------------------
+    protocol: str | None = setting(None, choices=PROTOCOL_NAMES, help="The paper's data protocol for epic100 "
+                                   "or ego4d (App. B): its IMU, audio, split and class rules, verb labels.")
+    imu: str = setting("required", choices=IMU_MODES, help="required: leave out videos without IMU (what IMU "
+                       "students need); optional: keep their clips, flagged as without IMU; none: read no IMU.")
+    imu_keep_backwards: bool = setting(False, help="Keep IMU windows where the file's timestamps ran backwards "
+                                                   "(Ego4D: often 0.5-1 s off the video there).")
+    eval_participants: list[str] = setting(factory=list, metavar="P30,P35,...", help="Camera wearers whose "
+                                           "segments form the validation split; everyone else trains.")
+    split_file: str | None = setting(None, path="file", help="CSV of id (video, segment or clip id) -> split; "
+                                                             "segments it does not list are left out.")
+    min_class_instances: int = setting(1, min=1, help="Leave out classes (main head) with fewer segments.")
+    split_seed: int = setting(0, help="Seed of the random per-class split of a protocol (recorded in the cache).")
+    # --- where frames and IMU come from (the adapters) --------------------------------------------
+    frames_source: str = setting("auto", choices=FRAMES_SOURCES, help="EPIC: read the videos, the RGB-frame "
+                                 "folders (<P>/rgb_frames/<video>), or the video where present else the folder.")
+    rgb_frames_fps: float | None = setting(None, min=0, min_open=True, default_text="EPIC: 50 for PXX_1YY, else 60",
+                                           help="Frame rate of the RGB-frame folders.")
+    ego4d_narration_window: bool = setting(False, help="Ego4D: use the narration's start_sec..end_sec for "
+                                                       "actions without usable pre/post frames (else skipped).")
+    ego4d_metadata: str | None = setting(None, path="file", default_text="ROOT/ego4d.json if present",
+                                         help="Ego4D metadata with videos[].has_imu.")
 
     def load_manifest(self) -> Manifest:
         """The manifest these options describe."""
+        adapter = AdapterOptions(frames_source=self.frames_source, rgb_frames_fps=self.rgb_frames_fps,
+                                 narration_window=self.ego4d_narration_window, ego4d_metadata=self.ego4d_metadata)
+        selection = Selection(imu=self.imu, split_file=self.split_file,
+                              eval_participants=tuple(self.eval_participants),
+                              min_class_instances=self.min_class_instances, split_seed=self.split_seed)
         return load_manifest(self.dataset, list(self.annotations), self.root, eval_clips=self.eval_clips,
-                             train_clips=self.train_clips, dataset_meta=self.dataset_meta)
+                             train_clips=self.train_clips, dataset_meta=self.dataset_meta, adapter=adapter,
+                             selection=selection, protocol=self.protocol)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +103,8 @@ class ExtractOptions(DataOptions, TeacherOptions):
     scheduler: str | None = setting(None, metavar="ADDRESS", help="Run on an existing dask.distributed "
                                                                   "scheduler (e.g. tcp://host:8786) instead.")
     strict: bool = setting(False, help="Stop at the first bad annotation or clip (exit code 1).")
+    dry_run: bool = setting(False, help="Check every video, frame folder and IMU source and print the preflight "
+                                        "summary; decode nothing, write nothing.")
     progress: bool = setting(True, help="Show a progress bar.")
 
     def __post_init__(self) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from egocache.core.files import read_text
 from egocache.errors import ManifestError
 
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validation": "validation",
@@ -27,6 +30,22 @@ class Segment:
     imu_format: str | None
     imu_paths: tuple[str, ...]
     where: str
+    participant: str = ""             # camera wearer (EPIC participant_id), for splits by wearer
+    frames_fps: float | None = None   # frame rate of an RGB-frame folder source (None: a video file)
+
+
+FRAMES_SOURCES = ("auto", "video", "rgb-frames")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """What an adapter may be told beyond the files: where frames come from, what to do without
+    usable Ego4D critical frames, where the Ego4D video metadata (has_imu) is."""
+
+    frames_source: str = "auto"            # video, rgb-frames, or auto (the video if present, else frames)
+    rgb_frames_fps: float | None = None    # release rate of RGB-frame folders (EPIC: 60 EK-55, 50 extension)
+    narration_window: bool = False         # ego4d: use start_sec..end_sec when pre/post frames are unusable
+    ego4d_metadata: str | None = None      # ego4d.json with videos[].has_imu (default <root>/ego4d.json)
 
 
 @dataclass
@@ -42,7 +61,7 @@ class AdapterResult:
 def with_labels(seg: Segment, labels: dict[str, int]) -> Segment:
     """A copy of `seg` with its final labels (a direct call: dataclasses.replace is slow here)."""
     return Segment(seg.segment_id, seg.video_id, seg.video_path, seg.split, seg.start_s, seg.stop_s,
-                   labels, seg.imu_format, seg.imu_paths, seg.where)
+                   labels, seg.imu_format, seg.imu_paths, seg.where, seg.participant, seg.frames_fps)
 
 
 def label_segments(found: list[tuple[Segment, dict[str, str | None]]], index: dict[str, dict[str, int]],
@@ -89,6 +108,15 @@ def names_from_pairs(pairs: Counter) -> list[str]:
             best[idx] = (n, name)
     size = max(best) + 1 if best else 0
     return [best[i][1] if i in best else f"class_{i}" for i in range(size)]
+
+
+def csv_rows(path: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(header, [(line number, row)]) of a CSV file read through core.files.read_text (BOM, CRLF and
+    encoding handled; a non-UTF-8 byte is a ManifestError naming the file and line)."""
+    reader = csv.DictReader(io.StringIO(read_text(path, ManifestError)))
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    return header, [(reader.line_num, row) for row in reader]
 
 
 def resolve(root: str, path: str) -> str:

@@ -5,21 +5,22 @@ start); optional: split (default "train"; "val" -> "validation"), id (default "<
 video_id (default the video file's stem), one column per head (class names or integer ids; empty =
 unlabelled, -1), imu (IMU file; two files separated by ";" for epic100) and imu_format ("epic100",
 "ego4d" or "csv"; when empty: two files -> epic100, else "ego4d" if the CSV header has
-canonical_timestamp_ms, else "csv"). A head whose values are all integers is read as class ids
+canonical_timestamp_ms, else "csv"), participant (camera wearer, for splits by wearer) and fps (the
+frame rate of an RGB-frame folder given as `video`; JPEG files frame_0000000001.jpg, ...). A head whose values are all integers is read as class ids
 (names "class_<i>", sized max id + 1); otherwise its values are names and the classes are their
 sorted set. A head that no file labels is left out of class_names.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
 
+from egocache.core.files import read_text
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets.common import (AdapterResult, Segment, label_segments, normalise_split,
-                                               resolve)
+from egocache.pipeline.datasets.common import (AdapterOptions, AdapterResult, Segment, csv_rows, label_segments,
+                                               normalise_split, resolve)
 from egocache.pipeline.imu import IMU_FORMATS, guess_imu_format
 
 REQUIRED = ("video", "start", "end")
@@ -27,7 +28,8 @@ JSONL_EXTENSIONS = (".jsonl", ".ndjson")
 _INT = re.compile(r"^-?\d+$")
 
 
-def load_generic(annotations: list[str], root: str, heads: tuple[str, ...]) -> AdapterResult:
+def load_generic(annotations: list[str], root: str, heads: tuple[str, ...],
+                 options: AdapterOptions = AdapterOptions()) -> AdapterResult:
     """Segments, class names and problems of generic manifest files."""
     out = AdapterResult()
     found: list[tuple[Segment, dict[str, str | None]]] = []
@@ -54,27 +56,26 @@ def load_generic(annotations: list[str], root: str, heads: tuple[str, ...]) -> A
 
 def _records(path: str, problems: list[str]):
     """Yield (where, line number, record dict) from a CSV or JSON-lines manifest."""
-    with open(path, newline="", encoding="utf-8") as f:
-        if path.lower().endswith(JSONL_EXTENSIONS):
-            for line, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    rec = json.loads(text)
-                except json.JSONDecodeError as e:
-                    problems.append(f"{path}:{line}: not valid JSON ({e.msg})")
-                    continue
-                if not isinstance(rec, dict):
-                    problems.append(f"{path}:{line}: not a JSON object")
-                    continue
-                yield f"{path}:{line}", line, rec
-            return
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or ())]
-        if missing:
-            raise ManifestError(f"{path}: manifest needs column(s) {', '.join(missing)}")
-        for rec in reader:
-            yield f"{path}:{reader.line_num}", reader.line_num, rec
+    if path.lower().endswith(JSONL_EXTENSIONS):
+        for line, text in enumerate(read_text(path, ManifestError).split("\n"), start=1):
+            if not text.strip():
+                continue
+            try:
+                rec = json.loads(text)
+            except json.JSONDecodeError as e:
+                problems.append(f"{path}:{line}: not valid JSON ({e.msg})")
+                continue
+            if not isinstance(rec, dict):
+                problems.append(f"{path}:{line}: not a JSON object")
+                continue
+            yield f"{path}:{line}", line, rec
+        return
+    header, rows = csv_rows(path)
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ManifestError(f"{path}: manifest needs column(s) {', '.join(missing)}")
+    for line, rec in rows:
+        yield f"{path}:{line}", line, rec
 
 
 def _text(value: object) -> str | None:
@@ -114,6 +115,13 @@ def _segment(rec: dict, root: str, heads: tuple[str, ...], default_id: str, wher
         raise ValueError(f"imu_format {imu_format} needs {2 if imu_format == 'epic100' else 1} "
                          f"imu path(s), got {len(imu_paths)}")
     split = normalise_split(rec.get("split")) or "train"
+    fps_text = _text(rec.get("fps"))
+    try:
+        fps = float(fps_text) if fps_text is not None else None
+    except ValueError:
+        raise ValueError(f"fps {fps_text!r} is not a number") from None
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps {fps_text!r} must be positive")
     seg = Segment(_text(rec.get("id")) or default_id, video_id, video, split, times[0], times[1], {},
-                  imu_format, imu_paths, where)
+                  imu_format, imu_paths, where, _text(rec.get("participant")) or "", fps)
     return seg, {h: _text(rec.get(h)) for h in heads}

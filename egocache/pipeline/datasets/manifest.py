@@ -15,6 +15,7 @@ file (meta.py) and travel with the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -22,20 +23,24 @@ import os
 from dataclasses import dataclass, field
 
 from egocache.errors import ManifestError
-from egocache.pipeline.datasets.common import AdapterResult, Segment
+from egocache.pipeline.datasets.common import AdapterOptions, AdapterResult, Segment
 from egocache.pipeline.datasets.ego4d import load_ego4d
 from egocache.pipeline.datasets.epic100 import load_epic100
 from egocache.pipeline.datasets.generic import load_generic
 from egocache.pipeline.datasets.meta import read_dataset_meta
+from egocache.pipeline.datasets.preflight import Preflight, make_preflight
+from egocache.pipeline.datasets.selection import Selection, apply_selection, protocol_selection
+from egocache.pipeline.datasets.sources import check_sources
+from egocache.pipeline.imu import channel_units
 from egocache.pipeline.sampling import segment_clip_centres
 
 ADAPTERS = {"epic100": load_epic100, "ego4d": load_ego4d, "manifest": load_generic}
-MANIFEST_VERSION = 1   # bump when the same files would give different clips
+MANIFEST_VERSION = 2   # bump when the same files would give different clips
 
 
 @dataclass(frozen=True)
 class Clip:
-    """One clip to extract: a teacher window centred at centre_s in one video."""
+    """One clip to extract: a teacher window centred at centre_s in one video (or RGB-frame folder)."""
 
     clip_id: str
     segment_id: str
@@ -46,14 +51,15 @@ class Clip:
     segment_start_s: float
     segment_stop_s: float
     labels: dict[str, int]
-    imu_format: str | None
+    imu_format: str | None           # None: no IMU for this clip (--imu optional / none)
     imu_paths: tuple[str, ...]
+    frames_fps: float | None = None  # frame rate of an RGB-frame folder source (None: a video file)
 
 
 @dataclass
 class Manifest:
-    """The clips of a dataset, its class names per head, its fingerprint, the rows it skipped, and the
-    motion pairs its metadata file declares (verb names; empty when it declares none)."""
+    """The clips of a dataset, its class names per head, its fingerprint, the rows and videos it left
+    out, the motion pairs its metadata file declares, the selection it applied, and its preflight."""
 
     dataset: str
     clips: list[Clip]
@@ -61,6 +67,9 @@ class Manifest:
     sha256: str
     problems: list[str]
     motion_pairs: list[tuple[str, str]] = field(default_factory=list)
+    selection: Selection = Selection()
+    imu_units: dict[str, str] = field(default_factory=dict)
+    preflight: Preflight | None = None
 
     @property
     def motion_pair_verbs(self) -> list[str] | None:
@@ -69,10 +78,13 @@ class Manifest:
 
 
 def load_manifest(dataset: str, annotations: list[str], root: str, *, eval_clips: int = 3,
-                  heads: tuple[str, ...] = ("verb", "noun"), train_clips: int = 1,
-                  dataset_meta: str | None = None) -> Manifest:
+                  train_clips: int = 1, dataset_meta: str | None = None,
+                  adapter: AdapterOptions = AdapterOptions(), selection: Selection = Selection(),
+                  protocol: str | None = None) -> Manifest:
     """Read annotation files of `dataset` ("epic100", "ego4d" or "manifest") into sorted clips.
 
+    Each video's sources are checked on disk without decoding (sources.py), then `selection` (with
+    `protocol`'s rules applied, selection.py) decides which segments are kept and in which split.
     `dataset_meta` is the dataset metadata file (default `<root>/egocache-dataset.json` if present).
     """
     if dataset not in ADAPTERS:
@@ -81,30 +93,43 @@ def load_manifest(dataset: str, annotations: list[str], root: str, *, eval_clips
         raise ManifestError(f"eval_clips and train_clips must be >= 1, got {eval_clips} and {train_clips}")
     if not annotations:
         raise ManifestError(f"{dataset}: no annotation files given")
+    selection = protocol_selection(protocol, dataset, selection)
+    heads = selection.heads
     if not heads or len(set(heads)) != len(heads):
         raise ManifestError(f"heads must be distinct and at least one, got {heads}")
     for path in annotations:
         if not os.path.isfile(path):
             raise ManifestError(f"{path}: annotation file not found")
-    result: AdapterResult = ADAPTERS[dataset](list(annotations), os.path.abspath(root), tuple(heads))
+    root = os.path.abspath(root)
+    result: AdapterResult = ADAPTERS[dataset](list(annotations), root, tuple(heads), adapter)
     problems = list(result.problems)
+    segments = _checked(result.segments, problems)
+    sources = check_sources(segments, read_imu_span=selection.imu != "none")
+    kept = apply_selection(segments, sources, selection, result.class_names, problems)
     clips = []
-    for seg in _checked(result.segments, problems):
+    for seg in kept:
         n = train_clips if seg.split == "train" else eval_clips
         centres = segment_clip_centres(seg.start_s, seg.stop_s, n)
         clips += [Clip(f"{seg.segment_id}/{k}", seg.segment_id, seg.video_id, seg.video_path, seg.split,
-                       c, seg.start_s, seg.stop_s, dict(seg.labels), seg.imu_format, seg.imu_paths)
-                  for k, c in enumerate(centres)]
+                       c, seg.start_s, seg.stop_s, dict(seg.labels), seg.imu_format, seg.imu_paths,
+                       seg.frames_fps) for k, c in enumerate(centres)]
     clips.sort(key=lambda c: (c.video_path, c.centre_s, c.clip_id))
-    meta = read_dataset_meta(os.path.abspath(root), dataset_meta)
+    meta = read_dataset_meta(root, dataset_meta)
     verbs = result.class_names.get("verb", [])
     pairs = [p for p in meta.motion_pairs if p[0] in verbs and p[1] in verbs]
     problems += [f"{meta.path}: motion pair {a}/{b} left out: "
                  f"{', '.join(v for v in (a, b) if v not in verbs)} not among the verb classes"
                  for a, b in meta.motion_pairs if (a, b) not in pairs]
-    files = list(annotations) + result.extra_files + ([meta.path] if meta.path else [])
-    sha = _fingerprint(dataset, files, eval_clips, train_clips, heads)
-    return Manifest(dataset, clips, result.class_names, sha, problems, pairs)
+    settings = {"eval_clips": eval_clips, "train_clips": train_clips, "protocol": protocol,
+                "selection": dataclasses.asdict(selection), "adapter": dataclasses.asdict(adapter)}
+    files = (list(annotations) + result.extra_files + ([meta.path] if meta.path else [])
+             + ([selection.split_file] if selection.split_file else []))
+    sha = _fingerprint(dataset, files, settings, clips)
+    fmt = next((c.imu_format for c in clips if c.imu_format), None)
+    preflight = make_preflight(dataset, sources, len(result.segments), kept, clips, result.class_names,
+                               heads[0], len(problems), settings)
+    return Manifest(dataset, clips, result.class_names, sha, problems, pairs, selection,
+                    channel_units(fmt, meta.imu_units), preflight)
 
 
 def _checked(segments: list[Segment], problems: list[str]) -> list[Segment]:
@@ -129,15 +154,15 @@ def _checked(segments: list[Segment], problems: list[str]) -> list[Segment]:
     return kept
 
 
-def _fingerprint(dataset: str, files: list[str], eval_clips: int, train_clips: int, heads: tuple[str, ...]
-                 ) -> str:
-    """sha256 of the options and the bytes of every file read (paths and root are left out)."""
-    h = hashlib.sha256(json.dumps({"version": MANIFEST_VERSION, "dataset": dataset, "eval_clips": eval_clips,
-                                   "train_clips": train_clips, "heads": list(heads)},
-                                  sort_keys=True).encode())
+def _fingerprint(dataset: str, files: list[str], settings: dict, clips: list[Clip]) -> str:
+    """sha256 of the settings, the bytes of every file read and the clips kept (paths and root left out:
+    which videos have IMU on disk decides the clips, so the clip list is part of the fingerprint)."""
+    h = hashlib.sha256(json.dumps({"version": MANIFEST_VERSION, "dataset": dataset, **settings},
+                                  sort_keys=True, default=str).encode())
     for path in files:
         with open(path, "rb") as f:
             data = f.read()
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
+    h.update(json.dumps([(c.clip_id, c.split, c.imu_format is not None) for c in clips]).encode())
     return h.hexdigest()

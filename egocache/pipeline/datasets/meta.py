@@ -3,6 +3,7 @@
 `<root>/egocache-dataset.json` (or the file given with `--dataset-meta`) is a JSON object:
 
     {"motion_pairs": [["take", "put"], ["open", "close"]],   # verbs one frame cannot tell apart
+     "imu_units": {"accl": "m/s^2", "gyro": "rad/s"},         # when the IMU format does not say
      "description": "free text"}
 
 The synthetic generator writes one; a user may write one for EPIC-KITCHENS-100 or their own data.
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from egocache.errors import ManifestError
 
 DATASET_META_FILE = "egocache-dataset.json"
-_KEYS = ("motion_pairs", "description")
+_KEYS = ("motion_pairs", "imu_units", "description")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class DatasetMeta:
 
     motion_pairs: tuple[tuple[str, str], ...] = ()
     description: str = ""
+    imu_units: dict[str, str] | None = None
     path: str = field(default="", compare=False)
 
 
@@ -60,9 +62,17 @@ def read_dataset_meta(root: str, path: str | None = None) -> DatasetMeta:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ManifestError(f"{path}: description must be a string")
-    return DatasetMeta(tuple((a, b) for a, b in pairs), description, path)
+    units = data.get("imu_units")
+    if units is not None and not (isinstance(units, dict) and set(units) <= {"accl", "gyro"}
+                                  and all(isinstance(u, str) and u for u in units.values())):
+        raise ManifestError(f"{path}: imu_units must map accl and/or gyro to a unit name")
+    return DatasetMeta(tuple((a, b) for a, b in pairs), description, units, path)
 
 
-def dataset_meta_json(motion_pairs: list[tuple[str, str]], description: str) -> dict:
+def dataset_meta_json(motion_pairs: list[tuple[str, str]], description: str,
+                      imu_units: dict[str, str] | None = None) -> dict:
     """The JSON object of a dataset metadata file (what a generator writes)."""
-    return {"motion_pairs": [list(p) for p in motion_pairs], "description": description}
+    out: dict = {"motion_pairs": [list(p) for p in motion_pairs], "description": description}
+    if imu_units:
+        out["imu_units"] = dict(imu_units)
+    return out
