@@ -38,10 +38,13 @@ class CacheDataset(Dataset):
     """Clips of one split with status ok: frames for N, IMU window, teacher feature/logits, labels, ids."""
 
     def __init__(self, path: str | os.PathLike, *, split: str = "train", frames: int = 1,
-                 read_frames: bool = True, first_last: bool = False, direct: bool | None = None) -> None:
+                 read_frames: bool = True, first_last: bool = False, require_imu: bool = False,
+                 direct: bool | None = None) -> None:
         """Index `split`'s ok clips of the cache at `path` for a `frames`-frame (N) student.
 
-        `read_frames=False` leaves frames out of the items; `direct=False` forces zarr frame reads.
+        `require_imu` keeps only clips with their IMU window (imu_present; caches older than that
+        flag have IMU for every ok clip); `skipped_without_imu` counts the others. `read_frames=False`
+        leaves frames out of the items; `direct=False` forces zarr frame reads.
         """
         import zarr
 
@@ -62,7 +65,12 @@ class CacheDataset(Dataset):
         group = zarr.open_group(self.path, mode="r")
         split_arr = read_strings(group["split"])
         status = np.asarray(group["status"][:])
-        self.rows: np.ndarray = np.flatnonzero((split_arr == split) & (status == STATUS_OK)).astype(np.int64)
+        usable = (split_arr == split) & (status == STATUS_OK)
+        present = np.asarray(group["imu_present"][:]) == 1 if "imu_present" in group else np.ones_like(usable)
+        self.skipped_without_imu = int((usable & ~present).sum()) if require_imu else 0
+        if require_imu:
+            usable &= present
+        self.rows: np.ndarray = np.flatnonzero(usable).astype(np.int64)
         seg = read_strings(group["segment_id"])[self.rows]
         names, codes = np.unique(seg, return_inverse=True)
         self.segment_ids: list[str] = names.tolist()

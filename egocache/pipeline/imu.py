@@ -314,7 +314,7 @@ def _clean_times(path: str, t: np.ndarray, v: np.ndarray, repairs: dict[str, int
     steps = np.flatnonzero(np.diff(t) < 0)
     _count(repairs, "unsorted_rows", int(steps.size))
     for a, b in sorted((float(t[i + 1]), float(t[i])) for i in steps if t[i] - t[i + 1] > BACKWARDS_MIN_S):
-        if backwards and a <= backwards[-1][1]:
+        if backwards and a <= backwards[-1][1] + BACKWARDS_MIN_S:   # adjacent spans: one region
             backwards[-1] = (backwards[-1][0], max(b, backwards[-1][1]))
         else:
             backwards.append((a, b))

@@ -139,6 +139,7 @@ class CacheFacts:
     train_clips: int
     val_clips: int
     imu_std: list[float]             # per-channel std of the training IMU windows (1 where a channel is flat)
+    skipped_without_imu: dict[str, int]  # clips of each split left out because they have no IMU window
     motion_verbs: list[str] | None   # attrs source.motion_pair_verbs, if the cache lists them
 
 
@@ -170,10 +171,18 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     if pretrain and sam.get("first_last") is None:
         raise CacheError(f"{path}: the pretrain stage needs each clip's first and last frame, which this "
                          f"cache does not store; use --stage distill or re-extract with first/last frames")
-    train_ok = info.status.get("train", {}).get("ok", 0)
-    if train_ok == 0:
+    if cfg.has_pretrain and info.imu.get("mode") == "none":
+        raise CacheError(f"{path}: extracted with --imu none, so variant {cfg.variant} (which reads IMU) "
+                         "cannot train from it")
+    if info.status.get("train", {}).get("ok", 0) == 0:
         raise CacheError(f"{path}: no usable clip in split 'train' (splits: {info.status})")
-    ds = CacheDataset(path, split="train", frames=cfg.frames, read_frames=False)
+    ds = CacheDataset(path, split="train", frames=cfg.frames, read_frames=False, require_imu=cfg.has_pretrain)
+    val = (CacheDataset(path, split="validation", frames=cfg.frames, read_frames=False,
+                        require_imu=cfg.has_pretrain) if "validation" in info.splits else None)
+    skipped = {"train": ds.skipped_without_imu, "validation": val.skipped_without_imu if val else 0}
+    if len(ds) == 0:
+        raise CacheError(f"{path}: none of the {ds.skipped_without_imu} training clips has IMU, which variant "
+                         f"{cfg.variant} needs")
     n_ch = len(info.imu.get("channels", []))
     s1, s2, feat_max, logit_max = np.zeros(n_ch), np.zeros(n_ch), 0.0, 0.0
     for start in range(0, len(ds), 4096):
@@ -199,8 +208,8 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     facts = CacheFacts(
         cache_id=hashlib.sha256(json.dumps(info.attrs, sort_keys=True).encode()).hexdigest(),
         dataset=str(info.source.get("dataset", "")), heads={h: list(v) for h, v in info.heads.items()},
-        feature_dim=int(info.feature_dim), train_clips=train_ok,
-        val_clips=info.status.get("validation", {}).get("ok", 0),
+        feature_dim=int(info.feature_dim), train_clips=len(ds), val_clips=len(val) if val else 0,
+        skipped_without_imu=skipped,
         imu_std=[float(s) if s > 0 else 1.0 for s in std],
         motion_verbs=info.source.get("motion_pair_verbs"))
     return facts, resolved

@@ -272,10 +272,11 @@ class StageRun:
 
         cfg, rt = self.cfg, self.rt
         if not frozen:
-            return CacheDataset(cfg.cache, split=split, frames=cfg.frames)
+            return CacheDataset(cfg.cache, split=split, frames=cfg.frames, require_imu=cfg.has_pretrain)
         first_last = self.stage == "pretrain"
-        base = CacheDataset(cfg.cache, split=split, frames=cfg.frames, read_frames=False)
-        source = CacheDataset(cfg.cache, split=split, frames=cfg.frames, first_last=first_last)
+        base = CacheDataset(cfg.cache, split=split, frames=cfg.frames, read_frames=False, require_imu=cfg.has_pretrain)
+        source = CacheDataset(cfg.cache, split=split, frames=cfg.frames, first_last=first_last,
+                              require_imu=cfg.has_pretrain)
         key = feature_key(cache_id=self.facts.cache_id, rows=base.rows, frames=cfg.frames,
                           first_last=first_last, encoder=encoder_digest(self.student.image_encoder))
         s = self.student
@@ -441,6 +442,9 @@ def train_student(cfg: TrainConfig, *, resume: bool = False, progress: bool = Tr
         if facts.train_clips < cfg.batch_size:
             raise EgocacheError(f"{cfg.cache}: {facts.train_clips} training clips, fewer than one batch of "
                                 f"{cfg.batch_size}; lower --batch-size")
+        if any(facts.skipped_without_imu.values()):
+            emit(f"variant {cfg.variant} reads IMU: skipping the clips without it "
+                 + ", ".join(f"{n} {split}" for split, n in facts.skipped_without_imu.items()))
         stages = ["pretrain", "distill"] if cfg.stage == "all" else [cfg.stage]
         if "pretrain" in stages and not cfg.has_pretrain:
             if cfg.stage == "pretrain":

@@ -1,17 +1,18 @@
-"""Files of the synthetic dataset: atomic writes, EPIC-100 timestamps and CSVs, IMU tables in the
-EPIC-100 (accl in g, gyro in rad/s, one clock per sensor) and Ego4D (m/s^2, rad/s, one row per sample)
-layouts, and links that let both layouts share one video file."""
+"""Files of the synthetic dataset: EPIC-100 timestamps and CSVs, IMU tables in the EPIC-100 layout (as
+gopro-utils' gpmd2csv writes them: m/s^2 and rad/s, each sensor on its own clock, Milliseconds a GPMF
+payload counter) and the Ego4D layout (m/s^2, rad/s, one row per sample), RGB-frame folders, and links
+that let both layouts share one video file."""
 
 from __future__ import annotations
 
 import csv
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from egocache.core.files import write_atomic
-from egocache.synth.motion import GRAVITY, HeadMotion, imu_times, measure
+from egocache.synth.motion import HeadMotion, imu_times, measure
 
 IMU_RATE_HZ = 200.0
 EPIC_COLUMNS = ("narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
@@ -49,15 +50,25 @@ def _write_table(path: str, header: tuple[str, ...], columns: list[np.ndarray], 
                                               header=",".join(header), comments=""))
 
 
+def payload_counter_ms(ts: np.ndarray) -> np.ndarray:
+    """gpmd2csv's Milliseconds for samples taken at `ts` (s): payload p = floor(t) holds n samples, the
+    i-th written as p*1000 + i*1000/n (each payload taken as 1 s, its samples spread evenly)."""
+    payload = np.floor(ts).astype(np.int64)
+    starts = np.searchsorted(payload, payload, side="left")
+    counts = np.bincount(payload - payload[0])[payload - payload[0]]
+    return payload * 1000.0 + (np.arange(ts.size) - starts) * 1000.0 / counts
+
+
 def write_imu(motion: HeadMotion, duration_s: float, rngs: list[np.random.Generator], accl_csv: str | None,
               gyro_csv: str | None, ego4d_csv: str | None) -> None:
-    """IMU files of one video: EPIC accl and gyro (each its own jittered clock) if their paths are given,
-    Ego4D if its path is given. rngs: one generator each for EPIC accl, EPIC gyro and Ego4D."""
-    for sensor, path, rng, scale, header in (("accl", accl_csv, rngs[0], 1.0 / GRAVITY, EPIC_ACCL_COLUMNS),
-                                             ("gyro", gyro_csv, rngs[1], 1.0, EPIC_GYRO_COLUMNS)):
+    """IMU files of one video: EPIC accl and gyro (each its own jittered clock, gpmd2csv timestamps) if
+    their paths are given, Ego4D if its path is given. rngs: one generator each for EPIC accl, EPIC gyro
+    and Ego4D."""
+    for sensor, path, rng, header in (("accl", accl_csv, rngs[0], EPIC_ACCL_COLUMNS),
+                                      ("gyro", gyro_csv, rngs[1], EPIC_GYRO_COLUMNS)):
         if path is not None:
             ts = imu_times(duration_s, IMU_RATE_HZ, rng)
-            _write_table(path, header, [ts * 1000.0, measure(motion, sensor, ts, rng) * scale],
+            _write_table(path, header, [payload_counter_ms(ts), measure(motion, sensor, ts, rng)],
                          ["%.3f"] + ["%.6f"] * 3)
     if ego4d_csv is not None:
         rng = rngs[2]
@@ -66,6 +77,26 @@ def write_imu(motion: HeadMotion, duration_s: float, rngs: list[np.random.Genera
         ms = ts * 1000.0
         _write_table(ego4d_csv, EGO4D_IMU_COLUMNS, [np.zeros_like(ms), ms, ms, gyro, accl],
                      ["%d", "%.3f", "%.3f"] + ["%.6f"] * 6)
+
+
+def write_rgb_frames(folder: str, frames: Iterator[np.ndarray], quality: int = 95) -> int:
+    """Write frames as EPIC's RGB-frame release does (frame_0000000001.jpg, ...); returns the count.
+
+    The folder is filled under a temporary name and renamed when complete, so it is whole or absent.
+    """
+    import shutil
+
+    import simplejpeg
+
+    tmp = f"{folder}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    n = 0
+    for n, img in enumerate(frames, start=1):
+        with open(os.path.join(tmp, f"frame_{n:010d}.jpg"), "wb") as fh:
+            fh.write(simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=quality, colorspace="RGB"))
+    os.replace(tmp, folder)
+    return n
 
 
 def link(src: str, dst: str) -> None:

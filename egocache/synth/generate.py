@@ -30,9 +30,10 @@ from tqdm import tqdm
 from egocache import __version__
 from egocache.core.files import write_atomic, write_json_atomic
 from egocache.errors import ConfigError, EgocacheError
+from egocache.pipeline.datasets.epic100 import RGB_FPS
 from egocache.pipeline.datasets.meta import DATASET_META_FILE, dataset_meta_json
-from egocache.synth.files import (CLASS_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ,
-                                           epic_timestamp, link, write_csv, write_imu)
+from egocache.synth.files import (CLASS_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ, epic_timestamp, link, write_csv,
+                                  write_imu, write_rgb_frames)
 from egocache.synth.options import SynthOptions
 from egocache.synth.motion import HeadMotion, HermiteTrack, random_sines
 from egocache.synth.render import (HFOV_DEG, Prop, SceneRenderer, encode_video, texture_width,
@@ -74,9 +75,11 @@ class SynthVideo:
     accl_csv: str | None
     gyro_csv: str | None
     ego4d_imu_csv: str | None
+    rgb_frames: str | None = None     # EPIC RGB-frame folder (rendered at the release's 50 fps)
 
 
-PATH_FIELDS = ("video_path", "epic_video", "ego4d_video", "accl_csv", "gyro_csv", "ego4d_imu_csv")
+PATH_FIELDS = ("video_path", "epic_video", "ego4d_video", "accl_csv", "gyro_csv", "ego4d_imu_csv", "rgb_frames")
+IMU_UNITS = {"accl": "m/s^2", "gyro": "rad/s"}
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ def _meta(summary: SynthSummary) -> dict[str, Any]:
         "seed": summary.seed, "size": list(summary.size), "fps": summary.fps,
         "duration_s": summary.duration_s, "imu_layout": summary.imu_layout, "hfov_deg": HFOV_DEG,
         "imu": {"rate_hz": IMU_RATE_HZ, "axes": "camera frame: x right, y down, z forward",
-                "epic100": {"accl": "g", "gyro": "rad/s"}, "ego4d": {"accl": "m/s^2", "gyro": "rad/s"},
+                "epic100": {**IMU_UNITS, "timestamps": "gpmd2csv payload counter (ms)"}, "ego4d": IMU_UNITS,
                 "accl": "specific force (linear acceleration + 1 g upwards), with noise and drifting bias",
                 "gyro": "angular velocity of the rendered camera, with noise and drifting bias"},
         "verbs": [{"id": i, "key": v.key, "category": v.category, "nouns": list(v.nouns),
@@ -286,7 +289,7 @@ def _video_files(root: str, participant: str, vid: str, imu_layout: str) -> dict
 
 def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int, int] = (160, 120),
                fps: float = 30.0, duration_s: float = 30.0, imu_layout: str = "both",
-               progress: bool = False) -> SynthSummary:
+               rgb_frames: bool = False, progress: bool = False) -> SynthSummary:
     """Write the synthetic dataset under `out_dir` (new or empty) and return where everything is.
 
     Videos are P01_101, P01_102, P02_101, ... (two per participant, who share a kitchen: one world
@@ -320,8 +323,12 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
         if texture is None or texture[0] != participant:
             world = world_texture(np.random.default_rng(worlds[participant]), texture_width(size[0]))
             texture = (participant, world)
-        _render_video(video_path, SceneRenderer(texture[1], size, motion, [s.prop for s in segments]),
-                      num_frames, fps, bar)
+        renderer = SceneRenderer(texture[1], size, motion, [s.prop for s in segments])
+        _render_video(video_path, renderer, num_frames, fps, bar)
+        if rgb_frames and imu_layout in ("epic100", "both"):
+            files["rgb_frames"] = os.path.join(root, participant, "rgb_frames", vid)
+            write_rgb_frames(files["rgb_frames"], renderer.frames(np.arange(int(duration_s * RGB_FPS["extension"]))
+                                                                  / RGB_FPS["extension"]))
         if files["epic_video"] and files["ego4d_video"]:
             link(files["epic_video"], files["ego4d_video"])
         write_imu(motion, duration_s, imu_rngs, files["accl_csv"], files["gyro_csv"], files["ego4d_imu_csv"])
@@ -342,5 +349,5 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     write_json_atomic(summary.meta_json, _meta(summary), sort_keys=False)
     write_json_atomic(summary.dataset_meta, dataset_meta_json(
         MOTION_PAIRS, "egocache synthetic dataset: the motion-pair verbs look alike in any single frame "
-                      "and differ only in head motion"), sort_keys=False)
+                      "and differ only in head motion", IMU_UNITS), sort_keys=False)
     return summary

@@ -33,6 +33,8 @@ class SynthOptions:
     duration: float = setting(30.0, min=0, min_open=True, help="Seconds per video.")
     imu_layout: str = setting("both", choices=IMU_LAYOUTS, help="EPIC-100 (<P>/videos, <P>/meta_data) and/or "
                                                                 "Ego4D (full_scale/, imu/) files.")
+    rgb_frames: bool = setting(False, help="Also write the EPIC RGB-frame release (<P>/rgb_frames/<video>/"
+                                           "frame_0000000001.jpg, ...) at its 50 fps.")
 
     def __post_init__(self) -> None:
         """Check every setting where the options are built."""
