@@ -5,7 +5,8 @@
 
 decode: a synthetic H.264 video (PyAV) with segments spread through it, each cut into dense
 overlapping evaluation clips (16 teacher + 9 student frames of a 64-frame span), decoded with
-`decode_clips` and compared with plain sequential decord decoding of the same spans.
+`decode_clips` and compared with plain sequential decord decoding of the same spans, and with reading
+the same clips from an RGB-frame folder of the video (EPIC's release: JPEG q95, 256 px high).
 extract: the whole extraction pass (`egocache extract` in-process or on a local dask cluster) over the
 built-in synthetic dataset with a small teacher: clips/s, decode work per clip and time per stage.
 """
@@ -25,6 +26,7 @@ import numpy as np
 
 from egocache.pipeline import sampling
 from egocache.pipeline.decode import clear_reader_cache, decode_clips, reader_size, video_info
+from egocache.pipeline.rgb_frames import FRAME_NAME, decode_folder_clips, scale_crop
 
 
 def make_video(path: str, width: int, height: int, seconds: float, *, fps: int = 30,
@@ -89,6 +91,21 @@ def _spans(clips: list[np.ndarray]) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in merged]
 
 
+def make_frame_folder(video: str, folder: str, height: int = 256, quality: int = 95) -> None:
+    """The RGB-frame release of `video`: every frame scaled to `height` px high, JPEG, frame_%010d.jpg."""
+    import simplejpeg
+
+    os.makedirs(folder)
+    vr = decord.VideoReader(video, ctx=decord.cpu(0))
+    h, w = vr[0].shape[:2]
+    out_w = round(w * height / h) // 2 * 2
+    vr = decord.VideoReader(video, ctx=decord.cpu(0), width=out_w, height=height)
+    for a in range(0, len(vr), 128):
+        for k, img in enumerate(vr.get_batch(list(range(a, min(a + 128, len(vr))))).asnumpy(), start=a + 1):
+            with open(os.path.join(folder, FRAME_NAME.format(k)), "wb") as fh:
+                fh.write(simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=quality, colorspace="RGB"))
+
+
 def _batches(reader: decord.VideoReader, indices: list[int], step: int = 128) -> None:
     """get_batch over `indices` in slices of `step` frames (bounded memory, same decoding work)."""
     for a in range(0, len(indices), step):
@@ -143,6 +160,13 @@ def bench_decode(*, width: int = 456, height: int = 256, seconds: float = 60.0, 
             for clip in clips:
                 vr.get_batch(np.unique(clip).tolist()).asnumpy()
 
+        folder = os.path.join(tmp, "rgb_frames")
+        make_frame_folder(path, folder)
+
+        def rgb_folder() -> None:
+            frames, _ = decode_folder_clips(folder, clips, size=size, fps=real_fps)
+            assert all(isinstance(f, np.ndarray) for f in frames)
+
         t = _median_seconds({
             "open": lambda: reader(),
             "sequential_native": lambda: _batches(reader(False), span_frames),
@@ -151,7 +175,9 @@ def bench_decode(*, width: int = 456, height: int = 256, seconds: float = 60.0, 
             "per_span_sparse": per_span_sparse,
             "per_clip": per_clip,
             "decode_clips": ours,
+            "rgb_folder": rgb_folder,
         }, repeats)
+        assert scale_crop(np.zeros((256, 456, 3), np.uint8), size).shape == (size, size, 3)
         _, stats = decode_clips(path, clips, size=size, num_threads=threads)
         bitrate = os.path.getsize(path) * 8 / (num_frames / real_fps) / 1e6
     spanned = len(span_frames)
@@ -167,6 +193,11 @@ def bench_decode(*, width: int = 456, height: int = 256, seconds: float = 60.0, 
         f"{prefix}_ratio_vs_sequential": round(t["sequential"][0] / t["decode_clips"][0], 2),
         f"{prefix}_cpu_ratio_vs_sequential": round(t["sequential"][1] / t["decode_clips"][1], 2),
         f"{prefix}_clips_per_s": round(len(clips) / t["decode_clips"][0], 1),
+        f"{prefix}_rgb_folder_clips_per_s": round(len(clips) / t["rgb_folder"][0], 1),
+        f"{prefix}_rgb_folder_frames_read_per_s": round(len(union) / t["rgb_folder"][0], 1),
+        f"{prefix}_rgb_folder_vs_decode_clips": round(t["decode_clips"][0] / t["rgb_folder"][0], 2),
+        f"{prefix}_rgb_folder_vs_decode_clips_cpu": round(t["decode_clips"][1] / t["rgb_folder"][1], 2),
+        f"{prefix}_frames_needed": len(union),
         f"{prefix}_frames_decoded_per_clip": round(stats.frames_decoded / len(clips), 1),
         f"{prefix}_frames_spanned_per_clip": round(stats.frames_spanned / len(clips), 1),
         f"{prefix}_clip_span_frames": sampling.clip_span_frames(real_fps),

@@ -180,7 +180,7 @@ def test_existing_scheduler_is_used_and_gpu_runs_need_gpu_workers(dataset, refer
 def test_work_units_keep_time_order_and_cut_only_between_segments(dataset):
     manifest = load_manifest("epic100", list(annotations(dataset)), dataset.root)
     job = ShardJob(cache="unused", shard=0, clips=tuple(manifest.clips),
-                   teacher=TeacherKey("mformer-tiny", None, (), (), "cpu"), frame_size=32,
+                   teacher=TeacherKey("mformer-tiny", None, (), (), "cpu"), heads=(), frame_size=32,
                    positions=(0.5,), batch_size=1)
     units = _work_units(job, chunk=2)
     assert [r for _, rows in units for r in rows] == list(range(NUM_CLIPS))

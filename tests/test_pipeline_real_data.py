@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from egocache.cache import CacheDataset
 from egocache.cli import main
-from egocache.errors import ManifestError
+from egocache.errors import EgocacheError, ManifestError
 from egocache.pipeline.datasets.epic100 import RGB_FPS, video_files
 from egocache.pipeline.datasets.common import AdapterOptions
 from egocache.pipeline.extract import extract
@@ -144,6 +144,22 @@ def test_epic_protocol_keeps_imu_and_audio_videos_and_splits_by_wearer(epic, tmp
     assert list(ds_val.info.heads) == ["verb"]                         # verb labels only
     assert ds_val.info.source["protocol"] == "egodistill"
     assert ds_val.info.imu["units"]["accl_x"] == "m/s^2" and ds_val.info.imu["units"]["gyro_z"] == "rad/s"
+
+
+def test_a_teacher_checkpoint_with_more_heads_serves_a_verb_only_protocol(epic, tmp_path):
+    from egocache.pipeline.teachers import create_teacher, save_teacher_checkpoint
+
+    root, csvs = epic
+    ckpt = save_teacher_checkpoint(create_teacher("mformer-tiny", heads={"verb": 3, "noun": 1}), tmp_path / "t.pyth",
+                                   cfg={})
+    base = dict(dataset="epic100", annotations=csvs, root=str(root), protocol="egodistill", **TINY)
+    extract(ExtractOptions(cache=str(tmp_path / "c.zarr"), checkpoint=str(ckpt), **base))
+    group = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
+    assert "logits_verb" in group and "logits_noun" not in group and group["logits_verb"].shape[1] == 3
+    other = save_teacher_checkpoint(create_teacher("mformer-tiny", heads={"verb": 5}), tmp_path / "o.pyth", cfg={})
+    with pytest.raises(EgocacheError, match=r"o.pyth: the teacher's heads verb:5 do not give the dataset's verb "
+                                            r"\(3 classes\)"):
+        extract(ExtractOptions(cache=str(tmp_path / "d.zarr"), checkpoint=str(other), **base))
 
 
 def test_split_file_assigns_splits_and_leaves_out_what_it_does_not_list(epic, tmp_path):

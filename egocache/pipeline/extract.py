@@ -243,11 +243,19 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
     heads = list(manifest.class_names)
     positions, frames_for_n, first_last = student_positions(opts.frames, opts.first_last)
     checkpoint = os.path.abspath(opts.checkpoint) if opts.checkpoint else None
-    key = TeacherKey(opts.teacher, checkpoint, tuple((h, len(manifest.class_names[h])) for h in heads),
+    cache_heads = tuple((h, len(manifest.class_names[h])) for h in heads)
+    # with a checkpoint the teacher keeps the heads it was trained with; the cache stores the dataset's
+    key = TeacherKey(opts.teacher, checkpoint, () if checkpoint else cache_heads,
                      tuple(sorted(opts.teacher_overrides)), device)
     cache = os.path.abspath(opts.cache)
     with extraction_lock(cache), open_runner(opts.workers, opts.scheduler, device) as runner:
         spec, checkpoint_sha = runner.call(teacher_info, key)
+        wrong = [f"{h} ({n} classes)" for h, n in cache_heads if spec.heads.get(h) != n]
+        if wrong:
+            raise EgocacheError(f"{opts.checkpoint or opts.teacher}: the teacher's heads "
+                                f"{', '.join(f'{h}:{n}' for h, n in spec.heads.items())} do not give the "
+                                f"dataset's {', '.join(wrong)}; fine-tune it on these classes "
+                                "(train-teacher --reset-heads)")
         attrs = cache_attrs(opts, device, spec, checkpoint_sha, manifest)
         table = clip_table(manifest.clips, heads, attrs["sampling"]["clip_seconds"])
         writer = CacheWriter.create(
@@ -257,7 +265,7 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
             shard_size=opts.shard_size, frame_codec=opts.frame_codec)
         done = writer.done_shards()
         jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]),
-                         teacher=key, frame_size=opts.frame_size, positions=tuple(positions),
+                         teacher=key, heads=cache_heads, frame_size=opts.frame_size, positions=tuple(positions),
                          batch_size=opts.batch_size, decode_threads=opts.decode_threads, imu_mode=opts.imu,
                          keep_backwards_imu=opts.imu_keep_backwards)
                 for i in range(writer.num_shards) if i not in done]

@@ -48,6 +48,7 @@ class ShardJob:
     shard: int
     clips: tuple[Clip, ...]
     teacher: TeacherKey
+    heads: tuple[tuple[str, int], ...]   # the cache's heads (a subset of the teacher's)
     frame_size: int
     positions: tuple[float, ...]
     batch_size: int
@@ -91,7 +92,7 @@ def load_teacher(key: TeacherKey) -> Any:
         _TEACHERS.clear()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
-            model = create_teacher(key.name, checkpoint=key.checkpoint, heads=dict(key.heads),
+            model = create_teacher(key.name, checkpoint=key.checkpoint, heads=dict(key.heads) or None,
                                    **dict(key.overrides))
         _TEACHERS[key] = model.to(torch.device(key.device)).eval()
     return _TEACHERS[key]
@@ -221,6 +222,7 @@ def _teach_unit(job: ShardJob, model: Any, good: list[int], clips: np.ndarray | 
         return
     t0 = time.perf_counter()
     feats, logits = run_teacher(model, clips, job.teacher.device, job.batch_size)
+    logits = {h: logits[h] for h in buf.logits}
     finite = np.isfinite(feats).all(axis=1) & np.all([np.isfinite(v).all(axis=1) for v in logits.values()], axis=0)
     buf.features[good] = feats
     for h, v in logits.items():
@@ -240,7 +242,7 @@ def run_shard(job: ShardJob) -> ShardResult:
     plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, job.positions, job.frame_size)
     m = len(job.clips)
     result = ShardResult(shard=job.shard, clips=m, ok=0, failures=[], frames_decoded=0, frames_spanned=0)
-    buf = _ShardBuffers(m, spec.feature_dim, dict(spec.heads), len(job.positions), job.frame_size, IMU_WINDOW)
+    buf = _ShardBuffers(m, spec.feature_dim, dict(job.heads), len(job.positions), job.frame_size, IMU_WINDOW)
     units = _work_units(job, chunk=max(UNIT_BATCHES * job.batch_size, 1))
     # One decode thread prepares the next unit while the teacher runs this one (decord and torch
     # release the GIL), so a GPU teacher waits on decoding only for the first unit of a task.
