@@ -127,5 +127,9 @@ def decode_folder_clips(path: str, per_clip_indices: list[np.ndarray], *, size: 
         bad = next((frames[int(i)] for i in ix if isinstance(frames[int(i)], DecodeError)), None)
         results.append(bad if bad is not None else
                        np.stack([frames[int(i)] for i in ix]) if ix.size else np.empty((0, size, size, 3), np.uint8))
-    spanned = sum(int(ix.max() - ix.min() + 1) for ix in clips if ix.size)
+    ranges = sorted((int(ix.min()), int(ix.max())) for ix in clips if ix.size)
+    spanned, end = 0, -1
+    for lo, hi in ranges:                 # frames in the union of the clips' [first, last] ranges
+        spanned += max(0, hi - max(lo, end + 1) + 1)
+        end = max(end, hi)
     return results, DecodeStats(len(futures), spanned, time.perf_counter() - start)
