@@ -60,7 +60,7 @@ def build(root: str, n: int, codecs: list[str], seed: int = 0) -> tuple[dict[str
              **{f"label_{h}": rng.integers(0, c, n) for h, c in HEADS.items()}}
     attrs = {"teacher": {"name": "benchmark", "config": {}, "checkpoint_sha256": None},
              "sampling": {"t": 16, "stride": 4, "clip_seconds": 2.1333},
-             "imu": {"rate_hz": 198.0, "window": 422, "channels": list("abcdef"), "centred": True},
+             "imu": {"rate_hz": 198.0, "window": 422, "channels": ["accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z"], "centred": True},
              "source": {"dataset": "synthetic", "manifest_sha256": "0" * 64}}
     shapes = {"frames": (n, k, SIZE, SIZE, 3), "features": (n, FEAT), "imu": (n, 422, 6),
               **{f"logits_{h}": (n, c) for h, c in HEADS.items()}, **{f"label_{h}": (n,) for h in HEADS}}

@@ -42,7 +42,7 @@ def write_cache(path: str, *, clips: int, frame_size: int, feature_dim: int, see
     positions, for_n, fl = student_positions((1, 2, 4), True)
     attrs = {"teacher": {"name": "random", "config": {}, "checkpoint_sha256": None},
              "sampling": {"t": 16, "stride": 4, "clip_seconds": 2.1333},
-             "imu": {"rate_hz": 198.0, "window": 422, "channels": [f"c{i}" for i in range(6)], "centred": True},
+             "imu": {"rate_hz": 198.0, "window": 422, "channels": ["accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z"], "centred": True},
              "source": {"dataset": "epic100", "manifest_sha256": "0" * 64}}
     writer = CacheWriter.create(path, clips=table, feature_dim=feature_dim, heads=HEADS, frame_size=frame_size,
                                 frame_positions=positions, frames_for_n=for_n, first_last=fl, attrs=attrs)

@@ -126,12 +126,13 @@ def verify_command(cache: str, as_json: bool) -> None:
 @cache_argument
 @click.option("--hdf5", "out", required=True, type=click.Path(dir_okay=False),
               help="HDF5 file to write: the same arrays (JPEG frames decoded to uint8) and attributes.")
+@click.option("--skip-verify", is_flag=True, help="Export a cache that fails `egocache verify` (with a warning).")
 @library_errors
-def export_command(cache: str, out: str) -> None:
-    """Export CACHE to one HDF5 file."""
+def export_command(cache: str, out: str, skip_verify: bool) -> None:
+    """Export CACHE to one HDF5 file (after verifying it)."""
     from egocache.cache import export_hdf5
 
-    click.echo(f"wrote {export_hdf5(cache, out)}")
+    click.echo(f"wrote {export_hdf5(cache, out, skip_verify=skip_verify)}")
 
 
 @main.command("benchmark")

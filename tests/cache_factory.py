@@ -36,7 +36,7 @@ def cache_attrs(name: str = "tiny", config: dict | None = None, **source: Any) -
     return {"teacher": {"name": name, "config": {"dim": FEAT} if config is None else config,
                         "checkpoint_sha256": None},
             "sampling": {"t": 16, "stride": 4, "clip_seconds": 2.1333},
-            "imu": {"rate_hz": 198.0, "window": 422, "channels": ["ax", "ay", "az", "gx", "gy", "gz"],
+            "imu": {"rate_hz": 198.0, "window": 422, "channels": ["accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z"],
                     "centred": True},
             "source": {"dataset": "synthetic", "manifest_sha256": "ab" * 32, **source}}
 

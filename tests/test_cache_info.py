@@ -35,6 +35,6 @@ def test_info_cli_human_and_json(tmp_path):
     js = runner.invoke(main, ["info", str(tmp_path / "c.zarr"), "--json"])
     got = json.loads(js.output)
     assert got["status"]["train"]["ok"] == 6 and got["heads"]["noun"][0] == "cup"
-    assert got["attrs"]["imu"]["channels"][0] == "ax"
+    assert got["attrs"]["imu"]["channels"][0] == "accl_x"
     missing = runner.invoke(main, ["info", str(tmp_path)])
     assert missing.exit_code == 1 and "not a zarr v3 store" in missing.output

@@ -90,7 +90,9 @@ def test_wrong_shape_in_array_metadata_is_named(cache):
     meta = json.load(open(meta_file))
     meta["shape"] = [11]
     json.dump(meta, open(meta_file, "w"))
-    assert verify_cache(cache).problems == ["array status: shape [11] != expected [10]"]
+    problems = verify_cache(cache).problems
+    assert problems[0] == f"array status: shape is [11], expected [10] ({meta_file})"
+    assert problems[-1] == f"array status: metadata {meta_file} was changed after the cache was created"
 
 
 def test_incomplete_shard_without_marker_is_named(tmp_path):

@@ -201,7 +201,7 @@ def test_teacher_trains_on_the_pixels_the_cache_holds_and_prints_the_benchmarks_
     import zarr
 
     from egocache.cache import CacheDataset
-    from egocache.cache.schema import read_strings
+    from egocache.cache.schema import read_array
     from egocache.pipeline.extract import extract
     from egocache.pipeline.options import ExtractOptions
     from egocache.report.benchmark import teacher_metrics
@@ -217,7 +217,7 @@ def test_teacher_trains_on_the_pixels_the_cache_holds_and_prints_the_benchmarks_
     saved = np.load(summary["validation_logits"])
     ds = CacheDataset(str(cache), split="validation", read_frames=False)
     cached = ds[list(range(len(ds)))]
-    ids = read_strings(zarr.open_group(str(cache), mode="r")["clip_id"])[ds.rows]
+    ids = read_array(zarr.open_group(str(cache), mode="r"), "clip_id", str(cache))[ds.rows]
     assert ids.tolist() == saved["clip_ids"].tolist()
     for head in ("verb", "noun"):
         np.testing.assert_allclose(cached["logits"][head].numpy(), saved[f"logits_{head}"], rtol=0, atol=1e-5)

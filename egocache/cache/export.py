@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import numpy as np
 
 from egocache.core.files import atomic_path
 from egocache.cache.frames import decode_jpeg_into
-from egocache.cache.schema import array_specs, read_attrs, read_strings
+from egocache.cache.schema import array_specs, read_array, read_attrs
 from egocache.errors import CacheError
 
 
-def _frames_block(group: Any, attrs: dict[str, Any], sl: slice) -> np.ndarray:
+def _frames_block(group: Any, attrs: dict[str, Any], sl: slice, path: str) -> np.ndarray:
     """uint8 (m,K,S,S,3) frames of rows `sl`, decoding JPEGs; never-written (pending) rows are zeros."""
-    block = group["frames"][sl]
+    block = read_array(group, "frames", path, sl)
     if attrs["frames"]["codec"] == "raw":
         return np.asarray(block)
     s = attrs["sampling"]["frame_size"]
@@ -27,8 +28,9 @@ def _frames_block(group: Any, attrs: dict[str, Any], sl: slice) -> np.ndarray:
     return out
 
 
-def export_hdf5(path: str, out: str) -> str:
-    """Write every array and root attribute of the cache at `path` to the HDF5 file `out`.
+def export_hdf5(path: str, out: str, *, skip_verify: bool = False) -> str:
+    """Write every array and root attribute of the cache at `path` to the HDF5 file `out`, after
+    verifying the cache (a cache that fails verification is refused unless `skip_verify`).
 
     Attributes are stored as JSON strings, one per root key. The file is written under a
     temporary name and renamed when complete, so a failed export leaves no partial `out`.
@@ -36,8 +38,11 @@ def export_hdf5(path: str, out: str) -> str:
     import h5py
     import zarr
 
+    from egocache.cache.verify import ensure_verified
+
     path, out = os.fspath(path), os.fspath(out)
     attrs = read_attrs(path)
+    ensure_verified(path, skip=skip_verify, warn=lambda m: print(m, file=sys.stderr))
     group = zarr.open_group(path, mode="r")
     n, rows = attrs["layout"]["num_clips"], attrs["layout"]["shard_size"]
     try:
@@ -46,7 +51,7 @@ def export_hdf5(path: str, out: str) -> str:
                 h5.attrs[key] = json.dumps(value)
             for spec in array_specs(attrs):
                 if spec.dtype == "string":
-                    h5.create_dataset(spec.name, data=read_strings(group[spec.name]).tolist(),
+                    h5.create_dataset(spec.name, data=read_array(group, spec.name, path).tolist(),
                                       dtype=h5py.string_dtype())
                     continue
                 if spec.name == "frames":
@@ -57,8 +62,8 @@ def export_hdf5(path: str, out: str) -> str:
                 ds = h5.create_dataset(spec.name, shape=shape, dtype=dtype, chunks=chunks)
                 for start in range(0, n, rows):
                     sl = slice(start, min(start + rows, n))
-                    ds[sl] = (_frames_block(group, attrs, sl) if spec.name == "frames"
-                              else np.asarray(group[spec.name][sl]))
+                    ds[sl] = (_frames_block(group, attrs, sl, path) if spec.name == "frames"
+                              else read_array(group, spec.name, path, sl))
                 ds.attrs["description"] = spec.description
     except (OSError, ValueError) as exc:
         raise CacheError(f"export of {path} to {out} failed: {exc}") from exc

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from egocache.cache.schema import (
-    STATUS_FAILED, STATUS_OK, STATUS_PENDING, committed_shards, read_attrs, read_strings,
+    STATUS_FAILED, STATUS_OK, STATUS_PENDING, committed_shards, read_array, read_attrs,
 )
 from egocache.errors import CacheError
 
@@ -97,10 +97,9 @@ def open_cache(path: str) -> CacheInfo:
     attrs = read_attrs(path)
     try:
         group = zarr.open_group(path, mode="r")
-        split = read_strings(group["split"])
-        status = np.asarray(group["status"][:])
-    except (KeyError, OSError, ValueError) as exc:
-        raise CacheError(f"{path}: split/status arrays unreadable ({exc}); run `egocache verify`") from exc
+    except Exception as exc:  # zarr raises several types for a store it cannot open
+        raise CacheError(f"{path}: cannot be opened as a zarr group ({type(exc).__name__}: {exc})") from exc
+    split, status = read_array(group, "split", path), read_array(group, "status", path)
     lay, teacher = attrs["layout"], attrs["teacher"]
     names, counts = np.unique(split, return_counts=True)
     return CacheInfo(

@@ -18,7 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from egocache.cache.frames import FrameReader
 from egocache.cache.info import CacheInfo, open_cache
-from egocache.cache.schema import STATUS_OK, read_strings
+from egocache.cache.schema import STATUS_OK, read_array
 from egocache.errors import CacheError
 
 
@@ -63,15 +63,16 @@ class CacheDataset(Dataset):
         self._stored: list[int] = list(sam["frames_for_n"][str(frames)]) if read_frames else []
         self._fl: list[int] = list(sam["first_last"]) if first_last else []
         group = zarr.open_group(self.path, mode="r")
-        split_arr = read_strings(group["split"])
-        status = np.asarray(group["status"][:])
+        split_arr = read_array(group, "split", self.path)
+        status = read_array(group, "status", self.path)
         usable = (split_arr == split) & (status == STATUS_OK)
-        present = np.asarray(group["imu_present"][:]) == 1 if "imu_present" in group else np.ones_like(usable)
+        present = (read_array(group, "imu_present", self.path) == 1 if "imu_present" in group
+                   else np.ones_like(usable))
         self.skipped_without_imu = int((usable & ~present).sum()) if require_imu else 0
         if require_imu:
             usable &= present
         self.rows: np.ndarray = np.flatnonzero(usable).astype(np.int64)
-        seg = read_strings(group["segment_id"])[self.rows]
+        seg = read_array(group, "segment_id", self.path)[self.rows]
         names, codes = np.unique(seg, return_inverse=True)
         self.segment_ids: list[str] = names.tolist()
         self._segment = codes.astype(np.int64)
@@ -98,7 +99,7 @@ class CacheDataset(Dataset):
         heads = self.info.heads
 
         def take(name: str) -> np.ndarray:
-            return np.ascontiguousarray(np.asarray(group[name][:])[rows])
+            return np.ascontiguousarray(read_array(group, name, self.path)[rows])
 
         reader = (FrameReader(self.path, self.info.attrs, direct=self.direct)
                   if self._stored or self._fl else None)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+import warnings
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ FORMAT_NAME = "egocache"
 FORMAT_VERSION = 1
 STATUS_PENDING, STATUS_OK, STATUS_FAILED = 0, 1, 2
 FRAME_CODECS = ("raw", "jpeg")
+IMU_CHANNELS = ("accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")   # the stored channel order
 
 CONTROL_GROUP = "_egocache"              # zarr group holding the done markers, never data
 MARKER_GROUP = f"{CONTROL_GROUP}/shards"  # one zarr group per committed shard: <MARKER_GROUP>/<i>
@@ -220,6 +222,67 @@ def committed_shards(path: str) -> set[int]:
     return {int(n) for n in names if n.isdigit() and os.path.isfile(os.path.join(root, n, "zarr.json"))}
 
 
-def read_strings(array: Any) -> np.ndarray:
-    """A zarr string array as a fixed-width numpy str array (zarr returns StringDType or object)."""
-    return np.asarray(np.asarray(array[:]).tolist(), dtype=np.str_)
+_DIMS = {"features": ("clip", "feature"), "imu": ("clip", "imu_sample", "imu_channel")}
+
+
+def create_array(group: Any, spec: ArraySpec) -> Any:
+    """Create one array of the cache at its final shape with the format's chunk/shard layout (the one
+    definition of every array's zarr metadata: the writer creates with it, verify compares against it)."""
+    import zarr
+
+    rest = spec.shape[1:]
+    head_dim = ("clip", f"class_{spec.name[len('logits_'):]}")
+    kw: dict[str, Any] = {"dimension_names": _DIMS.get(spec.name, head_dim if len(spec.shape) == 2 else ("clip",))}
+    if spec.name == "frames":
+        kw.update(chunks=(1, 1, *rest[1:]), shards=(spec.chunk_rows, *rest), compressors=None)
+        if spec.dtype == "uint8":
+            kw["dimension_names"] = ("clip", "position", "y", "x", "rgb")
+        else:
+            kw["dimension_names"] = ("clip", "position")
+    else:
+        kw["chunks"] = (spec.chunk_rows, *rest)
+    dtype: Any = {"variable_length_bytes": zarr.dtype.VariableLengthBytes(), "string": str}.get(
+        spec.dtype, spec.dtype)
+    with warnings.catch_warnings():
+        # vlen-bytes (JPEG frames) has no ratified zarr v3 extension spec yet; zarr-python reads it
+        # and docs/cache-format.md says so, so this known warning is not repeated to every user.
+        warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
+        return group.create_array(spec.name, shape=spec.shape, dtype=dtype, overwrite=True, **kw)
+
+
+def expected_array_metadata(spec: ArraySpec) -> dict[str, Any]:
+    """The zarr.json document `create_array` writes for `spec` (made in memory, nothing on disk)."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    store = MemoryStore()
+    create_array(zarr.open_group(store, mode="w"), spec)
+    raw = zarr.core.sync.sync(store.get(f"{spec.name}/zarr.json", prototype=zarr.core.buffer.default_buffer_prototype()))
+    return json.loads(raw.to_bytes())
+
+
+def attrs_sha256(attrs: dict[str, Any]) -> str:
+    """Hash of the root attributes (recorded at creation; any later edit changes it)."""
+    return hashlib.sha256(json.dumps(attrs, sort_keys=True).encode()).hexdigest()
+
+
+def marker_digest(done: dict[str, Any]) -> str:
+    """Hash a done marker stores of its own content, so a corrupted marker is told from corrupted data."""
+    return hashlib.sha256(json.dumps(done, sort_keys=True).encode()).hexdigest()
+
+
+def read_array(group: Any, name: str, path: str, rows: Any = slice(None)) -> np.ndarray:
+    """`group[name][rows]` as numpy, or CacheError naming the array when zarr cannot read or decode it
+    (a corrupt chunk, bad metadata): one line, never a codec traceback."""
+    try:
+        arr = group[name]
+        data = arr[rows]
+    except KeyError as exc:
+        raise CacheFormatError(f"{path}: array {name} is missing; run `egocache verify {path}`") from exc
+    except Exception as exc:  # zarr and its codecs raise many types (RuntimeError, ValueError, ...)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CacheError(f"{path}/{name}: cannot be read ({type(exc).__name__}: {reason}); run "
+                         f"`egocache verify {path}`") from exc
+    if arr.dtype == str or "str" in str(arr.dtype).lower():
+        return np.asarray(np.asarray(data).tolist(), dtype=np.str_)
+    return np.asarray(data)

@@ -1,7 +1,16 @@
-"""Check a cache end to end: attributes, array schema, completeness, per-shard checksums, statuses.
+"""Check a cache end to end: attributes, array metadata, completeness, per-shard checksums, statuses.
 
-Every problem is reported with the array, file or shard it concerns, so a user knows what to
-re-extract (a corrupt or missing shard file, a shard without its done marker) or restore.
+Every problem is reported with the array, file, shard or attribute it concerns, so a user knows what
+to re-extract (a corrupt or missing shard file, a shard without its done marker) or restore. What is
+checked:
+- root attributes: the sections the format needs, their consistency with each other (frame positions
+  and the indices each N uses, first/last, IMU channels), and their hash recorded at creation;
+- every array's complete zarr metadata (shape, dtype, byte order, codecs and their settings, chunk
+  and shard shapes, shard index location) against the one definition in schema.create_array, and its
+  hash recorded at creation;
+- the clip table's checksums and content hash; each committed shard's done marker (its own hash, its
+  rows) and the checksum of every file it covers; statuses and failure reasons of intact shards.
+Caches written before a check existed lack its record; that check is then skipped and said so.
 """
 
 from __future__ import annotations
@@ -13,13 +22,11 @@ from typing import Any
 import numpy as np
 
 from egocache.cache.schema import (
-    CONTROL_GROUP, STATUS_FAILED, STATUS_OK, ArraySpec, array_specs, chunk_file, file_sha256,
-    load_json_object, read_attrs, read_marker, read_strings, table_sha256,
+    CONTROL_GROUP, IMU_CHANNELS, STATUS_FAILED, STATUS_OK, ArraySpec, array_specs, attrs_sha256, chunk_file,
+    expected_array_metadata, file_sha256, load_json_object, marker_digest, read_array, read_attrs, read_marker,
+    table_sha256,
 )
 from egocache.errors import CacheFormatError, EgocacheError
-
-_CHECK_ERRORS = (EgocacheError, OSError, ValueError, KeyError, TypeError)
-
 
 @dataclass
 class VerifyReport:
@@ -29,6 +36,7 @@ class VerifyReport:
     ok: bool
     problems: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (for `egocache verify --json`)."""
@@ -36,32 +44,59 @@ class VerifyReport:
 
     def summary(self) -> str:
         """One line per problem, or one line saying what passed."""
+        notes = [f"  note: {n}" for n in self.notes]
         if self.ok:
             c = self.checked
-            return (f"OK {self.path}: {c.get('arrays', 0)} arrays, {c.get('shards_committed', 0)} shards, "
-                    f"{c.get('files_hashed', 0)} files checksummed ({c.get('bytes_hashed', 0) / 1e6:.1f} MB)")
+            return "\n".join([f"OK {self.path}: {c.get('arrays', 0)} arrays, {c.get('shards_committed', 0)} shards, "
+                              f"{c.get('files_hashed', 0)} files checksummed ({c.get('bytes_hashed', 0) / 1e6:.1f} MB)",
+                              *notes])
         return "\n".join([f"FAILED {self.path}: {len(self.problems)} problem(s)"] +
-                         [f"  - {p}" for p in self.problems])
+                         [f"  - {p}" for p in self.problems] + notes)
+
+
+def _diff(have: Any, want: Any, where: str) -> list[str]:
+    """The leaves where two JSON documents differ, as 'where: have != want' lines."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        return [line for k in sorted(set(have) | set(want))
+                for line in _diff(have.get(k, "<absent>"), want.get(k, "<absent>"), f"{where}.{k}".lstrip("."))]
+    if (isinstance(have, list) and isinstance(want, list) and len(have) == len(want)
+            and any(isinstance(x, dict) for x in have + want)):
+        return [line for i, (a, b) in enumerate(zip(have, want)) for line in _diff(a, b, f"{where}[{i}]")]
+    return [] if have == want else [f"{where} is {have!r}, expected {want!r}"]
 
 
 def _check_array_meta(path: str, spec: ArraySpec) -> list[str]:
-    """Problems with one array's zarr.json against the schema (shape, dtype, chunking)."""
+    """Problems with one array's zarr.json against the format's definition of that array."""
     meta_path = os.path.join(path, spec.name, "zarr.json")
     try:
         meta = load_json_object(meta_path)
     except CacheFormatError as exc:
         return [f"array {spec.name}: {exc}"]
+    want = expected_array_metadata(spec)
+    meta, want = ({k: v for k, v in d.items() if k != "attributes"} for d in (meta, want))
+    return [f"array {spec.name}: {line} ({meta_path})" for line in _diff(meta, want, "")]
+
+
+def check_attr_consistency(attrs: dict[str, Any]) -> list[str]:
+    """Problems of root attributes that disagree with each other (each line names the attribute)."""
     out = []
-    if meta.get("node_type") != "array" or meta.get("zarr_format") != 3:
-        out.append(f"array {spec.name}: {meta_path} is not zarr v3 array metadata")
-    if tuple(meta.get("shape", ())) != spec.shape:
-        out.append(f"array {spec.name}: shape {meta.get('shape')} != expected {list(spec.shape)}")
-    if meta.get("data_type") != spec.dtype:
-        out.append(f"array {spec.name}: dtype {meta.get('data_type')!r} != expected {spec.dtype!r}")
-    chunks = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
-    if chunks != [spec.chunk_rows, *spec.shape[1:]]:
-        out.append(f"array {spec.name}: chunk/shard shape {chunks} != expected "
-                   f"{[spec.chunk_rows, *spec.shape[1:]]} (shards must share boundaries)")
+    sam, imu = attrs.get("sampling", {}), attrs.get("imu", {})
+    positions = sam.get("positions", [])
+    if positions != sorted(set(positions)) or any(not 0.0 <= p <= 1.0 for p in positions):
+        out.append(f"sampling.positions {positions} must be distinct fractions in [0, 1], sorted")
+    for n, idx in (sam.get("frames_for_n") or {}).items():
+        want = [(k + 0.5) / int(n) for k in range(int(n))]
+        got = [positions[i] if isinstance(i, int) and 0 <= i < len(positions) else None for i in idx]
+        if len(idx) != int(n) or any(g is None or abs(g - w) > 1e-9 for g, w in zip(got, want)):
+            out.append(f"sampling.frames_for_n[{n}] = {idx} does not index the positions {want} of {n} frames")
+    fl = sam.get("first_last")
+    if fl is not None and ([positions[i] if 0 <= i < len(positions) else None for i in fl] != [0.0, 1.0]):
+        out.append(f"sampling.first_last = {fl} does not index positions 0 and 1")
+    if imu.get("channels") != list(IMU_CHANNELS):
+        out.append(f"imu.channels {imu.get('channels')} is not the stored order {IMU_CHANNELS}")
+    heads = attrs.get("teacher", {}).get("heads", {})
+    if not heads or not all(isinstance(v, list) and v for v in heads.values()):
+        out.append("teacher.heads must name the classes of at least one head")
     return out
 
 
@@ -76,15 +111,36 @@ def _check_hash(file: str, want: str, what: str, checked: dict[str, int]) -> lis
     return []
 
 
-def _check_table(path: str, attrs: dict[str, Any], specs: list[ArraySpec], checked: dict[str, int]) -> list[str]:
+def _check_control(path: str, attrs: dict[str, Any], specs: list[ArraySpec], notes: list[str]
+                   ) -> tuple[list[str], dict[str, Any] | None]:
+    """The control record written at creation: hashes of the attributes and of every array's metadata."""
+    control = os.path.join(path, CONTROL_GROUP, "zarr.json")
+    try:
+        record = load_json_object(control).get("attributes", {})
+        record["table_checksums"]
+    except (CacheFormatError, KeyError, AttributeError) as exc:
+        return [f"cache creation incomplete or control metadata corrupt ({control}): {exc}"], None
+    out = []
+    if "attrs_sha256" in record:
+        if record["attrs_sha256"] != attrs_sha256(attrs):
+            out.append(f"root attributes ({os.path.join(path, 'zarr.json')}) were changed after the cache was "
+                       "created (their hash differs from the one recorded at creation)")
+    else:
+        notes.append("no attribute or metadata hashes recorded (cache written by an older egocache): "
+                     "attributes and metadata checked by structure only")
+    for s in specs:
+        want = record.get("array_metadata_sha256", {}).get(s.name)
+        meta = os.path.join(path, s.name, "zarr.json")
+        if want is not None and os.path.isfile(meta) and file_sha256(meta) != want:
+            out.append(f"array {s.name}: metadata {meta} was changed after the cache was created")
+    return out, record
+
+
+def _check_table(path: str, attrs: dict[str, Any], specs: list[ArraySpec], sums: dict[str, str],
+                 checked: dict[str, int]) -> list[str]:
     """Checksums of the create-time clip table arrays and their recorded content hash."""
     import zarr
 
-    control = os.path.join(path, CONTROL_GROUP, "zarr.json")
-    try:
-        sums = load_json_object(control).get("attributes", {})["table_checksums"]
-    except (CacheFormatError, KeyError) as exc:
-        return [f"cache creation incomplete or control metadata corrupt: {exc}"]
     out = []
     table_specs = [s for s in specs if not s.per_shard]
     for s in table_specs:
@@ -92,8 +148,7 @@ def _check_table(path: str, attrs: dict[str, Any], specs: list[ArraySpec], check
     if out:
         return out
     group = zarr.open_group(path, mode="r")
-    table = {s.name: read_strings(group[s.name]) if s.dtype == "string" else np.asarray(group[s.name][:])
-             for s in table_specs}
+    table = {s.name: read_array(group, s.name, path) for s in table_specs}
     if table_sha256(table) != attrs["layout"]["clip_table_sha256"]:
         out.append("clip table content does not match layout.clip_table_sha256 in the root attributes")
     if len(set(table["clip_id"].tolist())) != len(table["clip_id"]):
@@ -102,10 +157,10 @@ def _check_table(path: str, attrs: dict[str, Any], specs: list[ArraySpec], check
 
 
 def _check_shards(path: str, attrs: dict[str, Any], specs: list[ArraySpec],
-                  checked: dict[str, int]) -> tuple[list[str], list[int]]:
-    """Markers, file checksums of each committed shard; returns problems and the intact shards."""
+                  checked: dict[str, int]) -> tuple[list[str], dict[int, dict[str, Any]]]:
+    """Markers, file checksums of each committed shard; returns problems and the intact shards' markers."""
     lay = attrs["layout"]
-    out, intact = [], []
+    out, intact = [], {}
     for i in range(lay["num_shards"]):
         rows = [i * lay["shard_size"], min((i + 1) * lay["shard_size"], lay["num_clips"])]
         where = f"shard {i} (rows {rows[0]}-{rows[1] - 1})"
@@ -118,28 +173,31 @@ def _check_shards(path: str, attrs: dict[str, Any], specs: list[ArraySpec],
             out.append(f"{where}: incomplete, no done marker (extraction did not finish; rerun it to resume)")
             continue
         checked["shards_committed"] += 1
+        done = {k: marker.get(k) for k in ("shard", "rows", "checksums", "ok", "failed")}
+        if "marker_sha256" in marker and marker["marker_sha256"] != marker_digest(done):
+            out.append(f"{where}: its done marker is corrupt (its content does not match its own hash); "
+                       "re-extract the shard (delete the marker and rerun extract)")
+            continue
         bad = [] if marker.get("rows") == rows else [f"{where}: done marker covers rows {marker.get('rows')}"]
         for s in specs:
             bad += _check_hash(chunk_file(path, s, i), marker["checksums"].get(s.name, ""),
                                f"{where} array {s.name}", checked)
         out += bad
         if not bad:
-            intact.append(i)
+            intact[i] = marker
     return out, intact
 
 
-def _check_status(path: str, attrs: dict[str, Any], intact: list[int]) -> list[str]:
+def _check_status(path: str, attrs: dict[str, Any], intact: dict[int, dict[str, Any]]) -> list[str]:
     """Committed rows are ok (1) or failed (2), failed rows have a reason, counts match the markers."""
     import zarr
 
     group = zarr.open_group(path, mode="r")
-    size = attrs["layout"]["shard_size"]
-    status, error = np.asarray(group["status"][:]), read_strings(group["error"])
+    size, n = attrs["layout"]["shard_size"], attrs["layout"]["num_clips"]
     out = []
-    for i in intact:
-        sl = slice(i * size, min((i + 1) * size, attrs["layout"]["num_clips"]))
-        st, err = status[sl], error[sl]
-        marker = read_marker(path, i) or {}
+    for i, marker in intact.items():
+        sl = slice(i * size, min((i + 1) * size, n))
+        st, err = read_array(group, "status", path, sl), read_array(group, "error", path, sl)
         if not np.isin(st, (STATUS_OK, STATUS_FAILED)).all():
             out.append(f"shard {i}: status values {sorted(set(st.tolist()))} in a committed shard")
         if ((st == STATUS_FAILED) & (err == "")).any():
@@ -150,33 +208,56 @@ def _check_status(path: str, attrs: dict[str, Any], intact: list[int]) -> list[s
 
 
 def verify_cache(path: str) -> VerifyReport:
-    """Check schema, shapes, dtypes, completeness and per-shard checksums of the cache at `path`."""
+    """Check attributes, metadata, completeness and per-shard checksums of the cache at `path`."""
     path = os.fspath(path)
     report = VerifyReport(path=path, ok=False)
     checked = report.checked
     checked.update(arrays=0, shards=0, shards_committed=0, files_hashed=0, bytes_hashed=0)
     try:
+        _verify(path, report)
+    except (EgocacheError, OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        report.problems.append(f"cannot be checked further: {type(exc).__name__}: {exc}")
+    report.ok = not report.problems
+    return report
+
+
+def _verify(path: str, report: VerifyReport) -> None:
+    """The checks of verify_cache, in order; stops where later checks would read unreliable data."""
+    problems, checked = report.problems, report.checked
+    try:
         attrs = read_attrs(path)
         specs = array_specs(attrs)
-    except _CHECK_ERRORS as exc:
-        report.problems.append(f"root attributes: {exc}")
-        return report
+    except (EgocacheError, KeyError, TypeError, ValueError) as exc:
+        problems.append(f"root attributes: {exc}")
+        return
     checked["arrays"], checked["shards"] = len(specs), attrs["layout"]["num_shards"]
-    problems = report.problems
     for s in specs:
         problems += _check_array_meta(path, s)
-    if problems:
-        return report
-    try:
-        problems += _check_table(path, attrs, specs, checked)
-    except _CHECK_ERRORS as exc:
-        problems.append(f"clip table unreadable: {exc}")
+    problems += [f"root attribute {line}" for line in check_attr_consistency(attrs)]
+    control, record = _check_control(path, attrs, specs, report.notes)
+    problems += control
+    if problems or record is None:
+        return
+    problems += _check_table(path, attrs, specs, record["table_checksums"], checked)
     shard_problems, intact = _check_shards(path, attrs, [s for s in specs if s.per_shard], checked)
     problems += shard_problems
     if intact:
-        try:
-            problems += _check_status(path, attrs, intact)
-        except _CHECK_ERRORS as exc:
-            problems.append(f"status/error arrays unreadable: {exc}")
-    report.ok = not problems
-    return report
+        problems += _check_status(path, attrs, intact)
+
+
+def ensure_verified(path: str, *, skip: bool = False, warn: Any = print) -> None:
+    """Refuse (CacheError) a cache that fails verification; with `skip`, warn instead and go on.
+
+    train-student, benchmark and export call it before reading anything else from a cache.
+    """
+    from egocache.errors import CacheError
+
+    report = verify_cache(path)
+    if report.ok:
+        return
+    shown = "; ".join(report.problems[:3]) + (f" (+{len(report.problems) - 3} more)" if len(report.problems) > 3 else "")
+    if skip:
+        warn(f"warning: {path} fails verification ({shown}); going on because verification was skipped")
+        return
+    raise CacheError(f"{path}: fails verification: {shown}; run `egocache verify {path}` "
+                     "(--skip-verify goes on anyway)")

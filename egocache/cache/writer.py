@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import re
-import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -23,13 +22,13 @@ from egocache import __version__
 from egocache.cache.frames import encode_jpeg_frames
 from egocache.cache.schema import (
     CONTROL_GROUP, FORMAT_NAME, FORMAT_VERSION, FRAME_CODECS, MARKER_GROUP, STATUS_FAILED, STATUS_OK,
-    SAMPLING_ALIASES, ArraySpec, array_specs, check_attr_sections, chunk_file, committed_shards, file_sha256,
-    marker_path, merge_section, read_attrs, table_sha256, validate_clip_table,
+    SAMPLING_ALIASES, array_specs, attrs_sha256, check_attr_sections, chunk_file, committed_shards,
+    create_array, file_sha256, marker_digest, marker_path, merge_section, read_attrs, table_sha256,
+    validate_clip_table,
 )
-from egocache.core.files import write_json_atomic
+from egocache.core.files import storage_error, write_json_atomic
 from egocache.errors import CacheError, CacheLockedError
 
-_DIMS = {"features": ("clip", "feature"), "imu": ("clip", "imu_sample", "imu_channel")}
 
 
 def write_meta(path: str, obj: Any) -> None:
@@ -98,30 +97,6 @@ def _final_attrs(attrs: dict[str, Any], *, n: int, shard_size: int, table_sha: s
     return final
 
 
-def _create_array(group: Any, spec: ArraySpec) -> Any:
-    """Create one array of the cache at its final shape with the format's chunk/shard layout."""
-    import zarr
-
-    rest = spec.shape[1:]
-    head_dim = ("clip", f"class_{spec.name[len('logits_'):]}")
-    kw: dict[str, Any] = {"dimension_names": _DIMS.get(spec.name, head_dim if len(spec.shape) == 2 else ("clip",))}
-    if spec.name == "frames":
-        kw.update(chunks=(1, 1, *rest[1:]), shards=(spec.chunk_rows, *rest), compressors=None)
-        if spec.dtype == "uint8":
-            kw["dimension_names"] = ("clip", "position", "y", "x", "rgb")
-        else:
-            kw["dimension_names"] = ("clip", "position")
-    else:
-        kw["chunks"] = (spec.chunk_rows, *rest)
-    dtype: Any = {"variable_length_bytes": zarr.dtype.VariableLengthBytes(), "string": str}.get(
-        spec.dtype, spec.dtype)
-    with warnings.catch_warnings():
-        # vlen-bytes (JPEG frames) has no ratified zarr v3 extension spec yet; zarr-python reads it
-        # and docs/cache-format.md says so, so this known warning is not repeated to every user.
-        warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
-        return group.create_array(spec.name, shape=spec.shape, dtype=dtype, overwrite=True, **kw)
-
-
 class CacheWriter:
     """Writes shards of one cache; cheap to construct, safe to use from many processes on disjoint shards."""
 
@@ -172,12 +147,14 @@ class CacheWriter:
         group = zarr.open_group(path, mode="r+")
         with zarr.config.set({"array.write_empty_chunks": True}):
             for spec in array_specs(final):
-                arr = _create_array(group, spec)
+                arr = create_array(group, spec)
                 if not spec.per_shard:
                     arr[:] = table[spec.name]
         sums = {s.name: file_sha256(chunk_file(path, s, 0)) for s in array_specs(final) if not s.per_shard}
+        meta_sums = {s.name: file_sha256(os.path.join(path, s.name, "zarr.json")) for s in array_specs(final)}
         write_meta(os.path.join(path, MARKER_GROUP, "zarr.json"), _group_meta({}))
-        write_meta(control, _group_meta({"table_checksums": sums}))
+        write_meta(control, _group_meta({"table_checksums": sums, "array_metadata_sha256": meta_sums,
+                                         "attrs_sha256": attrs_sha256(final)}))
         return cls(path, final)
 
     @classmethod
@@ -222,12 +199,19 @@ class CacheWriter:
         data = self._check_shard(i, rows.stop - rows.start, features, logits, imu, frames, status, errors,
                                  imu_present)
         marker = marker_path(self.path, i)
-        if os.path.exists(marker):
-            os.unlink(marker)  # a rewrite must never leave the old checksums claiming the new data
-        with zarr.config.set({"array.write_empty_chunks": True}):
-            group = zarr.open_group(self.path, mode="r+")
-            for spec in self.specs:
-                group[spec.name][rows] = data[spec.name]
+        spec_name = "marker"
+        try:
+            if os.path.exists(marker):
+                os.unlink(marker)  # a rewrite must never leave the old checksums claiming the new data
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                group = zarr.open_group(self.path, mode="r+")
+                for spec in self.specs:
+                    spec_name = spec.name
+                    group[spec.name][rows] = data[spec.name]
+        except OSError as exc:
+            target = marker if spec_name == "marker" else chunk_file(self.path, next(
+                s for s in self.specs if s.name == spec_name), i)
+            raise storage_error(f"write shard {i} ({spec_name}) of", target, exc) from exc
         sums = {}
         for spec in self.specs:
             file = chunk_file(self.path, spec, i)
@@ -235,10 +219,10 @@ class CacheWriter:
                 raise CacheError(f"{file}: shard {i} of array {spec.name} was not written")
             sums[spec.name] = file_sha256(file)
         st = data["status"]
-        write_meta(marker, _group_meta({
-            "shard": i, "rows": [rows.start, rows.stop], "checksums": sums,
-            "ok": int((st == STATUS_OK).sum()), "failed": int((st == STATUS_FAILED).sum()),
-            "written_by": f"egocache {__version__}"}))
+        done = {"shard": i, "rows": [rows.start, rows.stop], "checksums": sums,
+                "ok": int((st == STATUS_OK).sum()), "failed": int((st == STATUS_FAILED).sum())}
+        write_meta(marker, _group_meta({**done, "marker_sha256": marker_digest(done),
+                                        "written_by": f"egocache {__version__}"}))
 
     def _check_shard(self, i: int, m: int, features: np.ndarray, logits: dict[str, np.ndarray],
                      imu: np.ndarray, frames: np.ndarray, status: np.ndarray,
@@ -276,6 +260,12 @@ class CacheWriter:
             want = (m, *want_frames) if spec.name == "frames" else (m, *spec.shape[1:])
             if data[spec.name].shape != want:
                 raise CacheError(f"{where}: {spec.name} has shape {data[spec.name].shape}, expected {want}")
+        ok = st == STATUS_OK
+        for name in ("features", "imu", *(f"logits_{h}" for h in logits)):
+            bad = ok & ~np.isfinite(data[name].reshape(m, -1)).all(axis=1)
+            if bad.any():
+                raise CacheError(f"{where}: {name} of ok row {int(np.flatnonzero(bad)[0])} is not finite; an ok "
+                                 "clip must hold finite values (fail the clip instead)")
         if self.attrs["frames"]["codec"] == "jpeg":
             data["frames"] = encode_jpeg_frames(frames, self.attrs["frames"]["quality"])
         return data

@@ -267,7 +267,7 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
         jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]),
                          teacher=key, heads=cache_heads, frame_size=opts.frame_size, positions=tuple(positions),
                          batch_size=opts.batch_size, decode_threads=opts.decode_threads, imu_mode=opts.imu,
-                         keep_backwards_imu=opts.imu_keep_backwards)
+                         keep_backwards_imu=opts.imu_keep_backwards, torch_threads=opts.torch_threads)
                 for i in range(writer.num_shards) if i not in done]
         todo = sum(len(j.clips) for j in jobs)
         t_run = time.perf_counter()
@@ -286,11 +286,11 @@ def read_outcome(cache: str) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """Status (0 pending, 1 ok, 2 failed), failure reason and (new caches) imu_present of every clip."""
     import zarr
 
-    from egocache.cache.schema import read_strings
+    from egocache.cache.schema import read_array
 
     group = zarr.open_group(cache, mode="r")
-    present = np.asarray(group["imu_present"][:]) if "imu_present" in group else None
-    return np.asarray(group["status"][:]), read_strings(group["error"]).tolist(), present
+    present = read_array(group, "imu_present", cache) if "imu_present" in group else None
+    return read_array(group, "status", cache), read_array(group, "error", cache).tolist(), present
 
 
 def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult], status: np.ndarray,

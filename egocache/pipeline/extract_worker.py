@@ -55,6 +55,7 @@ class ShardJob:
     decode_threads: int = 1
     imu_mode: str = "required"          # required: a clip without its IMU window fails; else it is flagged
     keep_backwards_imu: bool = False
+    torch_threads: int = 1              # torch CPU threads in the process running the task (0: default)
 
 
 @dataclass
@@ -237,6 +238,10 @@ def run_shard(job: ShardJob) -> ShardResult:
     from egocache.cache import CacheWriter
     from egocache.pipeline.imu import IMU_WINDOW
 
+    if job.torch_threads:
+        import torch
+
+        torch.set_num_threads(job.torch_threads)
     model = load_teacher(job.teacher)
     spec = model.spec
     plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, job.positions, job.frame_size)

@@ -42,11 +42,12 @@ from functools import lru_cache
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from egocache.cache.schema import IMU_CHANNELS
 from egocache.errors import IMUError
 
 IMU_RATE_HZ = 198.0
 IMU_WINDOW = 422
-CHANNELS = ("accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")
+CHANNELS = IMU_CHANNELS          # accelerometer xyz then gyroscope xyz: the cache format's order
 IMU_FORMATS = ("epic100", "ego4d", "csv")
 
 # Repair limits: the one place they are set (imu_limits() records them in cache attributes).

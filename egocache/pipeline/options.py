@@ -98,6 +98,8 @@ class ExtractOptions(DataOptions, TeacherOptions):
     shard_size: int = setting(64, min=1, help="Clips per cache shard (= per task).")
     batch_size: int = setting(8, min=1, help="Clips per teacher forward pass.")
     decode_threads: int = setting(1, min=0, help="ffmpeg threads per decoding worker (0 = one per core).")
+    torch_threads: int = setting(1, min=0, help="torch CPU threads per worker process (0: torch's default). One "
+                                                "count for every worker keeps features bitwise equal whatever --workers.")
     workers: int = setting(1, min=0, help="0 or 1: run in this process; N >= 2: a local dask cluster of N "
                                           "worker processes.")
     scheduler: str | None = setting(None, metavar="ADDRESS", help="Run on an existing dask.distributed "

@@ -10,6 +10,7 @@ logits in the cache; it is built only to count its cost (on the meta device) and
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,12 +154,14 @@ def _write(rows: list[ModelResult], out: Path, *, title: str, notes: list[str], 
 
 
 def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", batch: int = 32,
-                    repeats: int = 5, latency: bool = True) -> Report:
+                    repeats: int = 5, latency: bool = True, skip_verify: bool = False) -> Report:
     """Benchmark the cache's teacher and every student run found under `runs`."""
     from egocache.cache import open_cache
+    from egocache.cache.verify import ensure_verified
 
     dev = resolve_device(device)
     info = open_cache(cache)
+    ensure_verified(cache, skip=skip_verify, warn=lambda m: print(m, file=sys.stderr))
     motion = info.source.get("motion_pair_verbs")
     t_metrics = teacher_metrics(cache, motion) if "validation" in info.splits else None
     heads = {h: len(names) for h, names in info.heads.items()}
@@ -226,4 +229,5 @@ def run_benchmark(opts: BenchmarkOptions) -> Report:
         return benchmark_paper_configs(opts.out, device=opts.device, batch=opts.batch_size,
                                        repeats=opts.repeats, latency=latency)
     return benchmark_cache(str(opts.cache), str(opts.runs), opts.out, device=opts.device, batch=opts.batch_size,
-                           repeats=opts.repeats, latency=True if opts.latency is None else opts.latency)
+                           repeats=opts.repeats, latency=True if opts.latency is None else opts.latency,
+                           skip_verify=opts.skip_verify)

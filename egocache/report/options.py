@@ -24,6 +24,7 @@ class BenchmarkOptions:
     repeats: int = setting(5, min=1, help="Timed batches (the median is reported).")
     latency: bool | None = setting(None, default_text="on for --cache runs; for --paper-configs only on cuda",
                                    help="Measure latency.")
+    skip_verify: bool = setting(False, help="Benchmark a cache that fails `egocache verify` (with a warning).")
 
     def __post_init__(self) -> None:
         """Check every setting, and that there is something to benchmark."""

@@ -47,7 +47,8 @@ from egocache.student.image_features import WithImageFeatures, encoder_digest, e
 from egocache.student.losses import LossConfig, pretrain_loss, student_loss
 from egocache.student.models import Student, build_student
 
-RUN_KEYS_FREE = {"num_workers", "device", "checkpoint_every", "out", "cache", "eval_batch_size", "stage", "init"}
+RUN_KEYS_FREE = {"num_workers", "device", "checkpoint_every", "out", "cache", "eval_batch_size", "stage", "init",
+                 "skip_verify"}
 
 
 @dataclass
@@ -328,7 +329,7 @@ class StageRun:
             bar = tqdm(batches, total=sampler.batches_per_epoch - skip, disable=not (self.progress and rt.main),
                        desc=f"{self.stage} {epoch + 1}/{self.epochs}", unit="batch", leave=False, file=sys.stderr)
             for batch in bar:
-                parts = self._step(to_device(batch, rt.device))
+                parts = self._step(to_device(batch, rt.device), step + 1)
                 names = names or list(parts)
                 vals = torch.stack([parts[k].detach().double().cpu() for k in names])
                 sums = vals if sums is None else sums + vals
@@ -349,8 +350,12 @@ class StageRun:
         rt.barrier()
         return metrics
 
-    def _step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Forward, loss, backward, optimizer step on one batch; the loss and its parts."""
+    def _step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
+        """Forward, loss, backward, optimizer step on one batch; the loss and its parts.
+
+        A loss that is not finite stops the run before the optimizer touches the weights, naming the
+        step and the batch's cache rows; the checkpoints on disk stay those of the last good state.
+        """
         out = self.module(batch)
         if self.stage == "pretrain":
             out = {**out, "pred_imu": _gather(out["pred_imu"], self.rt),
@@ -358,6 +363,14 @@ class StageRun:
             parts = pretrain_loss(out, batch, self.losses)
         else:
             parts = student_loss(out, batch, self.losses, distill=self.student.distill)
+        finite = torch.isfinite(parts["loss"]).all().to(torch.float32).reshape(1)
+        if self.rt.world > 1:   # every rank stops together (a rank left in all_reduce would hang)
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            rows = batch["row"].tolist()
+            raise EgocacheError(f"{self.stage} step {step}: the loss is {parts['loss'].item()} (not finite) on the "
+                                f"batch of cache rows {rows[:8]}{' ...' if len(rows) > 8 else ''}; "
+                                f"stopped before updating the weights, {self.ckpt} holds the last good state")
         self.opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.opt.step()
