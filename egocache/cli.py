@@ -38,6 +38,10 @@ def library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.UsageError(str(exc)) from exc
         except EgocacheError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:   # the last net: a write the library did not name itself still gets one line
+            from egocache.core.files import storage_error
+
+            raise click.ClickException(str(storage_error("access", exc.filename or "a file", exc))) from exc
 
     return wrapper
 

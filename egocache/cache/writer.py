@@ -44,8 +44,11 @@ def _group_meta(attributes: dict[str, Any]) -> dict[str, Any]:
 @contextlib.contextmanager
 def extraction_lock(path: str) -> Iterator[None]:
     """Hold an exclusive flock on the cache directory; a second extraction gets CacheLockedError."""
-    os.makedirs(path, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise storage_error("create the cache folder", path, exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

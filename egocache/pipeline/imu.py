@@ -43,6 +43,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from egocache.cache.schema import IMU_CHANNELS
+from egocache.core.files import read_text
 from egocache.errors import IMUError
 
 IMU_RATE_HZ = 198.0
@@ -144,10 +145,11 @@ def read_imu(fmt: str, paths: tuple[str, ...]) -> ImuStream:
 def guess_imu_format(path: str) -> str:
     """"ego4d" if the CSV header has canonical_timestamp_ms, else "csv" (also when unreadable)."""
     try:
-        with open(path, newline="") as f:
-            header = [h.strip().lower() for h in next(csv.reader([f.readline()]), [])]
+        with open(path, "rb") as f:
+            first = f.readline().decode("utf-8-sig", "replace")
     except OSError:
         return "csv"
+    header = [h.strip().lower() for h in next(csv.reader([first]), [])]
     return "ego4d" if "canonical_timestamp_ms" in header else "csv"
 
 
@@ -253,14 +255,8 @@ def _read_epic_part(path: str, names: tuple[str, ...], repairs: dict[str, int]
 
 def _read_columns(path: str, wanted: list[tuple[str, ...]]) -> tuple[np.ndarray, list[str]]:
     """(n, len(wanted)) float64 of the named columns (first alias found, returned too); NaN = missing."""
-    try:
-        with open(path, newline=None) as f:
-            header = [h.strip().lower() for h in next(csv.reader([f.readline()]), [])]
-            body = f.read()
-    except OSError as e:
-        raise IMUError(f"{path}: cannot read IMU file ({e.strerror or e})") from e
-    except UnicodeDecodeError as e:
-        raise IMUError(f"{path}: not a text CSV ({e.reason})") from e
+    first, _, body = read_text(path, IMUError).partition("\n")
+    header = [h.strip().lower() for h in next(csv.reader([first]), [])]
     used = [next((a for a in aliases if a in header), "") for aliases in wanted]
     missing = [" or ".join(aliases) for aliases, name in zip(wanted, used) if not name]
     if missing:

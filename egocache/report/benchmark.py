@@ -156,12 +156,13 @@ def _write(rows: list[ModelResult], out: Path, *, title: str, notes: list[str], 
 def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", batch: int = 32,
                     repeats: int = 5, latency: bool = True, skip_verify: bool = False) -> Report:
     """Benchmark the cache's teacher and every student run found under `runs`."""
-    from egocache.cache import open_cache
+    from egocache.cache import open_cache, read_attrs
     from egocache.cache.verify import ensure_verified
 
     dev = resolve_device(device)
-    info = open_cache(cache)
+    read_attrs(cache)
     ensure_verified(cache, skip=skip_verify, warn=lambda m: print(m, file=sys.stderr))
+    info = open_cache(cache)
     motion = info.source.get("motion_pair_verbs")
     t_metrics = teacher_metrics(cache, motion) if "validation" in info.splits else None
     heads = {h: len(names) for h, names in info.heads.items()}

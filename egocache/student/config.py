@@ -152,13 +152,14 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     for N, first/last frames for the pretrain stage, IMU with signal for IMU variants, teacher
     features/logits with signal for the stages that read them, training clips present.
     """
-    from egocache.cache import CacheDataset, open_cache
+    from egocache.cache import CacheDataset, open_cache, read_attrs
     from egocache.cache.verify import ensure_verified
     from egocache.errors import CacheError
 
     path = cfg.cache
-    info = open_cache(path)  # CacheFormatError first: not a cache, or a format version we do not read
+    read_attrs(path)         # CacheFormatError first: not a cache, or a format version we do not read
     ensure_verified(path, skip=cfg.skip_verify, warn=lambda m: print(m, file=sys.stderr))
+    info = open_cache(path)
     pending = sum(s["pending"] for s in info.status.values())
     if pending:
         raise CacheError(f"{path}: extraction not finished ({pending} clips pending); resume `egocache extract`")
