@@ -20,6 +20,7 @@ import click
 from egocache import __version__
 from egocache.core.settings import click_options, from_cli
 from egocache.demo import DemoConfig
+from egocache.deploy.options import ExportOptions, PredictOptions
 from egocache.errors import ConfigError, EgocacheError
 from egocache.pipeline.options import ExtractOptions, TeacherTrainConfig
 from egocache.report.options import BenchmarkOptions
@@ -127,16 +128,47 @@ def verify_command(cache: str, as_json: bool) -> None:
 
 
 @main.command("export")
-@cache_argument
-@click.option("--hdf5", "out", required=True, type=click.Path(dir_okay=False),
-              help="HDF5 file to write: the same arrays (JPEG frames decoded to uint8) and attributes.")
-@click.option("--skip-verify", is_flag=True, help="Export a cache that fails `egocache verify` (with a warning).")
+@click_options(ExportOptions)
 @library_errors
-def export_command(cache: str, out: str, skip_verify: bool) -> None:
-    """Export CACHE to one HDF5 file (after verifying it)."""
-    from egocache.cache import export_hdf5
+def export_command(**values: Any) -> None:
+    """Export a cache to one HDF5 file, or a student run to ONNX / TorchScript (checked against torch).
 
-    click.echo(f"wrote {export_hdf5(cache, out, skip_verify=skip_verify)}")
+    SOURCE is a cache (zarr.json with egocache attributes) for --hdf5, or a train-student run folder for
+    --onnx / --torchscript; the exported student takes uint8 frames (B,N,S,S,3) and IMU (B,422,6).
+    """
+    opts = from_cli(ExportOptions, values)
+    if opts.hdf5 is not None:
+        from egocache.cache import export_hdf5
+        from egocache.deploy.options import source_kind
+
+        if source_kind(opts.source) == "run":
+            raise ConfigError(f"SOURCE {opts.source}: a student run; --hdf5 exports a cache (use --onnx or "
+                              "--torchscript for a run)")
+        click.echo(f"wrote {export_hdf5(opts.source, opts.hdf5, skip_verify=opts.skip_verify)}")
+        return
+    from egocache.deploy.export import export_student
+
+    export_student(opts, log=click.echo)
+
+
+@main.command("predict")
+@click_options(PredictOptions)
+@json_flag
+@library_errors
+def predict_command(as_json: bool, **values: Any) -> None:
+    """Run a trained student (--run or --onnx) over every window of VIDEO; predictions and a timeline in OUT.
+
+    Windows of the student's clip length slide over the whole video; only the N frames per window the
+    student reads are decoded, streamed. With --teacher the heavy path runs over the same windows.
+    Windows that cannot be decoded or have no IMU are reported in the outputs, not fatal.
+    """
+    from egocache.deploy.predict import predict_video
+
+    result = predict_video(from_cli(PredictOptions, values), log=lambda m: click.echo(m, err=True))
+    if as_json:
+        echo_json({"files": {k: str(v) for k, v in result.files.items()}, "models": result.summaries})
+        return
+    click.echo("\n".join(result.lines()))
 
 
 @main.command("benchmark")

@@ -43,3 +43,7 @@ class DecodeError(ClipError):
 
 class IMUError(ClipError):
     """An IMU stream is missing, broken, or does not cover a clip's window."""
+
+
+class DependencyError(EgocacheError):
+    """An optional dependency (a pip extra, e.g. egocache[deploy]) that a command needs is not installed."""

@@ -53,6 +53,10 @@ def test_library_never_imports_the_cli():
     assert importers("egocache.cli") <= {"__main__.py"}
 
 
+def test_only_the_cli_imports_deploy():
+    assert importers("egocache.deploy") <= {"cli.py"}, "deploy/ reads the pipeline and the student; no part reads it"
+
+
 def test_no_test_imports_another_test_file():
     tests = Path(__file__).resolve().parent
     names = {p.stem for p in tests.glob("test_*.py")}

@@ -6,6 +6,8 @@ fine-tuning (`train-teacher`) both call it, so the teacher is trained on exactly
 extraction later feeds it: frames are decoded once at the larger of the two sizes (short side scaled
 by the decoder, centre crop), then resized to each size that is smaller (bilinear, antialiased,
 rounded to uint8), the teacher's included, so `Teacher.preprocess` receives frames at its own size.
+A deployed student (`egocache predict`) decodes under the plan of its training clips with
+`teacher_frames=False`: the same span, positions and decode size, without the teacher's frames.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class FramePlan:
     teacher_size: int                      # teacher input side S
     positions: tuple[float, ...] = ()      # student frame positions (fractions of the clip)
     student_size: int = 0                  # stored student frame side (also sets the decode size)
+    teacher_frames: bool = True            # False: decode the student frames only (a deployed student)
 
     @property
     def decode_size(self) -> int:
@@ -42,7 +45,8 @@ class FramePlan:
         """
         span = clip_span_frames(fps, self.num_frames, self.frame_stride)
         start = clip_start_frame(centre_s, fps, span)
-        t_idx = teacher_frame_indices(start, span, self.num_frames)
+        t_idx = teacher_frame_indices(start, span, self.num_frames) if self.teacher_frames \
+            else np.zeros(0, np.int64)
         s_idx = student_frame_indices(start, span, list(self.positions))
         union = np.unique(np.concatenate([t_idx, s_idx]))
         return union, np.searchsorted(union, t_idx), np.searchsorted(union, s_idx)
@@ -126,9 +130,10 @@ def decode_planned(path: str, planned: list[Planned], plan: FramePlan, *, num_th
         if isinstance(frames, ClipError):
             out.append(frames)
             continue
-        s = plan.student_size
+        s, t = plan.student_size, plan.teacher_size
         student = resize_frames(frames[s_pos], s) if plan.positions else np.zeros((0, s, s, 3), np.uint8)
-        out.append(ClipFrames(resize_frames(frames[t_pos], plan.teacher_size), student))
+        teacher = resize_frames(frames[t_pos], t) if plan.teacher_frames else np.zeros((0, t, t, 3), np.uint8)
+        out.append(ClipFrames(teacher, student))
     return out, stats.frames_decoded, stats.frames_spanned
 
 

@@ -43,6 +43,7 @@ from egocache.core.order import epoch_permutation
 from egocache.student.checkpoint import load_student_checkpoint, save_student_checkpoint
 from egocache.core.metrics import Predictions, evaluate_predictions
 from egocache.student.evaluate import epoch_metrics_path, predict, write_metrics_csv
+from egocache.student.inputs import inputs_from_cache, write_run_inputs
 from egocache.student.image_features import WithImageFeatures, encoder_digest, ensure_image_features, feature_key
 from egocache.student.losses import LossConfig, pretrain_loss, student_loss
 from egocache.student.models import Student, build_student
@@ -445,6 +446,8 @@ class StageRun:
 def train_student(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Check the cache, then run the requested stage(s); returns {stage: final metrics} (rank 0's view)."""
+    from egocache.cache import open_cache
+
     rt = init_runtime(cfg.device)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     emit = say if rt.main else (lambda msg: None)
@@ -468,6 +471,8 @@ def train_student(cfg: TrainConfig, *, resume: bool = False, progress: bool = Tr
         if rt.main:
             Path(cfg.out).mkdir(parents=True, exist_ok=True)
             write_json_atomic(Path(cfg.out) / "config.json", cfg.to_dict())
+            write_run_inputs(cfg.out, inputs_from_cache(open_cache(cfg.cache), variant=cfg.variant,
+                                                        frames=cfg.frames, heads=list(cfg.heads)))
         results: dict[str, Any] = {}
         for stage in stages:
             run = StageRun(stage, cfg, facts, rt, resume=resume, progress=progress, log=emit)

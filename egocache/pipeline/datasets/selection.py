@@ -43,6 +43,7 @@ class Selection:
     class_split: float | None = None
     split_seed: int = 0
     heads: tuple[str, ...] = ("verb", "noun")
+    allow_unsplit: bool = False      # keep segments without a split (ground truth for predict needs none)
 
 
 def protocol_selection(protocol: str | None, dataset: str, base: Selection) -> Selection:
@@ -72,7 +73,7 @@ def apply_selection(segments: list[Segment], sources: dict[str, SourceCheck], se
     if sel.class_split is not None:
         segments = _class_split(segments, sel.class_split, sel.split_seed, main)
     unsplit = [s for s in segments if not s.split]
-    if unsplit:
+    if unsplit and not sel.allow_unsplit:
         raise ManifestError(f"{len(unsplit)} segment(s) have no split (e.g. {unsplit[0].where}; Ego4D's "
                             "fho_main.json has no split field): pass --protocol egodistill, --split-file CSV "
                             "or --eval-participants")

@@ -1,0 +1,24 @@
+"""Run trained students on videos and cameras: the online API (runner), `egocache predict`, `egocache export`.
+
+This part needs both sides of the cache boundary (the pipeline's decoding and IMU windows, and the
+student), which is why it is a package of its own: `student/` never imports `pipeline/`. The runners
+load on first use, so the CLI reads `egocache.deploy.options` without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {"StudentRunner": "runner", "OnnxRunner": "runner", "DeployModel": "runner",
+         "predict_video": "predict", "export_student": "export"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch-backed parts only when they are asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"egocache.deploy.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'egocache.deploy' has no attribute {name!r}")
