@@ -6,7 +6,7 @@ stays cheap for the writer in extraction workers.
 
 from __future__ import annotations
 
-from typing import Any
+from egocache.core.lazy import lazy_attributes
 
 from egocache.cache.info import CacheInfo, open_cache
 from egocache.cache.schema import (
@@ -22,10 +22,4 @@ __all__ = ["CacheDataset", "CacheInfo", "CacheWriter", "FORMAT_VERSION", "STATUS
            "extraction_lock", "open_cache", "read_attrs", "verify_cache"]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the torch/h5py-backed parts only when they are asked for."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"egocache.cache.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'egocache.cache' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

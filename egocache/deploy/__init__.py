@@ -7,7 +7,7 @@ load on first use, so the CLI reads `egocache.deploy.options` without importing 
 
 from __future__ import annotations
 
-from typing import Any
+from egocache.core.lazy import lazy_attributes
 
 _LAZY = {"StudentRunner": "runner", "OnnxRunner": "runner", "DeployModel": "runner",
          "predict_video": "predict", "export_student": "export"}
@@ -15,10 +15,4 @@ _LAZY = {"StudentRunner": "runner", "OnnxRunner": "runner", "DeployModel": "runn
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    """Import the torch-backed parts only when they are asked for."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"egocache.deploy.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'egocache.deploy' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -8,7 +8,7 @@ use, so reading `egocache.synth.options` (for the CLI) stays cheap.
 
 from __future__ import annotations
 
-from typing import Any
+from egocache.core.lazy import lazy_attributes
 
 _LAZY = {"APPEARANCE_VERBS": "generate", "MOTION_PAIRS": "generate", "NOUNS": "generate", "VERBS": "generate",
          "SynthSummary": "generate", "SynthVideo": "generate", "synthesize": "generate",
@@ -18,10 +18,4 @@ _LAZY = {"APPEARANCE_VERBS": "generate", "MOTION_PAIRS": "generate", "NOUNS": "g
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    """The generator's names, imported when first asked for."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"egocache.synth.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'egocache.synth' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
