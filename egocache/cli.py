@@ -178,9 +178,37 @@ def benchmark_command(**values: Any) -> None:
     """GFLOPs, parameters, latency and accuracy of the teacher and every student; report and plots."""
     from egocache.report.benchmark import run_benchmark
 
-    report = run_benchmark(from_cli(BenchmarkOptions, values))
+    opts = from_cli(BenchmarkOptions, values)
+    if opts.ablations:
+        _ablations(opts)
+        return
+    report = run_benchmark(opts)
     click.echo(report.table)
     click.echo("\n" + "\n".join(f"{k}: {p}" for k, p in report.files.items()))
+
+
+def _ablations(opts: BenchmarkOptions) -> None:
+    """`benchmark --ablations`: on --cache, or on the synthetic world built (resumably) under OUT/world."""
+    from egocache.report.ablations import run_ablations
+
+    def log(line: str) -> None:
+        click.echo(line, err=True)
+
+    base: dict[str, Any] = {}
+    cache = opts.cache
+    if cache is None:
+        from egocache.demo import ablation_world
+
+        cache, base = ablation_world(os.path.join(opts.out, "world"), seed=min(opts.seeds), threads=opts.threads,
+                                     log=log)
+    if opts.image_weights:
+        base["image_weights"] = opts.image_weights
+    result = run_ablations(cache, opts.out, seeds=tuple(opts.seeds), parts=tuple(opts.ablation_parts),
+                           frames=tuple(opts.ablation_frames), base={**base, **dict(opts.student_options),
+                                                                     "device": opts.device},
+                           workers=opts.jobs, threads=opts.threads, skip_verify=opts.skip_verify, log=log)
+    click.echo(result.files["md"].read_text())
+    click.echo("\n".join(f"{k}: {p}" for k, p in result.files.items()))
 
 
 @main.command("extract")

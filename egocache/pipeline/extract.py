@@ -241,7 +241,9 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
         raise ManifestError(f"no clips in {', '.join(opts.annotations)}"
                             + (f": {manifest.problems[0]}" if manifest.problems else ""))
     heads = list(manifest.class_names)
-    positions, frames_for_n, first_last = student_positions(opts.frames, opts.first_last)
+    positions, frame_sets, first_last = student_positions(opts.frames, opts.first_last,
+                                                          tuple(opts.frame_selections))
+    frames_for_n = frame_sets["uniform"]
     checkpoint = os.path.abspath(opts.checkpoint) if opts.checkpoint else None
     cache_heads = tuple((h, len(manifest.class_names[h])) for h in heads)
     # with a checkpoint the teacher keeps the heads it was trained with; the cache stores the dataset's
@@ -257,6 +259,8 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
                                 f"dataset's {', '.join(wrong)}; fine-tune it on these classes "
                                 "(train-teacher --reset-heads)")
         attrs = cache_attrs(opts, device, spec, checkpoint_sha, manifest)
+        attrs["sampling"]["frame_sets"] = {sel: {str(n): idx for n, idx in by_n.items()}
+                                           for sel, by_n in frame_sets.items()}
         table = clip_table(manifest.clips, heads, attrs["sampling"]["clip_seconds"])
         writer = CacheWriter.create(
             cache, clips=table, feature_dim=spec.feature_dim,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from egocache.cache.schema import FRAME_CODECS
+from egocache.cache.selections import FRAME_SELECTIONS
 from egocache.core.device import check_device_name
 from egocache.core.settings import check_settings, setting
 from egocache.errors import ConfigError
@@ -92,6 +93,9 @@ class ExtractOptions(DataOptions, TeacherOptions):
     cache: str = setting(path="new-dir", help="Output Zarr cache directory.")
     frames: tuple[int, ...] = setting((1, 2, 4), min=1, help="Student frame counts N to store frames for "
                                                             "(train-student --frames picks one).")
+    frame_selections: list[str] = setting(factory=lambda: ["uniform"], choices=FRAME_SELECTIONS,
+                                          help="Frame selections to store for each N, comma-separated "
+                                               "(train-student --frame-selection picks one; paper Table 4).")
     first_last: bool = setting(True, help="Also store each clip's first and last frame (self-supervised IMU stage).")
     frame_codec: str = setting("raw", choices=FRAME_CODECS, help="Stored frames: raw uint8 (fastest reads) or "
                                                                  "JPEG q90 (~7x smaller).")

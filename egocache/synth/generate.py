@@ -64,6 +64,7 @@ OFF_AXIS_DEG = 4.0                # motion-pair verbs: random drift of the other
 APPEARANCE_TURN_DEG = {"yaw": 30.0, "pitch": 20.0, "roll": 28.0}   # appearance verbs: up to this, either way
 CENTRE_DEG = {"pitch": 15.0, "roll": 5.0}                                          # head at a segment centre
 KNOB_SPIN_DEG = (120.0, 200.0)
+PROP_RADIUS = (0.15, 0.19)        # the object's size, a fraction of the image height
 HEAD_SHARES = {"informative": 0.5, "weak": 0.25, "unrelated": 0.25}   # motion-pair segments' head motion
 WEAK_TURN_FACTOR = 0.1
 
@@ -186,7 +187,7 @@ def _plan_segment(rng: np.random.Generator, start: float, stop: float, verb: str
     angle = rng.uniform(0, 2 * np.pi) if look.spins else rng.uniform(-0.15, 0.15)
     spin = spec.sign * math.radians(rng.uniform(*KNOB_SPIN_DEG)) if spec.axis == "roll" else 0.0
     prop = Prop(noun=noun, overlay=spec.overlay, cx=w * (0.5 + rng.uniform(-0.12, 0.12)),
-                cy=h * (0.5 + rng.uniform(-0.1, 0.1)), radius=h * rng.uniform(0.15, 0.19), angle=angle,
+                cy=h * (0.5 + rng.uniform(-0.1, 0.1)), radius=h * rng.uniform(*PROP_RADIUS), angle=angle,
                 spin=spin, start=start, stop=stop, show_from=show[0], show_to=show[1], motion=spec.motion,
                 direction=spec.sign)
     return _Segment(start, stop, verb, noun, centre, turn, prop, head)

@@ -33,6 +33,7 @@ PALETTE = np.array([(214, 205, 188), (176, 140, 100), (120, 84, 56), (200, 206, 
 # x264 single-threaded with macroblock-tree rate control off: with mbtree on, this libx264 (core 165) gave
 # different bytes for the same frames from one encode to the next, even with threads=1.
 ENCODER_OPTIONS = {"preset": "veryfast", "crf": "20", "threads": "1", "x264-params": "mbtree=0"}
+BACKGROUND_CONTRAST = 1.0  # the world texture's colours about their mean (1: the palette as it is)
 LIFT_FRACTION = 0.22     # a lifted object rises this fraction of the image height over the segment
 LIFT_SCALE = (0.8, 1.25)  # ... and grows from this to this size (it comes towards the camera)
 DOOR_OPEN_DEG = 75.0     # a door panel swings between shut (0) and this angle
@@ -99,6 +100,7 @@ def world_texture(rng: np.random.Generator, width: int, cells: int = 420) -> np.
     shade_k = _unit(rng, 6) * rng.uniform(1.0, 4.0, size=(6, 1))
     shade = 1.0 + 0.12 * np.cos(dirs @ shade_k.T + rng.uniform(0, 2 * np.pi, size=6)).sum(1) / math.sqrt(6)
     colour = np.where(striped[:, None], accent[cell], base[cell]) * shade[:, None]
+    colour = colour.mean(axis=0) + BACKGROUND_CONTRAST * (colour - colour.mean(axis=0))
     return np.clip(np.rint(colour), 0, 255).astype(np.uint8).reshape(height, width, 3)
 
 
