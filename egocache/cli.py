@@ -22,7 +22,7 @@ from egocache.core.settings import click_options, from_cli
 from egocache.demo import DemoConfig
 from egocache.deploy.options import ExportOptions, PredictOptions
 from egocache.errors import ConfigError, EgocacheError
-from egocache.pipeline.options import ExtractOptions, TeacherTrainConfig
+from egocache.pipeline.options import ExtractOptions, TeacherTestOptions, TeacherTrainConfig
 from egocache.report.options import BenchmarkOptions
 from egocache.student.config import TrainConfig
 from egocache.synth.options import SynthOptions
@@ -296,6 +296,26 @@ def train_teacher_command(as_json: bool, **values: Any) -> None:
             line += (f"; motion pairs top-1 {val['motion_pairs_top1_acc']:.3f}, within pair "
                      f"{val['motion_pairs_within_acc']:.3f}")
         click.echo(line)
+
+
+@main.command("test-teacher")
+@click_options(TeacherTestOptions)
+@json_flag
+@library_errors
+def test_teacher_command(as_json: bool, **values: Any) -> None:
+    """Test a teacher on a split's segments: MotionFormer's multi-view test next to the single centre clip.
+
+    Each segment's score is the mean softmax of its views, T clips spread over it x S spatial crops
+    (--views, default 10x3 as MotionFormer's EPIC test), and of its centre clip alone (1x1, the clip
+    `extract --eval-clips 1` caches); per-segment top-1 of every head and on the motion-pair verbs.
+    """
+    from egocache.pipeline.evaluate_teacher import evaluate_teacher
+
+    result = evaluate_teacher(from_cli(TeacherTestOptions, values), log=lambda line: click.echo(line, err=True))
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(result.table())
 
 
 @main.command("synth")
