@@ -24,8 +24,8 @@ from egocache.deploy.options import ExportOptions, PredictOptions
 from egocache.errors import ConfigError, EgocacheError
 from egocache.pipeline.options import ExtractOptions, TeacherTestOptions, TeacherTrainConfig
 from egocache.report.options import BenchmarkOptions
-from egocache.student.config import TrainConfig
-from egocache.synth.options import SynthOptions
+from egocache.student.config import PretrainEncoderOptions, TrainConfig
+from egocache.synth.options import ImageSetOptions, SynthOptions
 
 
 def library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -268,6 +268,33 @@ def train_student_command(resume: bool, progress: bool, as_json: bool, **values:
     else:
         acc = "" if result["top1_acc"] is None else f", top-1 {100 * result['top1_acc']:.2f}%"
         click.echo(f"trained {cfg.variant} N={cfg.frames} ({' + '.join(result['stages'])}){acc}: {result['out']}")
+
+
+@main.command("pretrain-image-encoder")
+@click_options(PretrainEncoderOptions)
+@click_options(ImageSetOptions)
+@json_flag
+@library_errors
+def pretrain_image_encoder_command(as_json: bool, **values: Any) -> None:
+    """Pretrain the student's ResNet-18 on a generic synthetic image set (an ImageNet stand-in); write OUT.
+
+    The images (shapes x patterns x colours on textured backgrounds, synth/images.py) are never the
+    benchmark's videos. OUT is a torchvision-format resnet18 state dict for `train-student
+    --image-weights OUT`; OUT with suffix .json holds the settings and held-out top-1. Resumable:
+    rerunning the same command after an interruption continues from OUT.partial.pt.
+    """
+    from egocache.student.pretrain_encoder import pretrain_image_encoder
+
+    opts = from_cli(PretrainEncoderOptions, values)
+    images = from_cli(ImageSetOptions, values).build()
+    summary = pretrain_image_encoder(opts, images, log=lambda line: click.echo(line, err=True))
+    if as_json:
+        echo_json(summary)
+        return
+    held = summary["held_out"]
+    click.echo(f"pretrained resnet18 on {images.num_classes} classes at {images.size}px in "
+               f"{summary['seconds']['total']:.0f} s: held-out top-1 {held['top1']:.3f} (chance {held['chance']:.3f}) "
+               f"on {held['images']} images: {summary['weights']}")
 
 
 @main.command("train-teacher")

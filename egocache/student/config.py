@@ -230,3 +230,36 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
         imu_std=[float(s) if s > 0 else 1.0 for s in std],
         motion_verbs=info.source.get("motion_pair_verbs"))
     return facts, resolved
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainEncoderOptions:
+    """How `egocache pretrain-image-encoder` trains the image encoder on a labelled image set
+    (student/pretrain_encoder.py); the image set's own settings are declared with the set."""
+
+    out: str = setting(path="new-file", argument=True, help="torchvision-format ResNet-18 state dict to write; "
+                       "OUT with suffix .json (summary) too, and OUT.partial.pt while training.")
+    images: int = setting(8400, min=1, help="Training images per epoch, freshly drawn every epoch (rounded down "
+                                            "to whole batches).")
+    val_images: int = setting(1050, min=1, help="Held-out images (the same set for every seed) scored at the end.")
+    epochs: int = setting(6, min=1, help="Training epochs.")
+    batch_size: int = setting(64, min=2, help="Images per step.")
+    lr: float = setting(2e-3, min=0, min_open=True, help="AdamW peak learning rate (linear warm-up, cosine decay).")
+    weight_decay: float = setting(0.05, min=0, help="AdamW weight decay (not on biases and norms).")
+    warmup: float = setting(0.05, min=0, max=0.5, help="Share of the steps with linear learning-rate warm-up.")
+    seed: int = setting(0, help="Seed of init, training images, data order and augmentation.")
+    torch_threads: int = setting(1, min=0, help="torch CPU threads (0: torch's default; 1 measured fastest on a "
+                                                "shared 2-core CPU).")
+    device: str = setting("auto", check=check_device_name, help="auto (cuda when available), cpu, cuda or cuda:K.")
+    checkpoint_every: int = setting(200, min=1, help="Also save the training state every K steps inside an "
+                                                     "epoch (a killed run resumes from it).")
+    progress: bool = setting(True, help="Show progress bars on stderr.")
+
+    def __post_init__(self) -> None:
+        """Check every setting where the options are built."""
+        check_settings(self)
+        if self.out.endswith((".json", ".partial.pt")):
+            raise ConfigError(f"OUT {self.out}: the summary takes OUT with suffix .json and the training state "
+                              "OUT.partial.pt; give the weights another name (e.g. resnet18-pretrained.pth)")
+        if self.images < self.batch_size:
+            raise ConfigError(f"--images {self.images}: fewer than one batch of --batch-size {self.batch_size}")

@@ -1,4 +1,5 @@
-"""The `egocache synth` settings, declared once (light: the CLI builds its options from them)."""
+"""The settings of `egocache synth` and of the generic image set, declared once (the CLI builds its options
+from them)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from egocache.core.settings import check_settings, setting
 from egocache.errors import ConfigError
+from egocache.synth.images import MIN_SIZE, NUM_CLASSES, SyntheticImageSet
 
 IMU_LAYOUTS = ("epic100", "ego4d", "both")
 
@@ -41,3 +43,21 @@ class SynthOptions:
     def __post_init__(self) -> None:
         """Check every setting where the options are built."""
         check_settings(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSetOptions:
+    """Which generic synthetic image set (synth/images.py) `egocache pretrain-image-encoder` trains on."""
+
+    classes: int = setting(NUM_CLASSES, min=2, max=NUM_CLASSES,
+                           help="Classes (shape x pattern x colour family); the first K of them.")
+    size: int = setting(64, min=MIN_SIZE, help="Side of the square images in pixels (the demo's student "
+                                               "frames: 64; the paper's: 224).")
+
+    def __post_init__(self) -> None:
+        """Check every setting where the options are built."""
+        check_settings(self)
+
+    def build(self) -> SyntheticImageSet:
+        """The image set these options describe."""
+        return SyntheticImageSet(self.classes, self.size)
