@@ -36,6 +36,22 @@ def test_quick_demo_writes_the_report(quick_demo: tuple[Path, str]) -> None:
                             "train-visonly-distill-n1", "benchmark"])
 
 
+def test_the_table_has_segment_bootstrap_intervals(quick_demo: tuple[Path, str]) -> None:
+    from egocache.report.intervals import estimate
+    from egocache.student.evaluate import read_segment_predictions
+
+    out, _ = quick_demo
+    rows = {r["name"]: r for r in json.loads((out / "report" / "report.json").read_text())["models"]}
+    for row in rows.values():
+        low, high = row["intervals"]["top1"]
+        assert low <= row["accuracy"]["top1"] <= high and low < high, row["name"]
+    seg = read_segment_predictions(out / "runs" / "egodistill-n1" / "segments.npz")
+    hits = (seg["verb_score"].argmax(1) == seg["verb_label"])[seg["verb_label"] >= 0]
+    assert rows["egodistill-n1"]["accuracy"]["top1"] == pytest.approx(hits.mean())
+    assert rows["egodistill-n1"]["intervals"]["top1"] == pytest.approx(list(estimate(hits).segments))
+    assert "] |" in (out / "report" / "report.md").read_text()
+
+
 def test_visimu_reuses_the_egodistill_pretrain_stage(quick_demo: tuple[Path, str]) -> None:
     out, _ = quick_demo
     assert (out / "runs" / "egodistill-n1" / "pretrain" / "last.pt").exists()

@@ -31,6 +31,17 @@ def test_table_ratio_and_video_time() -> None:
     assert "| 3.0 |" in lines[2] and "| 90.0 | 95.0 |" in lines[2]
 
 
+def test_intervals_go_into_the_table_and_the_csv(tmp_path) -> None:
+    rows = _rows()
+    rows[1].intervals = {"top1": (0.61, 0.79), "motion_pairs_top1": (0.7, 0.9)}
+    lines = markdown_table(rows, clip_seconds=2.0).splitlines()
+    assert "| 70.0 [61.0, 79.0] | 80.0 [70.0, 90.0] |" in lines[3] and "| 90.0 | 95.0 |" in lines[2]
+    with open(write_csv(rows, tmp_path / "r.csv")) as fh:
+        table = list(csv.DictReader(fh))
+    assert float(table[1]["top1_low"]) == pytest.approx(0.61) and float(table[1]["motion_pairs_top1_high"]) == 0.9
+    assert table[0]["top1_low"] == "" and float(table[0]["top1"]) == pytest.approx(0.9)
+
+
 def test_per_class_gain_is_egodistill_minus_visonly_distill() -> None:
     assert per_class_gain(_rows(), 1) == pytest.approx({"take": 0.4, "put": -0.1})
     assert per_class_gain(_rows(), 4) == {}

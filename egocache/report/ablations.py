@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from egocache.errors import EgocacheError
+from egocache.report.hits import Hits, aligned, motion_subset, stack_runs, teacher_hits
 from egocache.report.intervals import Estimate, difference, estimate
 from egocache.report.options import ABLATION_PARTS as PARTS
 
@@ -205,76 +206,11 @@ def train_runs(cache: str, out: Path, specs: list[RunSpec], seeds: tuple[int, ..
 
 # --- collecting ----------------------------------------------------------------------------------
 
-@dataclass
-class Hits:
-    """Per-segment 0/1 hits of one setting, one column per seed, on the segments of `segment_ids`."""
-
-    segment_ids: np.ndarray
-    hits: np.ndarray          # (S, seeds) on the main head
-    labels: np.ndarray        # (S,) class ids
-    per_class: dict[str, float]   # class -> accuracy averaged over seeds
-
-
-def _segment_hits(arrays: dict[str, np.ndarray], head: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(segment ids, hits, labels) of the labelled segments of a segments.npz."""
-    labels = arrays[f"{head}_label"]
-    known = labels >= 0
-    hits = arrays[f"{head}_score"].argmax(axis=1) == labels
-    return arrays["segment_id"][known], hits[known], labels[known]
-
-
 def collect_hits(out: Path, spec_name: str, seeds: tuple[int, ...], head: str, class_names: list[str]) -> Hits:
-    """The setting's hits over its seeds' runs (CacheError-like EgocacheError when a run has no segments.npz)."""
-    from egocache.student.evaluate import SEGMENTS_FILE, read_segment_predictions
+    """The setting's hits over its seeds' runs, one column per seed, on the same segments."""
+    from egocache.student.evaluate import SEGMENTS_FILE
 
-    cols, ids, labels = [], None, None
-    for seed in seeds:
-        path = run_dir(out, spec_name, seed) / SEGMENTS_FILE
-        if not path.is_file():
-            raise EgocacheError(f"{path}: missing; the run did not finish an evaluation (rerun to resume it)")
-        sid, hit, lab = _segment_hits(read_segment_predictions(path), head)
-        order = np.argsort(sid)
-        sid, hit, lab = sid[order], hit[order], lab[order]
-        if ids is not None and not np.array_equal(ids, sid):
-            raise EgocacheError(f"{path}: evaluated on other segments than seed {seeds[0]}'s run")
-        ids, labels = sid, lab
-        cols.append(hit)
-    hits = np.stack(cols, axis=1)
-    per_class = {class_names[c]: float(hits[labels == c].mean()) for c in np.unique(labels)}
-    return Hits(ids, hits, labels, per_class)
-
-
-def teacher_hits(cache: str, head: str) -> Hits:
-    """The teacher's hits from the cached logits of the validation split (per segment, softmax average)."""
-    from egocache.cache import CacheDataset
-    from egocache.core.metrics import segment_labels, segment_scores
-
-    ds = CacheDataset(cache, split="validation", read_frames=False)
-    everything = ds[list(range(len(ds)))]
-    seg = everything["segment"].numpy()
-    codes, scores = segment_scores(everything["logits"][head].numpy(), seg)
-    _, labels = segment_labels(everything["label"][head].numpy(), seg)
-    ids = np.asarray([ds.segment_ids[c] for c in codes])
-    known = labels >= 0
-    ids, hits, labels = ids[known], (scores.argmax(1) == labels)[known], labels[known]
-    order = np.argsort(ids)
-    names = ds.info.heads[head]
-    return Hits(ids[order], hits[order][:, None], labels[order],
-                {names[c]: float(hits[labels == c].mean()) for c in np.unique(labels)})
-
-
-def _aligned(a: Hits, b: Hits) -> tuple[np.ndarray, np.ndarray]:
-    """Both hit tables on the segments they share (IMU variants skip clips without IMU)."""
-    common, ia, ib = np.intersect1d(a.segment_ids, b.segment_ids, return_indices=True)
-    if len(common) == 0:
-        raise EgocacheError("two settings share no validation segment")
-    return a.hits[ia], b.hits[ib]
-
-
-def motion_subset(h: Hits, motion_ids: set[int], *, inside: bool = True) -> Hits:
-    """The hits of the segments whose label is (or is not) a motion-pair verb."""
-    keep = np.isin(h.labels, sorted(motion_ids)) == inside
-    return Hits(h.segment_ids[keep], h.hits[keep], h.labels[keep], h.per_class)
+    return stack_runs([run_dir(out, spec_name, seed) / SEGMENTS_FILE for seed in seeds], head, class_names)
 
 
 # --- the whole command ---------------------------------------------------------------------------
@@ -406,7 +342,7 @@ def _claims(hits: dict[str, Hits], teacher: Hits, motion_ids: set[int], parts: t
     out: list[Claim] = []
 
     def claim(text: str, a: Hits, b: Hits) -> None:
-        out.append(Claim(text, difference(*_aligned(a, b))))
+        out.append(Claim(text, difference(*aligned(a, b))))
 
     n = frames[0]
     get = {v: hits.get(_canonical(RunSpec(v, n, pretrain="full")).name) for v in VARIANTS}
@@ -425,8 +361,8 @@ def _claims(hits: dict[str, Hits], teacher: Hits, motion_ids: set[int], parts: t
             claim(f"EgoDistill > VisOnly-Distill on the motion pairs (N={n})", m["egodistill"], m["visonly-distill"])
             claim(f"EgoDistill > VisOnly-Distill on the other verbs (N={n})", rest["egodistill"],
                   rest["visonly-distill"])
-            a, b = _aligned(m["egodistill"], m["visonly-distill"])
-            c, d = _aligned(rest["egodistill"], rest["visonly-distill"])
+            a, b = aligned(m["egodistill"], m["visonly-distill"])
+            c, d = aligned(rest["egodistill"], rest["visonly-distill"])
             gain_m, gain_r = a.mean() - b.mean(), c.mean() - d.mean()
             out.append(Claim(f"the IMU gain is larger on the motion pairs ({100 * gain_m:+.1f}) than on the "
                              f"other verbs ({100 * gain_r:+.1f})", _gain_gap(a, b, c, d)))

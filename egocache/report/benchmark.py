@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from egocache.report.hits import Hits, motion_subset, stack_runs, teacher_hits
+from egocache.report.intervals import RESAMPLES, estimate
 from egocache.report.options import BenchmarkOptions
 from egocache.report.measure import (latency_ms, student_cost, student_inputs, teacher_cost,
                                         teacher_inputs)
@@ -28,6 +30,7 @@ from egocache.core.files import write_text_atomic
 from egocache.errors import EgocacheError
 from egocache.pipeline.sampling import clip_seconds
 from egocache.pipeline.teachers import create_teacher
+from egocache.student.evaluate import SEGMENTS_FILE
 from egocache.student.models import Student, build_student
 
 PAPER_TABLE3 = {  # EgoDistill paper, Table 3 (A40 GPU, batch 32): GFLOPs, runtime ms, params M
@@ -62,8 +65,23 @@ def load_student(run: Path) -> tuple[Student, dict[str, Any]]:
     return student, json.loads((run / "metrics.json").read_text())
 
 
+def accuracy_intervals(hits: Hits, motion_ids: set[int]) -> dict[str, tuple[float, float]]:
+    """95 % bootstrap intervals over the validation segments of top-1 and of motion-pair top-1."""
+    found = {"top1": estimate(hits.hits).segments}
+    pairs = motion_subset(hits, motion_ids)
+    if motion_ids and len(pairs.hits):
+        found["motion_pairs_top1"] = estimate(pairs.hits).segments
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _motion_ids(names: list[str], motion_verbs: list[str] | None) -> set[int]:
+    """Class ids of the motion-pair verbs among a head's class names."""
+    return {i for i, n in enumerate(names) if n in set(motion_verbs or ())}
+
+
 def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *, frame_size: int,
-                 device: torch.device, batch: int, repeats: int, latency: bool) -> ModelResult:
+                 device: torch.device, batch: int, repeats: int, latency: bool,
+                 intervals: dict[str, tuple[float, float]] | None = None) -> ModelResult:
     """Cost, latency and accuracy of one student."""
     gflops, params_m = student_cost(student, frame_size)
     ms = None
@@ -80,7 +98,8 @@ def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *,
         main = metrics.get("main_head")
         per_class = metrics.get("heads", {}).get(main, {}).get("per_class_acc", {}) if main else {}
     return ModelResult(name=name, variant=student.spec.name, frames=student.frames, gflops=gflops,
-                       params_m=params_m, latency_ms=ms, accuracy=acc, per_class=per_class)
+                       params_m=params_m, latency_ms=ms, accuracy=acc, per_class=per_class,
+                       intervals=intervals or {})
 
 
 def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any]:
@@ -97,7 +116,8 @@ def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any
 
 
 def teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metrics: dict[str, Any] | None, *,
-                device: torch.device | None, batch: int, repeats: int, latency: bool) -> ModelResult:
+                device: torch.device | None, batch: int, repeats: int, latency: bool,
+                intervals: dict[str, tuple[float, float]] | None = None) -> ModelResult:
     """Cost (counted on the meta device), latency (random weights, same arithmetic) and accuracy.
 
     `teacher` holds the registry name, architecture `config`, `num_frames`, `img_size` and `bgr`,
@@ -119,7 +139,7 @@ def teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metri
                "mean_class": metrics.get("mean_class_acc")}
         per_class = metrics["heads"][metrics["main_head"]]["per_class_acc"]
     return ModelResult(name=name, variant="teacher", frames=None, gflops=gflops, params_m=params_m,
-                       latency_ms=ms, accuracy=acc, per_class=per_class)
+                       latency_ms=ms, accuracy=acc, per_class=per_class, intervals=intervals or {})
 
 
 def per_class_gain(rows: list[ModelResult], frames: int) -> dict[str, float]:
@@ -166,23 +186,38 @@ def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", bat
     motion = info.source.get("motion_pair_verbs")
     t_metrics = teacher_metrics(cache, motion) if "validation" in info.splits else None
     heads = {h: len(names) for h, names in info.heads.items()}
+    t_intervals = None
+    if t_metrics is not None:
+        main = t_metrics["main_head"]
+        t_intervals = accuracy_intervals(teacher_hits(cache, main), _motion_ids(info.heads[main], motion))
     rows = [teacher_row(info.teacher["name"], info.teacher, heads, t_metrics, device=dev, batch=batch,
-                         repeats=repeats, latency=latency)]
+                         repeats=repeats, latency=latency, intervals=t_intervals)]
     run_dirs = find_runs(Path(runs))
     if not run_dirs:
         raise EgocacheError(f"{runs}: no finished student run (a folder with metrics.json and best.pt/last.pt)")
     frame_size = int(info.sampling["frame_size"])
+    without_segments = []
     for run in run_dirs:
         student, metrics = load_student(run)
+        main = metrics.get("main_head")
+        intervals = None
+        if main and (run / SEGMENTS_FILE).is_file():
+            hits = stack_runs([run / SEGMENTS_FILE], main, info.heads[main])
+            intervals = accuracy_intervals(hits, _motion_ids(info.heads[main], motion))
+        else:
+            without_segments.append(run.name)
         rows.append(_student_row(str(run.relative_to(runs)) if run != Path(runs) else run.name, student,
                                  metrics, frame_size=frame_size, device=dev, batch=batch, repeats=repeats,
-                                 latency=latency))
+                                 latency=latency, intervals=intervals))
     rows.sort(key=lambda r: (r.variant != "teacher", r.variant, r.frames or 0))
     notes = [f"accuracy: per-segment top-1 on the validation split (clip predictions averaged), "
              f"motion pairs: {', '.join(motion) if motion else 'not declared by the cache'}",
              f"latency: median of {repeats} batches of {batch} after warm-up on {dev}; the teacher's from "
              f"its preprocessed input, students' from uint8 frames and IMU",
-             f"50-min video: {50 * 60 / clip_seconds():.0f} consecutive {clip_seconds():.2f}-s clips at that latency"]
+             f"50-min video: {50 * 60 / clip_seconds():.0f} consecutive {clip_seconds():.2f}-s clips at that latency",
+             f"[low, high]: 95 % percentile bootstrap over the validation segments ({RESAMPLES} resamples)"
+             + (f"; none for runs without {SEGMENTS_FILE}: {', '.join(without_segments)}" if without_segments
+                else "")]
     return _write(rows, Path(out), title=f"egocache benchmark: {cache}", notes=notes,
                   facts={"cache": cache, "runs": runs, "device": str(dev), "batch": batch,
                          "frame_size": frame_size})

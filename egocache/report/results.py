@@ -25,6 +25,7 @@ class ModelResult:
     latency_ms: float | None       # per clip at the benchmark batch size, median of repeats
     accuracy: dict[str, float | None] = field(default_factory=dict)  # top1, motion_pairs_top1, ...
     per_class: dict[str, float] = field(default_factory=dict)        # verb class name -> accuracy
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # accuracy key -> 95 % interval
 
     def video_seconds(self, clip_seconds: float) -> float | None:
         """Seconds to process a 50-minute video clip by clip (non-overlapping clips)."""
@@ -37,6 +38,14 @@ def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _percent(r: ModelResult, key: str) -> str:
+    """'64.6 [61.2, 68.3]': an accuracy in percent with its interval where the row has one."""
+    value, ci = r.accuracy.get(key), r.intervals.get(key)
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
 def markdown_table(rows: Sequence[ModelResult], *, clip_seconds: float) -> str:
     """The report's main table: one row per model, ratios against the teacher."""
     teacher = next((r for r in rows if r.variant == "teacher"), None)
@@ -45,25 +54,27 @@ def markdown_table(rows: Sequence[ModelResult], *, clip_seconds: float) -> str:
     lines = [head, "|" + "---|" * 10]
     for r in rows:
         ratio = teacher.gflops / r.gflops if teacher and r.gflops > 0 else None
-        top1, pairs = r.accuracy.get("top1"), r.accuracy.get("motion_pairs_top1")
         lines.append(
             f"| {r.name} | {r.variant} | {r.frames or '–'} | {r.gflops:.3f} | {_fmt(ratio, '.1f')} "
             f"| {r.params_m:.2f} | {_fmt(r.latency_ms, '.2f')} | {_fmt(r.video_seconds(clip_seconds), '.1f')} "
-            f"| {_fmt(None if top1 is None else 100 * top1, '.1f')} "
-            f"| {_fmt(None if pairs is None else 100 * pairs, '.1f')} |")
+            f"| {_percent(r, 'top1')} | {_percent(r, 'motion_pairs_top1')} |")
     return "\n".join(lines)
 
 
 def write_csv(rows: Sequence[ModelResult], path: Path) -> Path:
-    """results.csv: the table's numbers, one row per model, accuracy keys flattened."""
+    """results.csv: the table's numbers, one row per model, accuracy keys flattened (interval bounds as
+    KEY_low / KEY_high)."""
     keys = sorted({k for r in rows for k in r.accuracy})
+    bounds = sorted({k for r in rows for k in r.intervals})
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(["name", "variant", "frames", "gflops", "params_m", "latency_ms", *keys])
+    writer.writerow(["name", "variant", "frames", "gflops", "params_m", "latency_ms", *keys,
+                     *[f"{k}_{end}" for k in bounds for end in ("low", "high")]])
     for r in rows:
         writer.writerow([r.name, r.variant, r.frames if r.frames is not None else "", f"{r.gflops:.6g}",
                          f"{r.params_m:.6g}", "" if r.latency_ms is None else f"{r.latency_ms:.6g}",
-                         *["" if r.accuracy.get(k) is None else f"{r.accuracy[k]:.6g}" for k in keys]])
+                         *["" if r.accuracy.get(k) is None else f"{r.accuracy[k]:.6g}" for k in keys],
+                         *["" if k not in r.intervals else f"{r.intervals[k][i]:.6g}" for k in bounds for i in (0, 1)]])
     return write_text_atomic(path, text.getvalue())
 
 
