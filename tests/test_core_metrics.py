@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from egocache.core.metrics import Predictions, evaluate_predictions, head_metrics, per_class_accuracy
+from egocache.core.metrics import Predictions, calibration, evaluate_predictions, head_metrics, per_class_accuracy
 
 
 def test_head_metrics_per_segment_per_class_and_motion_pairs():
@@ -42,3 +42,26 @@ def test_motion_verbs_must_be_pairs_of_classes():
         evaluate_predictions(pred, {"verb": ["a", "b", "c"]}, motion_verbs=["a", "b", "c"])
     m = evaluate_predictions(pred, {"verb": ["a", "b", "c"]}, motion_verbs=["a", "b"])
     assert m["motion_pairs_top1_acc"] == 1.0 and m["motion_pairs_within_acc"] == 1.0
+
+
+def test_calibration_ece_nll_brier_by_hand():
+    # four segments, two classes: confidences 0.9 (right), 0.9 (wrong), 0.6 (right), 0.55 (right)
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.55, 0.45]])
+    labels = np.array([0, 1, 1, 0])
+    c = calibration(probs, labels)
+    # bins of 1/15: 0.9 -> bin 13, 0.6 -> bin 8, 0.55 -> bin 8; |1/2 - 0.9| * 2/4 + |1 - 0.575| * 2/4
+    assert c["ece"] == pytest.approx(0.4 * 0.5 + 0.425 * 0.5)
+    assert c["nll"] == pytest.approx(-np.mean(np.log([0.9, 0.1, 0.6, 0.55])))
+    assert c["brier"] == pytest.approx(np.mean([2 * 0.1 ** 2, 2 * 0.9 ** 2, 2 * 0.4 ** 2, 2 * 0.45 ** 2]))
+    assert c["reliability"] == [[pytest.approx(0.575), 1.0, 2], [pytest.approx(0.9), 0.5, 2]]
+    assert calibration(np.eye(3), np.arange(3))["ece"] == pytest.approx(0.0)
+    assert calibration(np.zeros((0, 2)), np.zeros(0, np.int64))["ece"] is None
+
+
+def test_every_evaluation_reports_calibration_on_the_segment_probabilities():
+    logits = np.log(np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.55, 0.45]], dtype=np.float32))
+    pred = Predictions({"verb": logits}, {"verb": np.array([0, 1, 1, 0])}, np.arange(4))
+    for average in ("softmax", "logits"):
+        m = evaluate_predictions(pred, {"verb": ["a", "b"]}, average=average)
+        assert m["ece"] == pytest.approx(0.4125, rel=1e-5) and m["heads"]["verb"]["calibration"]["bins"] == 15
+        assert m["brier"] == pytest.approx(m["heads"]["verb"]["calibration"]["brier"])

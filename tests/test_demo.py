@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from egocache.cli import main
 from egocache.demo import DemoConfig, run_demo, student_plan
 
-REPORT_FILES = ("report.md", "report.json", "results.csv", "accuracy_vs_gflops.png", "per_class_gain_n1.png")
+REPORT_FILES = ("report.md", "report.json", "results.csv", "accuracy_vs_gflops.png", "per_class_gain_n1.png",
+                "reliability.png")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,7 @@ def test_the_table_has_segment_bootstrap_intervals(quick_demo: tuple[Path, str])
     out, _ = quick_demo
     rows = {r["name"]: r for r in json.loads((out / "report" / "report.json").read_text())["models"]}
     for row in rows.values():
+        assert 0 <= row["accuracy"]["ece"] <= 1 and row["accuracy"]["nll"] > 0 and row["reliability"], row["name"]
         low, high = row["intervals"]["top1"]
         assert low <= row["accuracy"]["top1"] <= high and low < high, row["name"]
     seg = read_segment_predictions(out / "runs" / "egodistill-n1" / "segments.npz")

@@ -7,6 +7,10 @@ label is -1 (unknown) do not count for that head. Per-class accuracy is the frac
 segments predicted right; `mean_class_acc` averages it over the classes present. When motion-pair
 verbs are given (pair by pair: a, b, c, d, ...), the same top-1 is also reported on their segments
 alone, and `motion_pairs_within_acc` asks only whether the true verb scores above its partner.
+Calibration, per head on the segments' probabilities (the averaged softmax, or the softmax of the averaged
+logits): expected calibration error over CALIBRATION_BINS equal-width confidence bins (Guo et al. 2017;
+15 bins as in Radevski et al. 2023), negative log-likelihood and the multi-class Brier score, with the
+bins' (confidence, accuracy, segments) for a reliability diagram.
 
 `train-teacher` (on its validation clips), `test-teacher` (the centre clip and the multi-view test),
 `train-student` (every epoch) and `egocache benchmark` (the teacher's cached logits) all call
@@ -20,6 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+CALIBRATION_BINS = 15
 
 @dataclass
 class Predictions:
@@ -41,6 +46,12 @@ class Predictions:
                            segments=np.concatenate([p.segments for p in parts]))
 
 
+def _softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (n, C) scores, stable for large logits."""
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def segment_scores(logits: np.ndarray, segments: np.ndarray, *, average: str = "softmax"
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Average clip scores per segment -> (segment codes sorted, (S, C) mean softmax or mean logits)."""
@@ -48,8 +59,7 @@ def segment_scores(logits: np.ndarray, segments: np.ndarray, *, average: str = "
         raise ValueError(f"logits {logits.shape} and segments {segments.shape} do not match")
     x = logits.astype(np.float64)
     if average == "softmax":
-        x = np.exp(x - x.max(axis=1, keepdims=True))
-        x /= x.sum(axis=1, keepdims=True)
+        x = _softmax(x)
     elif average != "logits":
         raise ValueError(f"average must be 'softmax' or 'logits', got {average!r}")
     codes, inverse = np.unique(segments, return_inverse=True)
@@ -78,6 +88,31 @@ def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, num_classes: int) -
         return np.where(total > 0, hits / np.maximum(total, 1), np.nan)
 
 
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """ECE, NLL and Brier of (n, C) probabilities against labels, and the reliability diagram's bins.
+
+    ECE = sum over bins of (bin share) x |accuracy - mean confidence|, confidence = the top probability,
+    bins (k/B, (k+1)/B] (the first one includes 0).
+    """
+    if not len(labels):
+        return {"ece": None, "nll": None, "brier": None, "bins": bins, "reliability": []}
+    conf, pred = probs.max(axis=1), probs.argmax(axis=1)
+    hit = (pred == labels).astype(np.float64)
+    which = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    conf_sum = np.bincount(which, weights=conf, minlength=bins)
+    hit_sum = np.bincount(which, weights=hit, minlength=bins)
+    used = count > 0
+    ece = float(np.abs(hit_sum[used] - conf_sum[used]).sum() / len(labels))
+    truth = probs[np.arange(len(labels)), labels]
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(len(labels)), labels] = 1.0
+    return {"ece": ece, "nll": float(-np.log(np.maximum(truth, 1e-12)).mean()),
+            "brier": float(((probs - onehot) ** 2).sum(axis=1).mean()), "bins": bins,
+            "reliability": [[float(conf_sum[k] / count[k]), float(hit_sum[k] / count[k]), int(count[k])]
+                            for k in np.flatnonzero(used)]}
+
+
 def head_metrics(logits: np.ndarray, labels: np.ndarray, segments: np.ndarray, class_names: list[str],
                  *, average: str = "softmax", motion_pairs: Iterable[tuple[int, int]] | None = None
                  ) -> dict[str, Any]:
@@ -98,6 +133,8 @@ def head_metrics(logits: np.ndarray, labels: np.ndarray, segments: np.ndarray, c
     present = ~np.isnan(per_class)
     out["mean_class_acc"] = float(per_class[present].mean()) if present.any() else None
     out["per_class_acc"] = {class_names[c]: float(per_class[c]) for c in np.flatnonzero(present)}
+    probs = scores if average == "softmax" else _softmax(scores)
+    out["calibration"] = calibration(probs[known], seg_labels[known])
     if motion_pairs is not None:
         partner = {a: b for a, b in motion_pairs} | {b: a for a, b in motion_pairs}
         motion = known & np.isin(seg_labels, np.asarray(sorted(partner), dtype=np.int64))
@@ -133,7 +170,8 @@ def evaluate_predictions(pred: Predictions, class_names: dict[str, list[str]], *
                                    average=average, motion_pairs=motion)
     main = motion_head if motion_head in heads else next(iter(heads))
     out: dict[str, Any] = {"averaging": average, "main_head": main, "top1_acc": heads[main]["top1_acc"],
-                           "mean_class_acc": heads[main]["mean_class_acc"], "heads": heads}
+                           "mean_class_acc": heads[main]["mean_class_acc"],
+                           **{k: heads[main]["calibration"][k] for k in ("ece", "nll", "brier")}, "heads": heads}
     for key in ("motion_pairs_top1_acc", "motion_pairs_within_acc"):
         if key in heads[main]:
             out[key] = heads[main][key]

@@ -23,7 +23,7 @@ from egocache.report.intervals import RESAMPLES, estimate
 from egocache.report.options import BenchmarkOptions
 from egocache.report.measure import (latency_ms, student_cost, student_inputs, teacher_cost,
                                         teacher_inputs)
-from egocache.report.plots import plot_accuracy_vs_gflops, plot_per_class_gain
+from egocache.report.plots import plot_accuracy_vs_gflops, plot_per_class_gain, plot_reliability
 from egocache.report.results import ModelResult, markdown_table, write_csv, write_json
 from egocache.core.device import resolve_device
 from egocache.core.files import write_text_atomic
@@ -65,6 +65,16 @@ def load_student(run: Path) -> tuple[Student, dict[str, Any]]:
     return student, json.loads((run / "metrics.json").read_text())
 
 
+def _accuracy(metrics: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, float], list[list[float]]]:
+    """(accuracy and calibration figures, per-class accuracy, reliability bins) of the main head of an
+    evaluation (core/metrics.evaluate_predictions); metrics of runs from before calibration lack those."""
+    main = metrics.get("main_head")
+    head = metrics.get("heads", {}).get(main, {}) if main else {}
+    acc = {"top1": metrics.get("top1_acc"), "motion_pairs_top1": metrics.get("motion_pairs_top1_acc"),
+           "mean_class": metrics.get("mean_class_acc"), **{k: metrics.get(k) for k in ("ece", "nll", "brier")}}
+    return acc, head.get("per_class_acc", {}), head.get("calibration", {}).get("reliability", [])
+
+
 def accuracy_intervals(hits: Hits, motion_ids: set[int]) -> dict[str, tuple[float, float]]:
     """95 % bootstrap intervals over the validation segments of top-1 and of motion-pair top-1."""
     found = {"top1": estimate(hits.hits).segments}
@@ -92,14 +102,12 @@ def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *,
         student.to("cpu")
     acc: dict[str, float | None] = {}
     per_class: dict[str, float] = {}
+    reliability: list[list[float]] = []
     if metrics is not None:
-        acc = {"top1": metrics.get("top1_acc"), "motion_pairs_top1": metrics.get("motion_pairs_top1_acc"),
-               "mean_class": metrics.get("mean_class_acc")}
-        main = metrics.get("main_head")
-        per_class = metrics.get("heads", {}).get(main, {}).get("per_class_acc", {}) if main else {}
+        acc, per_class, reliability = _accuracy(metrics)
     return ModelResult(name=name, variant=student.spec.name, frames=student.frames, gflops=gflops,
                        params_m=params_m, latency_ms=ms, accuracy=acc, per_class=per_class,
-                       intervals=intervals or {})
+                       intervals=intervals or {}, reliability=reliability)
 
 
 def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any]:
@@ -134,12 +142,12 @@ def teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metri
         ms = latency_ms(lambda: model(x), batch=batch, device=device, repeats=repeats)
     acc: dict[str, float | None] = {}
     per_class: dict[str, float] = {}
+    reliability: list[list[float]] = []
     if metrics is not None:
-        acc = {"top1": metrics["top1_acc"], "motion_pairs_top1": metrics.get("motion_pairs_top1_acc"),
-               "mean_class": metrics.get("mean_class_acc")}
-        per_class = metrics["heads"][metrics["main_head"]]["per_class_acc"]
+        acc, per_class, reliability = _accuracy(metrics)
     return ModelResult(name=name, variant="teacher", frames=None, gflops=gflops, params_m=params_m,
-                       latency_ms=ms, accuracy=acc, per_class=per_class, intervals=intervals or {})
+                       latency_ms=ms, accuracy=acc, per_class=per_class, intervals=intervals or {},
+                       reliability=reliability)
 
 
 def per_class_gain(rows: list[ModelResult], frames: int) -> dict[str, float]:
@@ -158,6 +166,8 @@ def _write(rows: list[ModelResult], out: Path, *, title: str, notes: list[str], 
     files = {"json": write_json(rows, out / "report.json", **facts), "csv": write_csv(rows, out / "results.csv")}
     if any(r.accuracy.get("top1") is not None for r in rows):
         files["accuracy_vs_gflops"] = plot_accuracy_vs_gflops(rows, out / "accuracy_vs_gflops.png")
+    if any(r.reliability for r in rows):
+        files["reliability"] = plot_reliability(rows, out / "reliability.png")
     frames = sorted({r.frames for r in rows if r.frames})
     for n in frames:
         gains = per_class_gain(rows, n)

@@ -59,3 +59,28 @@ def plot_per_class_gain(gains: dict[str, float], out: Path, *, title: str) -> Pa
     write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
     return out
+
+
+def plot_reliability(rows: Sequence[ModelResult], out: Path) -> Path:
+    """Reliability diagram: per confidence bin, accuracy against mean confidence, one line per model, the
+    diagonal for perfect calibration; each model's ECE in its label."""
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfectly calibrated")
+    for r in rows:
+        if not r.reliability:
+            continue
+        conf, acc, count = zip(*r.reliability)
+        ece = r.accuracy.get("ece")
+        ax.plot(conf, acc, marker=_MARKERS.get(r.variant, "x"), markersize=4,
+                label=f"{r.name} (ECE {100 * ece:.1f})" if ece is not None else r.name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability, per segment)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability (main head, validation segments)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=120))
+    plt.close(fig)
+    return out

@@ -26,6 +26,7 @@ class ModelResult:
     accuracy: dict[str, float | None] = field(default_factory=dict)  # top1, motion_pairs_top1, ...
     per_class: dict[str, float] = field(default_factory=dict)        # verb class name -> accuracy
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # accuracy key -> 95 % interval
+    reliability: list[list[float]] = field(default_factory=list)  # main head's [confidence, accuracy, n] bins
 
     def video_seconds(self, clip_seconds: float) -> float | None:
         """Seconds to process a 50-minute video clip by clip (non-overlapping clips)."""
@@ -50,14 +51,14 @@ def markdown_table(rows: Sequence[ModelResult], *, clip_seconds: float) -> str:
     """The report's main table: one row per model, ratios against the teacher."""
     teacher = next((r for r in rows if r.variant == "teacher"), None)
     head = ("| model | variant | N | GFLOPs | × fewer than teacher | params (M) | latency (ms/clip) "
-            "| 50-min video (s) | top-1 (%) | motion-pair top-1 (%) |")
-    lines = [head, "|" + "---|" * 10]
+            "| 50-min video (s) | top-1 (%) | motion-pair top-1 (%) | ECE (%) |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         ratio = teacher.gflops / r.gflops if teacher and r.gflops > 0 else None
         lines.append(
             f"| {r.name} | {r.variant} | {r.frames or '–'} | {r.gflops:.3f} | {_fmt(ratio, '.1f')} "
             f"| {r.params_m:.2f} | {_fmt(r.latency_ms, '.2f')} | {_fmt(r.video_seconds(clip_seconds), '.1f')} "
-            f"| {_percent(r, 'top1')} | {_percent(r, 'motion_pairs_top1')} |")
+            f"| {_percent(r, 'top1')} | {_percent(r, 'motion_pairs_top1')} | {_percent(r, 'ece')} |")
     return "\n".join(lines)
 
 

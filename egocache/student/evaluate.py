@@ -36,6 +36,8 @@ def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
         row[f"loss_{name}"] = value
     for head, values in metrics.get("heads", {}).items():
         row.update({f"{head}_{k}": v for k, v in values.items() if not isinstance(v, (dict, list))})
+        row.update({f"{head}_{k}": v for k, v in values.get("calibration", {}).items()
+                    if k in ("ece", "nll", "brier")})
     return row
 
 
