@@ -68,14 +68,19 @@ def main() -> None:
 @main.command("teachers")
 @click.option("--stats", is_flag=True,
               help="Also count parameters and GFLOPs per clip (1 MAC = 1 FLOP, measured on the meta device).")
+@click.option("--teacher", "extra", multiple=True, metavar="SPEC.json",
+              help="Also describe this external teacher (a spec file; repeatable); with it, only these are listed.")
 @json_flag
 @library_errors
-def teachers_command(stats: bool, as_json: bool) -> None:
-    """List the registered teachers: clip shape, channel order, heads; with --stats, params and GFLOPs."""
+def teachers_command(stats: bool, extra: tuple[str, ...], as_json: bool) -> None:
+    """List the registered teachers: clip shape, channel order, heads; with --stats, params and GFLOPs.
+
+    torchvision's video models (mvit-v2-s, r2plus1d-18, s3d, swin3d-t) are listed where torchvision imports.
+    """
     from egocache.pipeline.teachers import list_teachers, teacher_spec, teacher_stats
 
     rows = []
-    for name in list_teachers():
+    for name in extra or list_teachers():
         spec = teacher_spec(name)
         row = {"name": name, "tag": spec.tag, "num_frames": spec.num_frames,
                "frame_stride": spec.frame_stride, "img_size": spec.img_size, "bgr": spec.bgr,

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import sys
 
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from torch import nn
 
 from egocache.cli import main
 from egocache.errors import CheckpointError, EgocacheError
 from egocache.pipeline import teachers
+from egocache.pipeline.teachers import tvvideo
 from egocache.pipeline.teachers import (checkpoint_sha256, create_teacher, list_teachers, load_teacher_checkpoint,
                                         save_teacher_checkpoint, teacher_spec, teacher_stats)
 from egocache.pipeline.teachers.mformer import (BASE_SPEC, TINY_CONFIG, MotionFormer, TrajectoryAttention,
@@ -44,7 +48,10 @@ def test_every_registered_teacher_builds_with_a_consistent_spec(name):
     assert spec == teacher_spec(name)
     assert spec.name == name and not model.training
     assert spec.config["num_frames"] == spec.num_frames and spec.config["img_size"] == spec.img_size
-    assert model.pre_logits.fc.out_features == spec.feature_dim
+    with torch.device("meta"):
+        feats, logits = model(torch.empty(1, 3, spec.num_frames, spec.img_size, spec.img_size))
+    assert feats.shape == (1, spec.feature_dim)
+    assert {h: v.shape for h, v in logits.items()} == {h: (1, c) for h, c in spec.heads.items()}
     assert json.loads(json.dumps(spec.to_dict()))["heads"] == spec.heads
 
 
@@ -73,6 +80,77 @@ def test_overrides_are_type_checked_and_unknown_keys_raise():
     spec = teacher_spec("mformer-tiny", depth=3, mlp_ratio=2, mean=[0.4, 0.4, 0.4], heads={"a": 5})
     assert spec.config["depth"] == 3 and spec.config["mlp_ratio"] == 2.0
     assert spec.mean == (0.4, 0.4, 0.4) and spec.heads == {"a": 5}
+
+
+def test_torchvision_teachers_are_absent_here_and_asking_for_one_is_one_line():
+    assert not tvvideo.available()                   # torchvision does not import on this machine
+    assert not set(tvvideo.ARCHS) & set(list_teachers())
+    with pytest.raises(EgocacheError, match="torchvision is not importable here"):
+        create_teacher("mvit-v2-s")
+    result = CliRunner().invoke(main, ["teachers", "--teacher", "s3d"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == ("Error: teacher 's3d' is one of torchvision's video models, and torchvision "
+                                     "is not importable here")
+
+
+class _FakeVideoModel(nn.Module):
+    """Stands in for a torchvision video model: the classifier attribute its forward ends with."""
+
+    def __init__(self, arch: str) -> None:
+        super().__init__()
+        a = tvvideo.ARCHS[arch]
+        self.classifier_name = a.classifier
+        self.stem = nn.Conv3d(3, a.feature_dim, 1)
+        setattr(self, a.classifier, nn.Linear(a.feature_dim, 400))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, self.classifier_name)(self.stem(x).mean(dim=(2, 3, 4)))
+
+
+@pytest.mark.parametrize("arch", sorted(tvvideo.ARCHS))
+def test_torchvision_wrapping_replaces_the_classifier_with_new_heads(arch, monkeypatch):
+    """Our wiring only (torchvision itself is not importable here): builder called with weights=None,
+    classifier replaced by Identity, features of the documented size, one Linear per dataset head."""
+    import types
+
+    calls = []
+
+    def builder(*, weights=None):
+        calls.append(weights)
+        return _FakeVideoModel(arch)
+
+    video = types.ModuleType("torchvision.models.video")
+    setattr(video, tvvideo.ARCHS[arch].builder, builder)
+    models = types.ModuleType("torchvision.models")
+    models.video = video
+    package = types.ModuleType("torchvision")
+    package.models = models
+    for name, mod in (("torchvision", package), ("torchvision.models", models), ("torchvision.models.video", video)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    assert tvvideo.available()
+    spec, cfg = tvvideo.default_spec(arch)
+    spec = dataclasses.replace(spec, heads={"verb": 9, "noun": 12})
+    model = tvvideo.TorchvisionVideo(spec)
+    assert calls == [None] and isinstance(getattr(model.backbone, tvvideo.ARCHS[arch].classifier), nn.Identity)
+    x = torch.zeros(2, 3, 2, 8, 8)
+    with pytest.raises(ValueError, match="expected input"):
+        model(x)
+    small = dataclasses.replace(spec, num_frames=2, img_size=8)
+    object.__setattr__(model, "spec", small)
+    feats, logits = model(x)
+    assert feats.shape == (2, spec.feature_dim) and {h: v.shape[1] for h, v in logits.items()} == {"verb": 9, "noun": 12}
+    assert tvvideo.heads_from_state(model.state_dict(), {}) == {"verb": 9, "noun": 12}
+    assert spec.bgr is False and spec.config == dataclasses.asdict(cfg)
+
+
+def test_torchvision_geometry_facts_and_checks():
+    assert tvvideo.default_spec("r2plus1d-18")[0].mean == tvvideo.KINETICS_MEAN
+    assert tvvideo.default_spec("swin3d-t")[0].std == tvvideo.IMAGENET_STD
+    assert (tvvideo.default_spec("mvit-v2-s")[0].num_frames, tvvideo.default_spec("s3d")[0].feature_dim) == (16, 1024)
+    with pytest.raises(EgocacheError, match="exactly 16 frames at 224 px"):
+        tvvideo.TorchvisionConfig(arch="mvit-v2-s", num_frames=8, img_size=224).check()
+    with pytest.raises(EgocacheError, match="img_size=112 is below its minimum 224"):
+        tvvideo.TorchvisionConfig(arch="s3d", num_frames=16, img_size=112).check()
 
 
 # --- model ----------------------------------------------------------------------------------------------

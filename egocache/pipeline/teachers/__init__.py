@@ -10,10 +10,17 @@ sizes and channel order, and the classifier weights give the class counts (named
 registered heads when their number matches). The weights then load strictly (every key and shape).
 Overrides name architecture fields (e.g. depth, embed_dim, use_original_code) or the input
 settings frame_stride, bgr, mean, std; unknown keys and wrong types raise EgocacheError.
+
+A name ending in .json is a teacher spec file instead (external.py: a torch.export or TorchScript
+file, or a module:factory entry point, with its clip geometry, normalisation, heads and feature size);
+the same functions build, describe and measure it, and only the input settings can be overridden.
+torchvision's video models (tvvideo.py) are registered where torchvision imports; elsewhere asking
+for one is a one-line error saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import typing
@@ -23,15 +30,17 @@ from typing import Any, Callable
 import torch
 
 from egocache.errors import CheckpointError, EgocacheError
-from egocache.pipeline.teachers import mformer
+from egocache.pipeline.teachers import external, mformer, tvvideo
 from egocache.pipeline.teachers.base import Teacher, TeacherSpec
 from egocache.pipeline.teachers.checkpoint import (checkpoint_sha256, load_state_strict,
                                                    load_teacher_checkpoint, read_teacher_checkpoint,
                                                    save_teacher_checkpoint, state_from_checkpoint)
 
-__all__ = ["Teacher", "TeacherSpec", "checkpoint_sha256", "create_teacher", "list_teachers",
+__all__ = ["Teacher", "TeacherSpec", "checkpoint_sha256", "create_teacher", "is_spec_file", "list_teachers",
            "load_teacher_checkpoint", "read_teacher_checkpoint", "register_teacher",
-           "save_teacher_checkpoint", "teacher_spec", "teacher_stats"]
+           "save_teacher_checkpoint", "teacher_reference", "teacher_spec", "teacher_stats"]
+
+is_spec_file = external.is_spec_file
 
 SPEC_OVERRIDES = ("frame_stride", "bgr", "mean", "std")
 
@@ -66,10 +75,19 @@ def list_teachers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def teacher_reference(name: str) -> str:
+    """`name` as every process can resolve it: a spec file's absolute path, a registered name as is."""
+    return os.path.abspath(name) if is_spec_file(name) else name
+
+
 def _entry(name: str) -> _Entry:
     """The registry entry for `name`, or an error listing the known names."""
     if name not in _REGISTRY:
-        raise EgocacheError(f"unknown teacher {name!r}; known: {', '.join(list_teachers())}")
+        if name in tvvideo.ARCHS:
+            raise EgocacheError(f"teacher {name!r} is one of torchvision's video models, and torchvision is "
+                                "not importable here")
+        raise EgocacheError(f"unknown teacher {name!r}; known: {', '.join(list_teachers())}, or a teacher "
+                            "spec file (SPEC.json)")
     return _REGISTRY[name]
 
 
@@ -79,7 +97,9 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
     ok, out = False, value
-    if hint is bool:
+    if hint is str:
+        ok = isinstance(value, str)
+    elif hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -114,6 +134,9 @@ def _resolve(name: str, heads: dict[str, int] | None, overrides: dict[str, Any])
         raise EgocacheError(f"teacher {name}: unknown override(s) {', '.join(unknown)}; allowed: "
                             f"{', '.join(sorted(cfg_hints) + list(SPEC_OVERRIDES))}")
     cfg_over = {k: _coerce(name, k, v, cfg_hints[k]) for k, v in overrides.items() if k in cfg_hints}
+    fixed = sorted(k for k, v in cfg_over.items() if cfg_hints[k] is str and v != getattr(entry.config, k))
+    if fixed:
+        raise EgocacheError(f"teacher {name}: {', '.join(fixed)} is fixed by the registered teacher")
     spec_over = {k: _coerce(name, k, v, spec_hints[k]) for k, v in overrides.items()
                  if k in SPEC_OVERRIDES}
     cfg = dataclasses.replace(entry.config, **cfg_over)
@@ -124,8 +147,24 @@ def _resolve(name: str, heads: dict[str, int] | None, overrides: dict[str, Any])
         config=dataclasses.asdict(cfg))
 
 
+def _external_spec(path: str, heads: dict[str, int] | None, overrides: dict[str, Any]) -> TeacherSpec:
+    """The spec of the spec file `path` with the input-setting `overrides`; `heads`, if given, must be its own."""
+    spec = external.read_spec_file(path)
+    unknown = sorted(set(overrides) - set(SPEC_OVERRIDES))
+    if unknown:
+        raise EgocacheError(f"{path}: unknown override(s) {', '.join(unknown)}; an external teacher allows "
+                            f"{', '.join(SPEC_OVERRIDES)}")
+    hints = typing.get_type_hints(TeacherSpec)
+    spec = dataclasses.replace(spec, **{k: _coerce(path, k, v, hints[k]) for k, v in overrides.items()})
+    if heads is not None and _check_heads(path, heads) != spec.heads:
+        raise EgocacheError(f"{path}: the model's heads {spec.heads} are fixed; {heads} were asked for")
+    return spec
+
+
 def teacher_spec(name: str, *, heads: dict[str, int] | None = None, **overrides: Any) -> TeacherSpec:
     """The TeacherSpec `create_teacher` would give, without building the model."""
+    if is_spec_file(name):
+        return _external_spec(name, heads, overrides)
     return _resolve(name, heads, overrides)
 
 
@@ -151,6 +190,11 @@ def create_teacher(name: str, *, checkpoint: str | os.PathLike[str] | None = Non
     Settings come from the registered defaults, then the checkpoint, then `heads`/`overrides`.
     Build under `with torch.device("meta"):` to inspect shapes without allocating memory.
     """
+    if is_spec_file(name):
+        if checkpoint is not None:
+            raise EgocacheError(f"{name}: an external teacher carries its own weights; the checkpoint "
+                                f"{checkpoint} cannot be loaded into it")
+        return external.create_external(_external_spec(name, heads, overrides), name)
     state = None
     if checkpoint is not None:
         source = str(checkpoint)
@@ -170,13 +214,15 @@ def teacher_stats(name: str, **overrides: Any) -> dict[str, Any]:
     """{name, params, params_m, macs, gflops} for one clip (one view), 1 multiply-add = 1 FLOP.
 
     Built and run on the meta device: no memory is allocated and nothing is computed, so the full
-    model is measured in about a second on CPU.
+    model is measured in about a second on CPU. An external teacher is loaded and run on one zero clip
+    on the CPU instead (a file's weights cannot be loaded onto the meta device).
     """
     from egocache.core.flops import count_flops, count_params
 
-    with torch.device("meta"):
+    where = contextlib.nullcontext() if is_spec_file(name) else torch.device("meta")
+    with where:
         model = create_teacher(name, **overrides)
-        clip = torch.empty(1, 3, model.spec.num_frames, model.spec.img_size, model.spec.img_size)
+        clip = torch.zeros(1, 3, model.spec.num_frames, model.spec.img_size, model.spec.img_size)
     params = count_params(model)
     macs = count_flops(model, clip)
     return {"name": name, "params": params, "params_m": params / 1e6, "macs": macs, "gflops": macs / 1e9}
@@ -187,3 +233,8 @@ register_teacher("mformer", spec=mformer.BASE_SPEC, config=mformer.BASE_CONFIG, 
 register_teacher("mformer-tiny", spec=mformer.TINY_SPEC, config=mformer.TINY_CONFIG,
                  build=mformer.MotionFormer, read_heads=mformer.heads_from_state,
                  official_overrides=mformer.official_overrides)
+if tvvideo.available():   # guarded: without torchvision these names are absent, not broken
+    for _name in tvvideo.ARCHS:
+        _spec, _config = tvvideo.default_spec(_name)
+        register_teacher(_name, spec=_spec, config=_config, build=tvvideo.TorchvisionVideo,
+                         read_heads=tvvideo.heads_from_state, official_overrides=tvvideo.no_official_overrides)
