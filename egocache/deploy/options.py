@@ -39,8 +39,8 @@ class PredictOptions:
     dataset: str = setting("epic100", choices=lambda: list(ADAPTERS), help="Format of --annotations.")
     video_id: str | None = setting(None, default_text="VIDEO's name without extension",
                                    help="The video's id in --annotations.")
-    teacher: str | None = setting(None, help="Also run this registered teacher over the same windows (dense "
-                                             "clips), e.g. mformer.")
+    teacher: str | None = setting(None, help="Also run this teacher over the same windows (dense clips): "
+                                             "a registered name, e.g. mformer, or a teacher spec file SPEC.json.")
     checkpoint: str | None = setting(None, path="file", help="Weights of --teacher; a seeded random init if omitted.")
     teacher_overrides: tuple[tuple[str, Any], ...] = setting(
         (), flag="--teacher-option", help="Override a setting of --teacher (repeatable), e.g. img_size=32.")

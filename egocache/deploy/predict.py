@@ -86,12 +86,12 @@ def teacher_model(name: str, *, checkpoint: str | None, overrides: dict[str, Any
     import torch
 
     from egocache.pipeline.extract_worker import INIT_SEED
-    from egocache.pipeline.teachers import create_teacher, read_teacher_checkpoint
+    from egocache.pipeline.teachers import create_teacher, is_spec_file, read_teacher_checkpoint
     from egocache.pipeline.teachers.base import run_teacher
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        model = create_teacher(name, checkpoint=checkpoint, heads=None if checkpoint else
+        model = create_teacher(name, checkpoint=checkpoint, heads=None if checkpoint or is_spec_file(name) else
                                {h: len(c) for h, c in names.items()}, **overrides)
     model = model.to(device).eval()
     spec = model.spec

@@ -44,6 +44,7 @@ from egocache.pipeline.extract_worker import TeacherKey, check_teacher_heads, lo
 from egocache.pipeline.frames import ClipFrames, FramePlan, decode_clip_frames
 from egocache.pipeline.options import TeacherTestOptions, parse_views
 from egocache.pipeline.sampling import segment_clip_centres
+from egocache.pipeline.teachers import is_spec_file, teacher_reference
 from egocache.pipeline.teachers.base import run_teacher
 
 CENTRE = "1x1"
@@ -155,7 +156,8 @@ def evaluate_teacher(opts: TeacherTestOptions, *, log: Callable[[str], None] = p
     heads = tuple((h, len(names)) for h, names in manifest.class_names.items())
     device = str(resolve_device(opts.device))
     checkpoint = os.path.abspath(opts.checkpoint) if opts.checkpoint else None
-    model = load_teacher(TeacherKey(opts.teacher, checkpoint, () if checkpoint else heads,
+    fixed_heads = checkpoint or is_spec_file(opts.teacher)     # a checkpoint's or an external model's own
+    model = load_teacher(TeacherKey(teacher_reference(opts.teacher), checkpoint, () if fixed_heads else heads,
                                     tuple(sorted(opts.teacher_overrides)), device))
     check_teacher_heads(model.spec.heads, heads, opts.checkpoint or opts.teacher)
     spec = model.spec

@@ -246,8 +246,12 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
     frames_for_n = frame_sets["uniform"]
     checkpoint = os.path.abspath(opts.checkpoint) if opts.checkpoint else None
     cache_heads = tuple((h, len(manifest.class_names[h])) for h in heads)
-    # with a checkpoint the teacher keeps the heads it was trained with; the cache stores the dataset's
-    key = TeacherKey(opts.teacher, checkpoint, () if checkpoint else cache_heads,
+    # with a checkpoint (or as an external model) the teacher keeps the heads it was trained with; the
+    # cache stores the dataset's
+    from egocache.pipeline.teachers import is_spec_file, teacher_reference
+
+    key = TeacherKey(teacher_reference(opts.teacher), checkpoint,
+                     () if checkpoint or is_spec_file(opts.teacher) else cache_heads,
                      tuple(sorted(opts.teacher_overrides)), device)
     cache = os.path.abspath(opts.cache)
     with extraction_lock(cache), open_runner(opts.workers, opts.scheduler, device) as runner:

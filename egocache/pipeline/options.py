@@ -76,7 +76,9 @@ class DataOptions:
 class TeacherOptions:
     """Which teacher, with which weights and overrides, on which device."""
 
-    teacher: str = setting(help="Registered teacher name (`egocache teachers` lists them), e.g. mformer.")
+    teacher: str = setting(help="Registered teacher name (`egocache teachers` lists them), e.g. mformer, or a "
+                                "teacher spec file SPEC.json naming a torch.export .pt2 or TorchScript file or a "
+                                "module:factory entry point (docs/internals.md).")
     checkpoint: str | None = setting(None, path="file", help="Teacher weights (ours or an official MotionFormer "
                                                             ".pyth); a seeded random init if omitted.")
     teacher_overrides: tuple[tuple[str, Any], ...] = setting(

@@ -44,11 +44,11 @@ from egocache.core.device import resolve_device
 from egocache.core.files import write_atomic, write_json_atomic
 from egocache.core.metrics import Predictions, evaluate_predictions
 from egocache.core.order import epoch_permutation, step_generator
-from egocache.errors import CheckpointError, ClipError, EgocacheError
+from egocache.errors import CheckpointError, ClipError, ConfigError, EgocacheError
 from egocache.pipeline.datasets import Clip, Manifest
 from egocache.pipeline.frames import FramePlan, decode_clip_frames
 from egocache.pipeline.options import TeacherTrainConfig
-from egocache.pipeline.teachers import (Teacher, TeacherSpec, create_teacher, read_teacher_checkpoint,
+from egocache.pipeline.teachers import (Teacher, TeacherSpec, create_teacher, is_spec_file, read_teacher_checkpoint,
                                         save_teacher_checkpoint)
 from egocache.pipeline.teachers.base import run_teacher
 
@@ -300,6 +300,9 @@ def _finished(cfg: TeacherTrainConfig, sha: str) -> dict[str, Any] | None:
 def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune cfg.teacher on the manifest's training clips, evaluate, save; return the summary."""
     began = time.perf_counter()
+    if is_spec_file(cfg.teacher):
+        raise ConfigError(f"--teacher {cfg.teacher}: train-teacher fine-tunes registered teachers; an external "
+                          "teacher's model is fixed (fine-tune it in its own code, export it again)")
     manifest = cfg.load_manifest()
     done = _finished(cfg, manifest.sha256)
     if done is not None:
