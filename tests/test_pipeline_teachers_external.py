@@ -334,3 +334,15 @@ def test_test_teacher_runs_an_external_teacher(world, dataset):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)
+
+
+def test_the_benchmark_measures_an_external_teacher_from_its_cache_attributes(world):
+    from egocache.report.benchmark import teacher_row
+
+    path = str(world["specs"]["export"])
+    spec = teacher_spec(path)
+    attrs = {"name": path, "config": spec.config, "num_frames": 4, "img_size": 32, "bgr": False}
+    row = teacher_row("teacher", attrs, dict(HEADS), None, device=torch.device("cpu"), batch=2, repeats=1,
+                      latency=True)
+    assert row.params_m * 1e6 == pytest.approx(sum(p.numel() for p in world["reference"].parameters()))
+    assert row.gflops > 0 and row.latency_ms > 0

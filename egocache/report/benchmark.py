@@ -10,6 +10,7 @@ logits in the cache; it is built only to count its cost (on the meta device) and
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from egocache.core.device import resolve_device
 from egocache.core.files import write_text_atomic
 from egocache.errors import EgocacheError
 from egocache.pipeline.sampling import clip_seconds
-from egocache.pipeline.teachers import create_teacher
+from egocache.pipeline.teachers import create_teacher, is_spec_file
 from egocache.student.evaluate import SEGMENTS_FILE
 from egocache.student.models import Student, build_student
 
@@ -131,13 +132,15 @@ def teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metri
     `teacher` holds the registry name, architecture `config`, `num_frames`, `img_size` and `bgr`,
     as in a cache's root attributes.
     """
-    overrides = {**teacher["config"], "bgr": teacher["bgr"]}
-    with torch.device("meta"):
-        meta = create_teacher(teacher["name"], heads=heads, **overrides)
+    external = is_spec_file(teacher["name"])      # its model file: counted on the CPU, then timed as is
+    overrides = {"bgr": teacher["bgr"]} if external else {**teacher["config"], "bgr": teacher["bgr"]}
+    build_heads = None if external else heads
+    with contextlib.nullcontext() if external else torch.device("meta"):
+        meta = create_teacher(teacher["name"], heads=build_heads, **overrides)
     gflops, params_m = teacher_cost(meta, teacher["num_frames"], teacher["img_size"])
     ms = None
     if latency:
-        model = create_teacher(teacher["name"], heads=heads, **overrides).to(device).eval()
+        model = create_teacher(teacher["name"], heads=build_heads, **overrides).to(device).eval()
         x = teacher_inputs(teacher["num_frames"], teacher["img_size"], batch, device)
         ms = latency_ms(lambda: model(x), batch=batch, device=device, repeats=repeats)
     acc: dict[str, float | None] = {}
