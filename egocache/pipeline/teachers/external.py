@@ -33,8 +33,9 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -211,7 +212,7 @@ class ExternalTeacher(Teacher):
         self.spec, self.source = spec, source
         self.model = model
 
-    def train(self, mode: bool = True) -> "ExternalTeacher":
+    def train(self, mode: bool = True) -> ExternalTeacher:
         """Set the mode where the model allows it; a torch.export module keeps the mode it was exported in."""
         self.training = mode
         with contextlib.suppress(NotImplementedError):

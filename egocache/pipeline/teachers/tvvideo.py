@@ -44,7 +44,7 @@ def available() -> bool:
     """Whether torchvision's video models can be built here."""
     try:
         import torchvision.models.video  # noqa: F401
-    except Exception:  # not installed, or installed against another torch: either way not usable
+    except Exception:  # noqa: BLE001 - not installed, or built for another torch: either way not usable
         return False
     return True
 
