@@ -33,8 +33,21 @@ def test_quick_demo_writes_the_report(quick_demo: tuple[Path, str]) -> None:
     assert {"egodistill-n1", "visimu-n1", "visonly-distill-n1"} <= set(rows)
     assert "| egodistill-n1 |" in output and "demo finished in" in output
     steps = sorted(p.stem for p in (out / "steps").glob("*.json"))
-    assert steps == sorted(["synth", "train-teacher", "extract", "train-egodistill-n1", "train-visimu-n1",
-                            "train-visonly-distill-n1", "benchmark"])
+    assert steps == sorted(["synth", "train-teacher", "pretrain-image-encoder", "extract", "train-egodistill-n1",
+                            "train-visimu-n1", "train-visonly-distill-n1", "benchmark"])
+
+
+def test_the_students_start_from_the_pretrained_image_encoder(quick_demo: tuple[Path, str]) -> None:
+    import torch
+
+    from egocache.student.checkpoint import student_from_checkpoint
+
+    out, _ = quick_demo
+    weights = torch.load(out / "resnet18-synthetic-shapes.pth", weights_only=True)
+    student, _ = student_from_checkpoint(out / "runs" / "visonly-distill-n1" / "last.pt")
+    assert torch.equal(student.image_encoder.backbone.conv1.weight, weights["conv1.weight"])
+    config = json.loads((out / "runs" / "visonly-distill-n1" / "config.json").read_text())
+    assert config["image_weights"] == str(out / "resnet18-synthetic-shapes.pth")
 
 
 def test_the_table_has_segment_bootstrap_intervals(quick_demo: tuple[Path, str]) -> None:
@@ -46,7 +59,8 @@ def test_the_table_has_segment_bootstrap_intervals(quick_demo: tuple[Path, str])
     for row in rows.values():
         assert 0 <= row["accuracy"]["ece"] <= 1 and row["accuracy"]["nll"] > 0 and row["reliability"], row["name"]
         low, high = row["intervals"]["top1"]
-        assert low <= row["accuracy"]["top1"] <= high and low < high, row["name"]
+        top1 = row["accuracy"]["top1"]
+        assert low <= top1 <= high and (low < high or top1 in (0.0, 1.0)), row["name"]
     seg = read_segment_predictions(out / "runs" / "egodistill-n1" / "segments.npz")
     hits = (seg["verb_score"].argmax(1) == seg["verb_label"])[seg["verb_label"] >= 0]
     assert rows["egodistill-n1"]["accuracy"]["top1"] == pytest.approx(hits.mean())
@@ -68,7 +82,7 @@ def test_rerun_reuses_every_step(quick_demo: tuple[Path, str]) -> None:
     result = run_demo(DemoConfig.quick(str(out)), log=lines.append)
     assert time.perf_counter() - began < 15
     reused = [line for line in lines if "done before" in line]
-    assert len(reused) == 7 and not any(": running" in line for line in lines), lines
+    assert len(reused) == 8 and not any(": running" in line for line in lines), lines
     assert Path(result["report"]).read_text() == (out / "report" / "report.md").read_text()
 
 
@@ -86,3 +100,22 @@ def test_demo_help_names_the_chain_and_quick() -> None:
     assert result.exit_code == 0
     for word in ("--quick", "--seed", "--out", "--threads", "re-running reuses finished steps"):
         assert word in result.output
+
+
+def test_modality_probe_reads_a_demo_student(quick_demo: tuple[Path, str]) -> None:
+    """benchmarks/modality_probe.py: one line per IMU mode for an IMU student, a one-line refusal otherwise."""
+    import subprocess
+    import sys
+
+    out, _ = quick_demo
+    res = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "modality_probe.py"),
+                          str(out / "runs" / "visimu-n1"), str(out / "cache.zarr"), "--classes", "take"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["as-is", "zeroed", "shuffled"]
+    assert all("predicted as {'take':" in line for line in lines)
+    refused = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "modality_probe.py"),
+                              str(out / "runs" / "visonly-distill-n1"), str(out / "cache.zarr")],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "reads no IMU" in refused.stderr
