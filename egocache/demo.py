@@ -1,21 +1,22 @@
 """`egocache demo`: the whole chain on the built-in synthetic dataset, scaled to finish on a 2-core CPU.
 
-synth -> train-teacher (mformer-tiny) -> extract -> train 8 students (egodistill, visonly-distill,
-visimu, visonly; N=1 and N=4) -> benchmark. Each finished step leaves a marker in OUT/steps/, so a
-re-run reuses it; an interrupted step resumes through the step's own resume logic. Every step logs
-"[demo] step k/n NAME: ..." lines and the long ones (synth, teacher, students) their own progress.
+synth -> train-teacher (mformer-tiny) -> pretrain-image-encoder -> extract -> train the N=1 students
+(egodistill, visonly-distill, visimu, visonly) -> benchmark. Each finished step leaves a marker in
+OUT/steps/, so a re-run reuses it; an interrupted step resumes through the step's own resume logic.
+Every step logs "[demo] step k/n NAME: ..." lines and the long ones their own progress.
 
 What the demo scales down (the individual commands keep the paper's defaults), measured in
-docs/results.md: 32 synthetic videos of 40 s at 160x120 (~200 training segments, three cached clips
-spread over each, `extract --train-clips 3`, because one clip per segment let the students overfit;
-66 validation segments); the mformer-tiny teacher (2 blocks, dim 96, 8 frames at 64 px) fine-tuned
-for 40 epochs; student frames stored at 64 px; students trained from the frozen (randomly
-initialised: no ImageNet file offline) image encoder's cached features with lr 1e-3 (paper: 1e-4
-over far more steps), batch 16, 3 pretrain and 8 distill epochs (decays at 0.6 and 0.8 of each).
-The self-supervised IMU stage is the same for egodistill and visimu at a given N (same model, seed,
-data and loss), so it runs once, in the egodistill run, and visimu's distill stage starts from its
-checkpoint. torch runs on 1 thread: on a 2-core CPU shared with other work, 2 threads made the IMU
-encoder's training steps up to 6x slower.
+docs/results.md: 76 synthetic videos of 40 s at 160x120, every other one for validation (>= 316
+validation segments for seeds 0-3, so that one segment is 0.3 points); three cached clips spread over
+each training segment (`extract --train-clips 3`); the mformer-tiny teacher (2 blocks, dim 96, 8
+frames at 64 px) trained from scratch for 15 epochs on 12 clips per training segment (more clips of
+the same segments taught it the motion pairs better than more epochs on 4); the students' ResNet-18
+pretrained for one epoch of 3,200 synthetic shape images (the ImageNet stand-in, never these videos)
+and frozen, student frames at 64 px, lr 1e-3 (paper: 1e-4 over far more steps), batch 16, 3 pretrain
+and 8 distill epochs. The self-supervised IMU stage is the same for egodistill and visimu at a given N
+(same model, seed, data and loss), so it runs once, in the egodistill run, and visimu's distill stage
+starts from its checkpoint. torch runs on 1 thread: on a 2-core CPU shared with other work, 2 threads
+made the IMU encoder's training steps up to 6x slower.
 """
 
 from __future__ import annotations
@@ -43,15 +44,18 @@ class DemoConfig:
     workers: int = setting(1, min=1, help="Extraction worker processes (dask local cluster when > 1).")
     threads: int = setting(1, min=0, help="torch CPU threads for the whole chain; 0 keeps torch's default "
                                           "(1 measured fastest on a shared 2-core CPU).")
-    videos: int = 32
+    videos: int = 76                 # at validation_share 0.5: >= 316 validation segments for seeds 0-3
     video_size: tuple[int, int] = (160, 120)
     duration_s: float = 40.0
-    validation_share: float = 0.25
+    validation_share: float = 0.5
     teacher: str = "mformer-tiny"
-    teacher_epochs: int = 40
+    teacher_epochs: int = 15
+    teacher_train_clips: int = 12    # clips per training segment the teacher learns from (train-teacher --train-clips)
+    encoder_images: int = 3200       # pretrain-image-encoder: one epoch of this many images (0: random init)
+    encoder_batch_size: int = 32
     frame_size: int = 64
     train_clips: int = 3             # cached clips per training segment (extract --train-clips)
-    frames: tuple[int, ...] = (1, 4)
+    frames: tuple[int, ...] = (1,)
     frame_selections: tuple[str, ...] = ("uniform",)
     variants: tuple[str, ...] = tuple(list_variants())
     pretrain_epochs: int = 3
@@ -70,6 +74,7 @@ class DemoConfig:
     def quick(cls, out: str, seed: int = 0) -> DemoConfig:
         """The shortened chain (~15 s): 4 short tiny videos, 1-2 epochs, N=1 only, three variants."""
         return cls(out=out, seed=seed, videos=4, video_size=(96, 72), duration_s=16.0, teacher_epochs=1,
+                   teacher_train_clips=2, encoder_images=64, encoder_batch_size=16, validation_share=0.25,
                    frame_size=32, frames=(1,), variants=("egodistill", "visimu", "visonly-distill"),
                    pretrain_epochs=1, distill_epochs=2, batch_size=4, progress=False, paper_configs=False,
                    train_clips=1)
@@ -90,14 +95,22 @@ def student_plan(cfg: DemoConfig) -> list[tuple[str, str, int, str | None]]:
     return plan
 
 
+WORLD_STEPS = 4   # synth, train-teacher, pretrain-image-encoder, extract
+
+
 def build_world(cfg: DemoConfig, out: Path, steps: Steps, log: Callable[[str], None]) -> dict[str, Any]:
-    """The synthetic world's steps (synth, teacher fine-tune, extract) under `out`; where their outputs are."""
+    """The synthetic world's steps (synth, teacher fine-tune, image-encoder pretraining, extract) under
+    `out`; where their outputs are ("image_weights": None when cfg.encoder_images is 0)."""
     from egocache.pipeline.extract import extract
     from egocache.pipeline.options import ExtractOptions, TeacherTrainConfig
     from egocache.pipeline.train_teacher import train_teacher
+    from egocache.student.config import PretrainEncoderOptions
+    from egocache.student.pretrain_encoder import pretrain_image_encoder
     from egocache.synth import synthesize
+    from egocache.synth.options import ImageSetOptions
 
     data, teacher_ckpt, cache = out / "data", out / "teacher.pyth", out / "cache.zarr"
+    encoder = out / "resnet18-synthetic-shapes.pth"
 
     def synth() -> dict[str, Any]:
         if data.exists():  # an interrupted synth: start it again from empty
@@ -111,14 +124,26 @@ def build_world(cfg: DemoConfig, out: Path, steps: Steps, log: Callable[[str], N
     annotations = (made["train_csv"], made["validation_csv"])
     teacher = steps.run("train-teacher", lambda: train_teacher(TeacherTrainConfig(
         teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"],
-        out=str(teacher_ckpt), epochs=cfg.teacher_epochs, seed=cfg.seed, frame_size=cfg.frame_size,
-        device="cpu", progress=cfg.progress), log=log))
+        out=str(teacher_ckpt), epochs=cfg.teacher_epochs, train_clips=cfg.teacher_train_clips, seed=cfg.seed,
+        frame_size=cfg.frame_size, device="cpu", progress=cfg.progress), log=log))
+
+    def pretrain_encoder() -> dict[str, Any]:
+        if not cfg.encoder_images:
+            return {"weights": None}
+        opts = PretrainEncoderOptions(out=str(encoder), images=cfg.encoder_images, epochs=1,
+                                      batch_size=cfg.encoder_batch_size, seed=cfg.seed, torch_threads=0,
+                                      device="cpu", progress=cfg.progress)
+        summary = pretrain_image_encoder(opts, ImageSetOptions(size=cfg.frame_size).build(), log=log)
+        return {"weights": summary["weights"], "held_out": summary["held_out"]}
+
+    pretrained = steps.run("pretrain-image-encoder", pretrain_encoder)
     extracted = steps.run("extract", lambda: extract(ExtractOptions(
         teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"], cache=str(cache),
         checkpoint=str(teacher_ckpt), frame_size=cfg.frame_size, frames=tuple(cfg.frames),
         frame_selections=list(cfg.frame_selections), train_clips=cfg.train_clips, device="cpu",
         workers=cfg.workers, progress=cfg.progress)).to_dict())
-    return {"cache": str(cache), "teacher": teacher, "extract": extracted, "data": made}
+    return {"cache": str(cache), "teacher": teacher, "extract": extracted, "data": made,
+            "image_weights": pretrained["weights"], "encoder": pretrained}
 
 
 def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -133,7 +158,7 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
         torch.set_num_threads(cfg.threads)   # 0: torch's default
     out = Path(cfg.out).resolve()
     plan = student_plan(cfg)
-    steps = Steps(out, 3 + len(plan) + 1 + cfg.paper_configs, log)
+    steps = Steps(out, WORLD_STEPS + len(plan) + 1 + cfg.paper_configs, log)
     runs, report = out / "runs", out / "report"
     began = time.perf_counter()
     world = build_world(cfg, out, steps, log)
@@ -146,7 +171,7 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
                          stage="distill" if shared else "all", init=init, seed=cfg.seed,
                          epochs=cfg.distill_epochs, pretrain_epochs=cfg.pretrain_epochs,
                          batch_size=cfg.batch_size, lr=cfg.student_lr, freeze_image_encoder=True,
-                         num_workers=0, device="cpu").with_overrides(**cfg.student_options)
+                         image_weights=world["image_weights"], num_workers=0, device="cpu").with_overrides(**cfg.student_options)
         students[name] = steps.run(f"train-{name}", lambda tc=tc: _final(train_student(
             tc, resume=True, progress=cfg.progress, log=log)))
 
@@ -186,7 +211,7 @@ def ablation_world(out: str, *, seed: int = 0, threads: int = 1, log: Callable[[
         torch.set_num_threads(threads)
     cfg = dataclasses.replace(DemoConfig(out=out, seed=seed, threads=threads), frames=(1, 2, 4),
                               frame_selections=FRAME_SELECTIONS, paper_configs=False)
-    world = build_world(cfg, Path(out).resolve(), Steps(Path(out), 3, log, tag="ablations world"), log)
+    world = build_world(cfg, Path(out).resolve(), Steps(Path(out), WORLD_STEPS, log, tag="ablations world"), log)
     base = {"epochs": cfg.distill_epochs, "pretrain_epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
-            "lr": cfg.student_lr, **cfg.student_options}
+            "lr": cfg.student_lr, "image_weights": world["image_weights"], **cfg.student_options}
     return world["cache"], base
