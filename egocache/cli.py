@@ -22,7 +22,7 @@ from egocache.core.settings import click_options, from_cli, path_type
 from egocache.demo import DemoConfig
 from egocache.deploy.options import ExportOptions, PredictOptions
 from egocache.errors import ConfigError, EgocacheError
-from egocache.pipeline.options import ExtractOptions, TeacherTrainConfig
+from egocache.pipeline.options import ExtractOptions, TeacherTestOptions, TeacherTrainConfig
 from egocache.report.options import BenchmarkOptions
 from egocache.student.config import TrainConfig
 from egocache.synth.options import SynthOptions
@@ -178,9 +178,37 @@ def benchmark_command(**values: Any) -> None:
     """GFLOPs, parameters, latency and accuracy of the teacher and every student; report and plots."""
     from egocache.report.benchmark import run_benchmark
 
-    report = run_benchmark(from_cli(BenchmarkOptions, values))
+    opts = from_cli(BenchmarkOptions, values)
+    if opts.ablations:
+        _ablations(opts)
+        return
+    report = run_benchmark(opts)
     click.echo(report.table)
     click.echo("\n" + "\n".join(f"{k}: {p}" for k, p in report.files.items()))
+
+
+def _ablations(opts: BenchmarkOptions) -> None:
+    """`benchmark --ablations`: on --cache, or on the synthetic world built (resumably) under OUT/world."""
+    from egocache.report.ablations import run_ablations
+
+    def log(line: str) -> None:
+        click.echo(line, err=True)
+
+    base: dict[str, Any] = {}
+    cache = opts.cache
+    if cache is None:
+        from egocache.demo import ablation_world
+
+        cache, base = ablation_world(os.path.join(opts.out, "world"), seed=min(opts.seeds), threads=opts.threads,
+                                     log=log)
+    if opts.image_weights:
+        base["image_weights"] = opts.image_weights
+    result = run_ablations(cache, opts.out, seeds=tuple(opts.seeds), parts=tuple(opts.ablation_parts),
+                           frames=tuple(opts.ablation_frames), base={**base, **dict(opts.student_options),
+                                                                     "device": opts.device},
+                           workers=opts.jobs, threads=opts.threads, skip_verify=opts.skip_verify, log=log)
+    click.echo(result.files["md"].read_text())
+    click.echo("\n".join(f"{k}: {p}" for k, p in result.files.items()))
 
 
 @main.command("extract")
@@ -270,6 +298,26 @@ def train_teacher_command(as_json: bool, **values: Any) -> None:
         click.echo(line)
 
 
+@main.command("test-teacher")
+@click_options(TeacherTestOptions)
+@json_flag
+@library_errors
+def test_teacher_command(as_json: bool, **values: Any) -> None:
+    """Test a teacher on a split's segments: MotionFormer's multi-view test next to the single centre clip.
+
+    Each segment's score is the mean softmax of its views, T clips spread over it x S spatial crops
+    (--views, default 10x3 as MotionFormer's EPIC test), and of its centre clip alone (1x1, the clip
+    `extract --eval-clips 1` caches); per-segment top-1 of every head and on the motion-pair verbs.
+    """
+    from egocache.pipeline.evaluate_teacher import evaluate_teacher
+
+    result = evaluate_teacher(from_cli(TeacherTestOptions, values), log=lambda line: click.echo(line, err=True))
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(result.table())
+
+
 @main.command("synth")
 @click_options(SynthOptions)
 @json_flag
@@ -286,8 +334,8 @@ def synth_command(as_json: bool, **values: Any) -> None:
     opts = from_cli(SynthOptions, values)
     size = parse_size(opts.size)
     summary = synthesize(opts.out, videos=opts.videos, seed=opts.seed, size=size, fps=opts.fps,
-                         duration_s=opts.duration, imu_layout=opts.imu_layout, rgb_frames=opts.rgb_frames,
-                         progress=not as_json)
+                         duration_s=opts.duration, validation_share=opts.validation_share,
+                         imu_layout=opts.imu_layout, rgb_frames=opts.rgb_frames, progress=not as_json)
     if as_json:
         echo_json(summary.to_dict())
         return

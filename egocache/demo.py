@@ -20,15 +20,13 @@ encoder's training steps up to 6x slower.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from egocache.core.files import write_json_atomic
 from egocache.core.settings import check_settings, setting
-from egocache.errors import EgocacheError
+from egocache.core.steps import Steps
 from egocache.student.variants import list_variants
 
 
@@ -48,11 +46,13 @@ class DemoConfig:
     videos: int = 32
     video_size: tuple[int, int] = (160, 120)
     duration_s: float = 40.0
+    validation_share: float = 0.25
     teacher: str = "mformer-tiny"
     teacher_epochs: int = 40
     frame_size: int = 64
     train_clips: int = 3             # cached clips per training segment (extract --train-clips)
     frames: tuple[int, ...] = (1, 4)
+    frame_selections: tuple[str, ...] = ("uniform",)
     variants: tuple[str, ...] = tuple(list_variants())
     pretrain_epochs: int = 3
     distill_epochs: int = 8
@@ -75,38 +75,6 @@ class DemoConfig:
                    train_clips=1)
 
 
-class Steps:
-    """Markers of finished steps under OUT/steps/: run a step only when its marker is missing."""
-
-    def __init__(self, out: Path, total: int, log: Callable[[str], None]) -> None:
-        self.dir = out / "steps"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.total, self.done, self.log = total, 0, log
-        self.began = time.perf_counter()
-
-    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Run `fn` unless step `name` finished before; any failure is re-raised naming the step."""
-        self.done += 1
-        tag = f"[demo] step {self.done}/{self.total} {name}"
-        marker = self.dir / f"{name}.json"
-        if marker.exists():
-            self.log(f"{tag}: done before, reusing ({marker})")
-            return json.loads(marker.read_text())
-        self.log(f"{tag}: running")
-        began = time.perf_counter()
-        try:
-            result = fn()
-        except EgocacheError as exc:
-            raise EgocacheError(f"demo step {name!r} failed: {exc}") from exc
-        except Exception as exc:
-            raise EgocacheError(f"demo step {name!r} failed: {type(exc).__name__}: {exc}") from exc
-        result = {**result, "seconds": round(time.perf_counter() - began, 1)}
-        write_json_atomic(marker, result)
-        self.log(f"{tag}: finished in {result['seconds']:.0f} s "
-                 f"(demo at {time.perf_counter() - self.began:.0f} s)")
-        return result
-
-
 def student_plan(cfg: DemoConfig) -> list[tuple[str, str, int, str | None]]:
     """(run name, variant, N, pretrain run to start from) per student, the pretrain's owner first.
 
@@ -122,15 +90,42 @@ def student_plan(cfg: DemoConfig) -> list[tuple[str, str, int, str | None]]:
     return plan
 
 
+def build_world(cfg: DemoConfig, out: Path, steps: Steps, log: Callable[[str], None]) -> dict[str, Any]:
+    """The synthetic world's steps (synth, teacher fine-tune, extract) under `out`; where their outputs are."""
+    from egocache.pipeline.extract import extract
+    from egocache.pipeline.options import ExtractOptions, TeacherTrainConfig
+    from egocache.pipeline.train_teacher import train_teacher
+    from egocache.synth import synthesize
+
+    data, teacher_ckpt, cache = out / "data", out / "teacher.pyth", out / "cache.zarr"
+
+    def synth() -> dict[str, Any]:
+        if data.exists():  # an interrupted synth: start it again from empty
+            import shutil
+            shutil.rmtree(data)
+        s = synthesize(str(data), videos=cfg.videos, seed=cfg.seed, size=cfg.video_size,
+                       duration_s=cfg.duration_s, validation_share=cfg.validation_share, progress=cfg.progress)
+        return {"root": s.root, "train_csv": s.train_csv, "validation_csv": s.validation_csv}
+
+    made = steps.run("synth", synth)
+    annotations = (made["train_csv"], made["validation_csv"])
+    teacher = steps.run("train-teacher", lambda: train_teacher(TeacherTrainConfig(
+        teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"],
+        out=str(teacher_ckpt), epochs=cfg.teacher_epochs, seed=cfg.seed, frame_size=cfg.frame_size,
+        device="cpu", progress=cfg.progress), log=log))
+    extracted = steps.run("extract", lambda: extract(ExtractOptions(
+        teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"], cache=str(cache),
+        checkpoint=str(teacher_ckpt), frame_size=cfg.frame_size, frames=tuple(cfg.frames),
+        frame_selections=list(cfg.frame_selections), train_clips=cfg.train_clips, device="cpu",
+        workers=cfg.workers, progress=cfg.progress)).to_dict())
+    return {"cache": str(cache), "teacher": teacher, "extract": extracted, "data": made}
+
+
 def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or finish) the demo chain under cfg.out; return where the report and plots are."""
     import torch
 
     from egocache.report.benchmark import benchmark_cache, benchmark_paper_configs
-    from egocache.pipeline.extract import extract
-    from egocache.pipeline.options import ExtractOptions, TeacherTrainConfig
-    from egocache.synth import synthesize
-    from egocache.pipeline.train_teacher import train_teacher
     from egocache.student.config import TrainConfig
     from egocache.student.train import train_student
 
@@ -138,31 +133,11 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
         torch.set_num_threads(cfg.threads)   # 0: torch's default
     out = Path(cfg.out).resolve()
     plan = student_plan(cfg)
-    steps = Steps(out, 4 + len(plan) + cfg.paper_configs, log)
-    data, teacher_ckpt, cache = out / "data", out / "teacher.pyth", out / "cache.zarr"
+    steps = Steps(out, 3 + len(plan) + 1 + cfg.paper_configs, log)
     runs, report = out / "runs", out / "report"
     began = time.perf_counter()
-
-    def synth() -> dict[str, Any]:
-        if data.exists():  # an interrupted synth: start it again from empty
-            import shutil
-            shutil.rmtree(data)
-        s = synthesize(str(data), videos=cfg.videos, seed=cfg.seed, size=cfg.video_size,
-                       duration_s=cfg.duration_s, progress=cfg.progress)
-        return {"root": s.root, "train_csv": s.train_csv, "validation_csv": s.validation_csv}
-
-    made = steps.run("synth", synth)
-    annotations = (made["train_csv"], made["validation_csv"])
-
-    teacher = steps.run("train-teacher", lambda: train_teacher(TeacherTrainConfig(
-        teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"],
-        out=str(teacher_ckpt), epochs=cfg.teacher_epochs, seed=cfg.seed, frame_size=cfg.frame_size,
-        device="cpu", progress=cfg.progress), log=log))
-
-    extracted = steps.run("extract", lambda: extract(ExtractOptions(
-        teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"], cache=str(cache),
-        checkpoint=str(teacher_ckpt), frame_size=cfg.frame_size, frames=tuple(cfg.frames),
-        train_clips=cfg.train_clips, device="cpu", workers=cfg.workers, progress=cfg.progress)).to_dict())
+    world = build_world(cfg, out, steps, log)
+    cache, teacher, extracted = world["cache"], world["teacher"], world["extract"]
 
     students: dict[str, Any] = {}
     for name, variant, n, shared in plan:
@@ -195,3 +170,23 @@ def _final(results: dict[str, Any]) -> dict[str, Any]:
     """The JSON-ready headline of a student run: its last stage's accuracy and losses."""
     final = results.get("distill") or results.get("pretrain") or {}
     return {k: final.get(k) for k in ("epoch", "top1_acc", "motion_pairs_top1_acc", "losses")}
+
+
+def ablation_world(out: str, *, seed: int = 0, threads: int = 1, log: Callable[[str], None] = print
+                   ) -> tuple[str, dict[str, Any]]:
+    """The synthetic default of `egocache benchmark --ablations`: the demo's world, with every N of 1, 2, 4
+    and every frame selection stored, and the demo's student settings (cache path, TrainConfig values)."""
+    import dataclasses
+
+    import torch
+
+    from egocache.cache.selections import FRAME_SELECTIONS
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = dataclasses.replace(DemoConfig(out=out, seed=seed, threads=threads), frames=(1, 2, 4),
+                              frame_selections=FRAME_SELECTIONS, paper_configs=False)
+    world = build_world(cfg, Path(out).resolve(), Steps(Path(out), 3, log, tag="ablations world"), log)
+    base = {"epochs": cfg.distill_epochs, "pretrain_epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
+            "lr": cfg.student_lr, **cfg.student_options}
+    return world["cache"], base

@@ -43,9 +43,9 @@ def cache_attrs(name: str = "tiny", config: dict | None = None, **source: Any) -
 
 def create(path, n: int = 10, shard_size: int = 4, codec: str = "raw", **kw) -> CacheWriter:
     """Create a small cache (positions for N in 1,2,4 plus first/last: 9 stored frames)."""
-    pos, fnn, fl = student_positions((1, 2, 4), True)
+    pos, sets, fl = student_positions((1, 2, 4), True)
     args = dict(clips=clip_table(n), feature_dim=FEAT, heads=HEADS, frame_size=SIZE, frame_positions=pos,
-                frames_for_n=fnn, first_last=fl, attrs=cache_attrs(), shard_size=shard_size,
+                frames_for_n=sets["uniform"], first_last=fl, attrs=cache_attrs(), shard_size=shard_size,
                 frame_codec=codec)
     args.update(kw)
     return CacheWriter.create(str(path), **args)
@@ -92,8 +92,12 @@ def make_test_cache(tmp_path: Path, *, name: str = "cache.zarr", n_train: int = 
                     eval_clips: int = 2, frame_size: int = 32, feature_dim: int = 16,
                     frame_counts: tuple[int, ...] = (1, 2), first_last: bool = True, imu: bool = True,
                     features: bool = True, shard_size: int = 64, seed: int = 0,
-                    attrs_extra: dict[str, Any] | None = None) -> str:
-    """Write a cache of `n_train` train clips and `n_val_segments` x `eval_clips` validation clips."""
+                    attrs_extra: dict[str, Any] | None = None, selections: tuple[str, ...] = ("uniform",)) -> str:
+    """Write a cache of `n_train` train clips and `n_val_segments` x `eval_clips` validation clips.
+
+    Frames are noise with a class-coloured centre square; the top-left pixel of each holds the index of
+    its stored position (so tests can tell which stored frames a read returns).
+    """
     rng = np.random.default_rng(seed)
     path = str(Path(tmp_path) / name)
     n_val = n_val_segments * eval_clips
@@ -109,8 +113,11 @@ def make_test_cache(tmp_path: Path, *, name: str = "cache.zarr", n_train: int = 
         "start_s": np.arange(n, dtype=np.float64) * 3.0, "end_s": np.arange(n, dtype=np.float64) * 3.0 + 2.13,
         "label_verb": verb, "label_noun": noun,
     }
-    positions, for_n, fl = student_positions(frame_counts, first_last)
+    positions, sets, fl = student_positions(frame_counts, first_last, selections)
+    for_n = sets["uniform"]
     attrs = {**cache_attrs("synthetic-test", {}, motion_pair_verbs=MOTION_VERBS), **(attrs_extra or {})}
+    attrs["sampling"] = {**attrs["sampling"], "frame_sets": {sel: {str(k): v for k, v in by_n.items()}
+                                                             for sel, by_n in sets.items()}}
     writer = CacheWriter.create(path, clips=clips, feature_dim=feature_dim,
                                 heads={"verb": VERBS, "noun": NOUNS}, frame_size=frame_size,
                                 frame_positions=positions, frames_for_n=for_n, first_last=fl,
@@ -129,6 +136,7 @@ def make_test_cache(tmp_path: Path, *, name: str = "cache.zarr", n_train: int = 
         half = frame_size // 4
         for k in range(m):
             frames[k, :, half:3 * half, half:3 * half] = colours[v[k]]
+        frames[:, :, 0, 0, :] = np.arange(len(positions), dtype=np.uint8)[None, :, None]
         wave = np.sin(2 * np.pi * (1.0 + v[:, None, None]) * t[None, :, None] + np.arange(6)[None, None, :])
         imu_arr = (wave + 0.2 * rng.normal(size=(m, 422, 6))).astype(np.float32) if imu else \
             np.zeros((m, 422, 6), np.float32)

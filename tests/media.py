@@ -1,4 +1,5 @@
-"""Small media files the tests make: videos (optionally with an audio track), EPIC/Ego4D IMU tables."""
+"""Small media files the tests make: videos (optionally with an audio track), colour-band videos,
+EPIC/Ego4D IMU tables."""
 
 from __future__ import annotations
 
@@ -44,6 +45,33 @@ def write_video(path: str | Path, *, seconds: float, fps: float, size: tuple[int
                     out.mux(packet)
             for packet in sound.encode():
                 out.mux(packet)
+    return str(path)
+
+
+def write_band_video(path: str | Path, *, seconds: float, fps: float, size: tuple[int, int],
+                     colours: tuple[tuple[int, int, int], ...] = ((230, 20, 20), (20, 230, 20), (20, 20, 230))
+                     ) -> str:
+    """An H.264 .mp4 cut into equal bands of `colours` along its long side (left to right, or top to
+    bottom when it is taller than wide), the same in every frame; no audio."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    along = np.arange(max(w, h)) * len(colours) // max(w, h)
+    band = np.asarray(colours, np.uint8)[along]                      # (long side, 3)
+    img = np.ascontiguousarray(np.broadcast_to(band[None], (h, w, 3)) if w >= h
+                               else np.broadcast_to(band[:, None], (h, w, 3)))
+    with av.open(str(path), mode="w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        for k in range(int(round(seconds * fps))):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = k
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
     return str(path)
 
 

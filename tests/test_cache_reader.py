@@ -144,3 +144,29 @@ def test_cache_opens_with_plain_zarr_and_dask_without_egocache(raw_cache, jpeg_c
     assert got["feats"] == pytest.approx(FEAT * sum(range(10)))
     assert abs(got["frame"] - int(expected_frame(9, 4)[0, 0, 0])) <= 3
     assert got["shards"] == ["0", "1", "2"]
+
+
+def test_frame_selections_read_their_stored_frames(tmp_path):
+    """first/last/center read their grid frames; random draws N of the 16 per clip, fixed by seed and row."""
+    from cache_factory import make_test_cache
+    from egocache.cache.selections import draw_frames
+
+    path = make_test_cache(tmp_path, n_train=12, n_val_segments=2, frame_counts=(1, 4),
+                           selections=("first", "last", "center", "random"))
+    sets = CacheDataset(path).info.sampling["frame_sets"]
+    for sel in ("uniform", "first", "last", "center"):
+        got = CacheDataset(path, frames=4, selection=sel)[[0, 3]]["frames"][:, :, 0, 0, 0]
+        assert got.tolist() == [sets[sel]["4"]] * 2
+    ds = CacheDataset(path, frames=4, selection="random", selection_seed=7)
+    got = ds[list(range(12))]["frames"][:, :, 0, 0, 0].numpy()
+    pool = np.array(sets["random"]["4"])
+    assert (got == pool[draw_frames(ds.rows, 16, 4, 7)]).all() and len({tuple(r) for r in got}) > 6
+    assert (CacheDataset(path, frames=4, selection="random", selection_seed=7)[[5]]["frames"][0, :, 0, 0, 0].numpy()
+            == got[5]).all()
+    whole = CacheDataset(path, frames=4, selection="random", whole_pool=True)[[0]]["frames"]
+    assert whole.shape[1] == 16 and whole[0, :, 0, 0, 0].tolist() == pool.tolist()
+    with pytest.raises(CacheError, match="N=2 with frame selection 'first'.*first N in \\[1, 4\\]"):
+        CacheDataset(path, frames=2, selection="first")
+    old = make_test_cache(tmp_path, name="old.zarr", n_train=4, n_val_segments=1)
+    with pytest.raises(CacheError, match="frame selection 'last'; the cache has uniform N in \\[1, 2\\]"):
+        CacheDataset(old, frames=1, selection="last")

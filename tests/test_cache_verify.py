@@ -109,3 +109,20 @@ def test_corrupt_done_marker_is_named(cache):
         fh.write("{")
     report = verify_cache(cache)
     assert not report.ok and "done marker of shard 0 is corrupt" in report.problems[0]
+
+
+def test_frame_sets_that_do_not_index_their_selection_are_named():
+    from egocache.cache.selections import FRAME_SELECTIONS
+    from egocache.cache.verify import check_attr_consistency
+    from egocache.pipeline.sampling import student_positions
+
+    positions, sets, fl = student_positions((1, 4), True, FRAME_SELECTIONS)
+    sampling = {"positions": positions, "frames_for_n": {str(n): v for n, v in sets["uniform"].items()},
+                "first_last": fl, "frame_sets": {s: {str(n): v for n, v in b.items()} for s, b in sets.items()}}
+    attrs = {"sampling": sampling, "imu": {"channels": ["accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z"]},
+             "teacher": {"heads": {"verb": ["a"]}}}
+    assert check_attr_consistency(attrs) == []
+    sampling["frame_sets"]["last"]["4"] = sets["first"][4]
+    sampling["frame_sets"]["nearest"] = {"1": [0]}
+    problems = check_attr_consistency(attrs)
+    assert len(problems) == 2 and "frame_sets[last][4]" in problems[0] and "unknown frame selection 'nearest'" in problems[1]

@@ -1,16 +1,19 @@
-"""The frame plan and the one decoder of clip frames (pipeline/frames.py) that extraction and
-teacher fine-tuning share."""
+"""The frame plan and the one decoder of clip frames (pipeline/frames.py) that extraction, teacher
+fine-tuning and test-teacher share; the three spatial crops of the multi-view test."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import simplejpeg
 
 from egocache.errors import DecodeError
-from egocache.pipeline.frames import FramePlan, decode_clip_frames, resize_frames
+from egocache.pipeline.frames import FramePlan, decode_clip_frames, resize_frames, square_crops
+from egocache.pipeline.rgb_frames import FRAME_NAME, scale_crop
 from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
                                         student_positions, teacher_frame_indices)
 from egocache.synth import synthesize
+from media import write_band_video
 
 
 def test_native_frames_decode_each_frame_once_and_map_back():
@@ -53,3 +56,46 @@ def test_decode_gives_each_size_and_reports_clips_outside_the_video(video):
     assert np.array_equal(again[0].teacher, got[0].teacher)
     missing, _, _ = decode_clip_frames(video + ".absent", [3.0], plan)
     assert isinstance(missing[0], DecodeError)
+
+
+RED, GREEN, BLUE = 0, 1, 2
+
+
+def dominant(views: np.ndarray) -> list[int]:
+    """The strongest colour channel of each crop of (C, ..., 3) frames."""
+    return [int(v.reshape(-1, 3).mean(axis=0).argmax()) for v in views]
+
+
+@pytest.mark.parametrize("size, order", [((96, 32), "left, centre, right"), ((32, 96), "top, centre, bottom")])
+def test_three_crops_sit_along_the_long_side_and_the_centre_one_is_the_single_crop(tmp_path, size, order):
+    video = write_band_video(tmp_path / "bands.mp4", seconds=4.0, fps=30.0, size=size)
+    for teacher_size in (32, 16):                # decoded at the teacher's size, or larger and resized
+        plan = FramePlan(8, 8, teacher_size, (0.5,), 32, spatial_crops=3)
+        views = decode_clip_frames(video, [2.0], plan)[0][0]
+        single = decode_clip_frames(video, [2.0], FramePlan(8, 8, teacher_size, (0.5,), 32))[0][0]
+        assert views.teacher.shape == (3, 8, teacher_size, teacher_size, 3)
+        assert dominant(views.teacher) == [RED, GREEN, BLUE], order
+        assert np.array_equal(views.teacher[1], single.teacher)
+        assert np.array_equal(views.student, single.student)
+
+
+def test_three_crops_from_an_rgb_frame_folder(tmp_path):
+    band = np.repeat(np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230]], np.uint8), 32, axis=0)
+    img = np.ascontiguousarray(np.broadcast_to(band[None], (32, 96, 3)))
+    folder = tmp_path / "rgb_frames" / "P01_01"
+    folder.mkdir(parents=True)
+    for k in range(80):
+        (folder / FRAME_NAME.format(k + 1)).write_bytes(simplejpeg.encode_jpeg(img, quality=95, colorspace="RGB"))
+    views = decode_clip_frames(str(folder), [1.3], FramePlan(8, 8, 16, (), 32, spatial_crops=3), fps=30.0)[0][0]
+    single = decode_clip_frames(str(folder), [1.3], FramePlan(8, 8, 16, (), 32), fps=30.0)[0][0]
+    assert dominant(views.teacher) == [RED, GREEN, BLUE]
+    assert np.array_equal(views.teacher[1], single.teacher)
+    whole = scale_crop(img, 16, crop=False)
+    assert whole.shape == (16, 48, 3) and np.array_equal(square_crops(whole, 16, 1)[0], scale_crop(img, 16))
+
+
+def test_frame_plan_refuses_other_crop_counts():
+    with pytest.raises(ValueError, match="spatial_crops"):
+        FramePlan(8, 8, 32, (), 32, spatial_crops=2)
+    with pytest.raises(ValueError, match="spatial_crops"):
+        FramePlan(8, 8, 32, (0.5,), 32, teacher_frames=False, spatial_crops=3)

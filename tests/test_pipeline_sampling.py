@@ -5,6 +5,7 @@ import pytest
 
 from egocache.pipeline.sampling import (clip_seconds, clip_span_frames, clip_start_frame, segment_clip_centres,
                                         student_frame_indices, student_positions, teacher_frame_indices)
+from egocache.cache.selections import draw_frames, selection_positions
 
 
 @pytest.mark.parametrize("fps, span", [(30.0, 64), (60.0, 128), (25.0, 53), (29.97, 64), (1.0, 16)])
@@ -32,14 +33,45 @@ def test_clip_centre_maps_to_a_centred_start():
 
 
 def test_student_positions_union_and_which_serve_what():
-    positions, for_n, first_last = student_positions((1, 2, 4), first_last=True)
+    positions, sets, first_last = student_positions((1, 2, 4), first_last=True)
+    for_n = sets["uniform"]
+    assert list(sets) == ["uniform"]
     assert positions == [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
     assert [positions[i] for i in for_n[1]] == [0.5]
     assert [positions[i] for i in for_n[2]] == [0.25, 0.75]
     assert [positions[i] for i in for_n[4]] == [0.125, 0.375, 0.625, 0.875]
     assert [positions[i] for i in first_last] == [0.0, 1.0]
-    positions, for_n, first_last = student_positions((1,), first_last=False)
-    assert positions == [0.5] and for_n == {1: [0]} and first_last is None
+    positions, sets, first_last = student_positions((1,), first_last=False)
+    assert positions == [0.5] and sets == {"uniform": {1: [0]}} and first_last is None
+
+
+def test_frame_selections_of_table_4_on_the_16_frame_grid():
+    grid = [k / 15 for k in range(16)]
+    assert selection_positions("uniform", 4) == [0.125, 0.375, 0.625, 0.875]
+    assert selection_positions("first", 4) == grid[:4]
+    assert selection_positions("last", 4) == grid[12:]
+    assert selection_positions("center", 4) == grid[6:10]
+    assert selection_positions("random", 4) == grid
+    positions, sets, fl = student_positions((1, 4), True, ("first", "last", "center", "random"))
+    assert list(sets) == ["uniform", "first", "last", "center", "random"]
+    for sel, by_n in sets.items():
+        for n, idx in by_n.items():
+            assert [positions[i] for i in idx] == pytest.approx(selection_positions(sel, n))
+    assert len(positions) == len(set(positions)) == 16 + 5      # the grid, uniform N=1 and N=4 (0, 1 shared)
+    with pytest.raises(ValueError, match="unknown frame selection 'best'"):
+        selection_positions("best", 4)
+    with pytest.raises(ValueError, match="1 <= N <= 16"):
+        selection_positions("first", 17)
+
+
+def test_a_random_selection_draws_n_distinct_frames_fixed_by_seed_and_row():
+    rows = np.arange(2000)
+    a, b, c = draw_frames(rows, 16, 4, 0), draw_frames(rows, 16, 4, 0), draw_frames(rows, 16, 4, 1)
+    assert a.shape == (2000, 4) and (a == b).all() and (a != c).any(axis=1).mean() > 0.9
+    assert (np.diff(a, axis=1) > 0).all() and a.min() >= 0 and a.max() <= 15
+    assert (draw_frames(rows[500:510], 16, 4, 0) == a[500:510]).all()      # a row's draw ignores the batch
+    counts = np.bincount(a.ravel(), minlength=16) / a.size
+    assert np.abs(counts - 1 / 16).max() < 0.01                           # every grid frame equally often
 
 
 def test_student_frames_lie_inside_the_clip():

@@ -24,7 +24,8 @@ from egocache.synth import (APPEARANCE_VERBS, EGO4D_IMU_COLUMNS, EPIC_COLUMNS, M
 from egocache.synth.files import link
 from egocache.synth.motion import (GRAVITY, HeadMotion, HermiteTrack, drifting_bias, imu_times,
                                             random_sines)
-from egocache.synth.render import HFOV_DEG
+from egocache.synth.generate import HEAD_SHARES
+from egocache.synth.render import HFOV_DEG, SKIN
 
 SMALL = dict(videos=2, seed=11, size=(96, 64), duration_s=12.0)                       # 30 fps, both layouts
 STATS = dict(videos=12, seed=5, size=(96, 64), fps=10.0, duration_s=48.0, imu_layout="epic100")
@@ -99,17 +100,25 @@ def mean_gyro(ds: SynthSummary, rows: list[dict[str, str]]) -> np.ndarray:
     return np.stack(out)
 
 
-def nearest_centroid_cv(x: np.ndarray, y: list[str], rows: list[dict[str, str]], folds: int = 4) -> float:
-    """Accuracy of a nearest-centroid classifier, cross-validated over folds of whole videos."""
+def nearest_centroid_predictions(x: np.ndarray, y: list[str], rows: list[dict[str, str]], folds: int = 4,
+                                 fit: np.ndarray | None = None) -> list[str]:
+    """Predictions of a nearest-centroid classifier, cross-validated over folds of whole videos; the
+    centroids come from the training folds' rows where `fit` is true (all rows by default)."""
     y_arr = np.array(y)
+    fit = np.ones(len(y_arr), dtype=bool) if fit is None else fit
     fold = np.array([sorted({r["video_id"] for r in rows}).index(r["video_id"]) % folds for r in rows])
     pred = np.empty_like(y_arr)
     for k in range(folds):
-        test = fold == k
-        classes = np.unique(y_arr[~test])
-        cents = np.stack([x[~test][y_arr[~test] == c].mean(0) for c in classes])
+        test, train = fold == k, (fold != k) & fit
+        classes = np.unique(y_arr[train])
+        cents = np.stack([x[train][y_arr[train] == c].mean(0) for c in classes])
         pred[test] = classes[((x[test][:, None] - cents[None]) ** 2).sum(-1).argmin(1)]
-    return float((pred == y_arr).mean())
+    return pred.tolist()
+
+
+def nearest_centroid_cv(x: np.ndarray, y: list[str], rows: list[dict[str, str]], folds: int = 4) -> float:
+    """Accuracy of a nearest-centroid classifier, cross-validated over folds of whole videos."""
+    return float(np.mean(np.array(nearest_centroid_predictions(x, y, rows, folds)) == np.array(y)))
 
 
 def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
@@ -351,24 +360,88 @@ def test_accelerometer_gravity_turns_as_the_gyro_says(stats):
 
 
 # --- what the labels mean -------------------------------------------------------------------------
-def test_one_frame_cannot_tell_a_motion_pair_apart_but_the_imu_can(stats):
+def head_kinds(ds: SynthSummary) -> dict[str, str]:
+    """synth.json's head-motion kind of every segment, by narration id."""
+    with open(ds.meta_json) as f:
+        return json.load(f)["segment_head_motion"]
+
+
+def test_one_frame_cannot_tell_a_motion_pair_apart(stats):
     rows = rows_of(stats)
-    frame_acc, quarter_acc, imu_acc, weights = {}, {}, {}, {}
+    acc, weights = {}, {}
     for pair in MOTION_PAIRS:
         sel = [r for r in rows if r["verb"] in pair]
         y = [r["verb"] for r in sel]
         weights[pair] = len(sel)
         assert min(y.count(v) for v in pair) >= 10
-        frame_acc[pair] = nearest_centroid_cv(centre_frames(stats, sel), y, sel)
-        quarter_acc[pair] = np.mean([nearest_centroid_cv(centre_frames(stats, sel, d), y, sel)
-                                     for d in (-0.53, 0.53)])
-        imu_acc[pair] = nearest_centroid_cv(mean_gyro(stats, sel), y, sel)
-    print(f"within motion pairs: centre frame {frame_acc}; clip-quarter frames {quarter_acc}; "
-          f"mean gyro {imu_acc}")
-    for acc in (frame_acc, quarter_acc):         # chance is 0.5; ~27 segments a pair leave +-0.2 of noise
-        assert sum(acc[p] * weights[p] for p in MOTION_PAIRS) / sum(weights.values()) < 0.65
-        assert max(acc.values()) < 0.8
-    assert min(imu_acc.values()) >= 0.95
+        acc[pair] = nearest_centroid_cv(centre_frames(stats, sel), y, sel)
+    print(f"within motion pairs, centre frame: {acc}")
+    # chance is 0.5; ~27 segments a pair leave +-0.2 of noise
+    assert sum(acc[p] * weights[p] for p in MOTION_PAIRS) / sum(weights.values()) < 0.65
+    assert max(acc.values()) < 0.8
+
+
+def object_state(ds: SynthSummary, rows: list[dict[str, str]], offset_s: float) -> np.ndarray:
+    """One number per segment that follows its object, read from the decoded frame at centre + offset:
+    the hand's height (take/put), the dark inside's area (open/close), the lamp's lit area (turn-on/off),
+    each in the image's central region, where the object is drawn whatever the head does."""
+    readers: dict[str, decord.VideoReader] = {}
+    out = []
+    for r in rows:
+        vr = readers.setdefault(r["video_id"], decord.VideoReader(
+            os.path.join(ds.root, r["participant_id"], "videos", f"{r['video_id']}.MP4")))
+        centre = (seconds(r["start_timestamp"]) + seconds(r["stop_timestamp"])) / 2 + offset_s
+        img = vr[int(round(centre * vr.get_avg_fps()))].asnumpy().astype(np.float64)
+        h, w, _ = img.shape
+        img = img[:, w // 4: 3 * w // 4]
+        red, green, blue = img[..., 0], img[..., 1], img[..., 2]
+        if r["verb"] in ("take", "put"):
+            skin = (np.abs(img - SKIN) < 28).all(-1)
+            out.append(np.median(np.nonzero(skin)[0]) / h if skin.any() else 0.5)
+        elif r["verb"] in ("open", "close"):
+            out.append(float((img.max(-1) < 45).mean()))
+        else:
+            out.append(float(((red > 150) & (blue < 0.5 * red) & (green > 0.6 * red)).mean()))
+    return np.array(out)
+
+
+def test_the_clip_shows_the_action_whatever_the_head_does(stats):
+    """The centre clip's first and last frames (2 s apart) tell every motion pair apart in every kind of head
+    motion: the object moves one way or the other, and the head's motion does not move it. (A crude colour
+    detector: the background's shaded palette is sometimes taken for the hand, so not 100 %.)"""
+    rows, kinds = rows_of(stats), head_kinds(stats)
+    for pair in MOTION_PAIRS:
+        sel = [r for r in rows if r["verb"] in pair]
+        y = [r["verb"] for r in sel]
+        change = object_state(stats, sel, 1.0) - object_state(stats, sel, -1.0)
+        right = np.array(nearest_centroid_predictions(change[:, None], y, sel)) == np.array(y)
+        by_kind = {k: float(right[[kinds[r["narration_id"]] == k for r in sel]].mean()) for k in HEAD_SHARES}
+        print(f"{pair}: object change over the clip {right.mean():.2f}, by head kind {by_kind}")
+        assert right.mean() >= 0.9 and min(by_kind.values()) >= 0.8
+
+
+def test_head_motion_tells_a_motion_pair_apart_only_where_it_goes_with_the_action(stats):
+    """The IMU is informative in the 'informative' share of motion-pair segments and near chance in the
+    'weak' (barely moving) and 'unrelated' (a full turn) ones, whose head turns along a random axis and sign."""
+    rows, kinds = rows_of(stats), head_kinds(stats)
+    pairs = [r for r in rows if any(r["verb"] in p for p in MOTION_PAIRS)]
+    shares = {k: np.mean([kinds[r["narration_id"]] == k for r in pairs]) for k in HEAD_SHARES}
+    assert all(abs(shares[k] - HEAD_SHARES[k]) < 0.12 for k in HEAD_SHARES), shares
+    assert all(kinds[r["narration_id"]] == "random" for r in rows if r["verb"] in APPEARANCE_VERBS)
+    acc = {}
+    for pair in MOTION_PAIRS:
+        sel = [r for r in rows if r["verb"] in pair]
+        y = np.array([r["verb"] for r in sel])
+        gyro = mean_gyro(stats, sel)
+        informative = np.array([kinds[r["narration_id"]] == "informative" for r in sel])
+        # learn which way the informative head turns, then apply it to every kind
+        pred = np.array(nearest_centroid_predictions(gyro, list(y), sel, fit=informative))
+        acc[pair] = {k: float((pred == y)[[kinds[r["narration_id"]] == k for r in sel]].mean())
+                     for k in HEAD_SHARES}
+    print(f"within motion pairs, mean gyro by head kind: {acc}")
+    assert min(a["informative"] for a in acc.values()) >= 0.95
+    other = [a[k] for a in acc.values() for k in ("weak", "unrelated")]
+    assert np.mean(other) < 0.72 and max(other) < 0.9
 
 
 def test_appearance_verbs_show_in_one_frame_and_not_in_the_imu(stats):
@@ -380,20 +453,24 @@ def test_appearance_verbs_show_in_one_frame_and_not_in_the_imu(stats):
     assert frame_acc >= 0.9 and imu_acc < 0.6
 
 
-def test_the_clip_shows_the_motion_for_pitch_and_yaw_pairs(stats):
-    """Two of the 16 frames of the centre clip (0.53 s apart) show which way the scene moved."""
-    rows = rows_of(stats)
+def test_the_clip_shows_the_head_motion_for_pitch_and_yaw_pairs(stats):
+    """Where the head turns with the action, two of the 16 frames of the centre clip (0.53 s apart) show
+    which way the scene beside the object moved."""
+    rows, kinds = rows_of(stats), head_kinds(stats)
     for pair, k in ((("take", "put"), 0), (("open", "close"), 1)):
-        sel = [r for r in rows if r["verb"] in pair]
+        sel = [r for r in rows if r["verb"] in pair and kinds[r["narration_id"]] == "informative"]
         readers = {v.video_id: decord.VideoReader(v.video_path) for v in stats.videos}
         right = 0
         for r in sel:
             centre = (seconds(r["start_timestamp"]) + seconds(r["stop_timestamp"])) / 2
             a, b = (readers[r["video_id"]][int(round((centre + d) * STATS["fps"]))].asnumpy().mean(-1)
                     for d in (-0.27, 0.27))
-            moved = image_shift(a.astype(np.float64), b.astype(np.float64), moving=True)[k]
+            scene = np.ones(a.shape)          # the object moves too: keep the strips beside it along axis k
+            scene[(slice(None), slice(a.shape[1] // 4, 3 * a.shape[1] // 4)) if k == 0
+                  else (slice(a.shape[0] // 4, 3 * a.shape[0] // 4), slice(None))] = 0
+            moved = image_shift(a * scene, b * scene, moving=True)[k]
             right += (moved > 0) == (r["verb"] == pair[0])            # take: scene moves down; open: right
-        assert right / len(sel) >= 0.9
+        assert right / len(sel) >= 0.8                               # 12-15 segments a pair
 
 
 # --- CLI ------------------------------------------------------------------------------------------

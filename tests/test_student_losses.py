@@ -150,6 +150,12 @@ def test_pretrain_loss_is_nce_plus_l1_and_skips_classifiers():
     assert all(p.grad is None for p in s.image_encoder.parameters())
     for part in (s.imu_encoder, s.fusion, s.predictor):
         assert all(p.grad is not None for p in part.parameters())
+    l1_only = pretrain_loss(out, batch, LossConfig(pretrain_nce=0.0))          # Table 1's "L1-pretrain" row
+    nce_only = pretrain_loss(out, batch, LossConfig(pretrain_l1=0.0))          # ... and "NCE-pretrain"
+    assert l1_only["loss"].item() == pytest.approx(feature_l1(out["feature"], batch["feature"]).item())
+    assert nce_only["loss"].item() == pytest.approx(nce.item())
+    with pytest.raises(ValueError, match="pretrain_nce=-1"):
+        LossConfig(pretrain_nce=-1.0)
 
 
 @pytest.mark.parametrize("variant, ratio", [("egodistill", 0.6), ("visonly", 0.3)])

@@ -18,12 +18,10 @@ from egocache.errors import ConfigError, CacheError, CacheFormatError, Checkpoin
 from egocache.student.checkpoint import load_student_checkpoint
 from egocache.student.config import TrainConfig, check_cache, default_milestones, resolve_config
 from egocache.core.metrics import (Predictions, evaluate_predictions, segment_scores)
-from egocache.student.evaluate import write_metrics_csv
+from egocache.student.evaluate import read_segment_predictions, write_metrics_csv
 from egocache.student.losses import student_loss
 from egocache.student.resnet import ResNet18
 from egocache.student.train import EpochSampler, Runtime, StageRun, to_device, train_student
-
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> str:
@@ -120,20 +118,31 @@ def test_epoch_sampler_is_a_pure_function_of_seed_and_epoch_and_splits_batches_b
 
 # --- frozen image features ------------------------------------------------------------------------------
 
-def test_cached_image_features_give_the_losses_of_the_frozen_encoder(cache, tmp_path):
+@pytest.fixture(scope="module")
+def selection_cache(tmp_path_factory) -> str:
+    """A cache storing every frame selection of paper Table 4 for N = 1, 2."""
+    return make_test_cache(tmp_path_factory.mktemp("selections"), n_train=32, n_val_segments=6,
+                           selections=("first", "last", "center", "random"))
+
+
+@pytest.mark.parametrize("selection", ["uniform", "random"])
+def test_cached_image_features_give_the_losses_of_the_frozen_encoder(selection_cache, tmp_path, selection):
+    """The stored features (a random selection's: of the whole pool, picked per clip) train as the frames do."""
     from egocache.cache import CacheDataset
 
+    cache = selection_cache
     torch.manual_seed(123)
     imagenet = ResNet18()
     torch.save(imagenet.state_dict(), tmp_path / "resnet18.pth")
     cfg = check_cache(config(cache, tmp_path, variant="egodistill", frames=2, freeze_image_encoder=True,
-                             image_weights=str(tmp_path / "resnet18.pth")))
+                             image_weights=str(tmp_path / "resnet18.pth"), frame_selection=selection, seed=3))
     run = StageRun("distill", cfg[1], cfg[0], Runtime(0, 1, torch.device("cpu")), resume=False,
                    progress=False, log=quiet)
     run.build()
-    assert (tmp_path / "image_features" / "train.npy").exists()
+    [stored] = (tmp_path / "image_features").glob("train-*.npy")
     assert torch.equal(run.student.image_encoder.backbone.conv1.weight, imagenet.conv1.weight)
-    frames_ds = CacheDataset(cache, split="train", frames=2)
+    frames_ds = CacheDataset(cache, split="train", frames=2, selection=selection, selection_seed=3)
+    assert np.load(stored).shape[1] == (16 if selection == "random" else 2)
     student = run.student
     state = {k: v.clone() for k, v in student.state_dict().items()}
     losses = {}
@@ -170,6 +179,9 @@ def test_train_all_stages_writes_checkpoints_metrics_and_resolved_config(cache, 
         assert (out / name).exists(), name
     final = json.loads((out / "metrics.json").read_text())
     assert final["epoch"] == 2 and 0.0 <= final["top1_acc"] <= 1.0 and "motion_pairs_top1_acc" in final
+    segs = read_segment_predictions(out / "segments.npz")                 # the last evaluation, per segment
+    assert sorted(segs["segment_id"]) == [f"va{i}" for i in range(6)]
+    assert np.mean(segs["verb_score"].argmax(1) == segs["verb_label"]) == pytest.approx(final["top1_acc"])
     assert set(final["heads"]) == {"verb", "noun"} and final["best"]["epoch"] in (1, 2)
     ckpt = load_student_checkpoint(out / "last.pt")
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (2, 0, 8)
@@ -183,6 +195,16 @@ def test_train_all_stages_writes_checkpoints_metrics_and_resolved_config(cache, 
     assert again["distill"]["top1_acc"] == final["top1_acc"] and "distill: already finished" in logs[-1]
     with pytest.raises(CheckpointError, match="other settings"):
         train_student(cfg.with_overrides(lr=1e-3), resume=True, progress=False, log=quiet)
+
+
+def test_eval_every_evaluates_every_k_epochs_and_after_the_last(cache, tmp_path):
+    train_student(config(cache, tmp_path, variant="visonly", epochs=3, eval_every=2), progress=False, log=quiet)
+    evaluated = [json.loads((tmp_path / "metrics" / f"epoch_{e:03d}.json").read_text()).get("top1_acc") is not None
+                 for e in (1, 2, 3)]
+    assert evaluated == [False, True, True]
+    with pytest.raises(ConfigError, match="--pretrain-nce and --pretrain-l1 are both 0"):
+        config(cache, tmp_path, pretrain_nce=0.0, pretrain_l1=0.0)
+    config(cache, tmp_path, pretrain_nce=0.0, pretrain_l1=0.0, stage="distill")     # nothing to pretrain
 
 
 def test_visonly_variant_skips_pretrain_with_a_message(cache, tmp_path):
@@ -234,3 +256,16 @@ def test_torchrun_two_processes_match_one_process(cache, tmp_path):
         assert a["losses"][key] == pytest.approx(b["losses"][key], rel=1e-4)
     assert a["heads"]["verb"]["per_class_acc"] == b["heads"]["verb"]["per_class_acc"]
     assert load_student_checkpoint(tmp_path / "ddp" / "last.pt")["step"] == 8
+
+
+def test_runs_share_a_features_dir_and_compute_each_feature_file_once(cache, tmp_path):
+    torch.manual_seed(1)
+    torch.save(ResNet18().state_dict(), tmp_path / "resnet18.pth")
+    logs: list[str] = []
+    for seed in (0, 1):
+        train_student(config(cache, tmp_path / f"seed{seed}", variant="visonly-distill", epochs=1, seed=seed,
+                             freeze_image_encoder=True, image_weights=str(tmp_path / "resnet18.pth"),
+                             features_dir=str(tmp_path / "features")), progress=False, log=logs.append)
+    computed = [line for line in logs if line.startswith("computing frozen image features")]
+    assert len(computed) == 2 and {"train", "validation"} == {line.split()[6] for line in computed}
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 2 and not (tmp_path / "seed1" / "image_features").exists()

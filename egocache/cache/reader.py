@@ -24,6 +24,7 @@ from egocache.cache.info import CacheInfo, describe, split_and_status, zarr_grou
 from egocache.cache.rows import Request, RowReader, ShardFiles, read_small_column, read_strings
 from egocache.cache.schema import STATUS_OK, array_specs, direct_rows, read_array, read_attrs
 from egocache.cache.store import open_store
+from egocache.cache.selections import available_selections, draw_frames, selection_indices
 from egocache.errors import CacheError
 
 
@@ -55,13 +56,15 @@ class CacheDataset(Dataset):
 
     def __init__(self, path: str | os.PathLike, *, split: str = "train", frames: int = 1,
                  read_frames: bool = True, first_last: bool = False, require_imu: bool = False,
+                 selection: str = "uniform", selection_seed: int = 0, whole_pool: bool = False,
                  direct: bool | None = None) -> None:
         """Index `split`'s ok clips of the cache at `path` (a folder or an fsspec URL) for a
         `frames`-frame (N) student.
 
-        `require_imu` keeps only clips with their IMU window (imu_present; caches older than that
-        flag have IMU for every ok clip); `skipped_without_imu` counts the others. `read_frames=False`
-        leaves frames out of the items; `direct=False` forces zarr frame reads.
+        `selection` is the frame selection (cache/selections.py; "random" draws N of its pool per clip,
+        fixed by `selection_seed`; `whole_pool` returns all of the pool instead). `require_imu` keeps only clips with their IMU window (imu_present;
+        caches older than that flag have IMU for every ok clip); `skipped_without_imu` counts the others.
+        `read_frames=False` leaves frames out of the items; `direct=False` forces zarr frame reads.
         """
         self.store = open_store(path)
         self.path = self.store.url
@@ -71,16 +74,20 @@ class CacheDataset(Dataset):
         split_arr, status = split_and_status(self.store, attrs, group, files)
         self.info: CacheInfo = describe(self.store, attrs, split_arr, status, measure_size=False)
         sam = self.info.sampling
-        if read_frames and str(frames) not in sam["frames_for_n"]:
-            raise CacheError(f"{self.path}: no stored frames for N={frames}; the cache has N in "
-                             f"{sorted(int(k) for k in sam['frames_for_n'])}")
+        stored = selection_indices(sam, selection, frames)
+        if stored is None:
+            have = "; ".join(f"{sel} N in {ns}" for sel, ns in available_selections(sam).items())
+            raise CacheError(f"{self.path}: no stored frames for N={frames} with frame selection {selection!r}; "
+                             f"the cache has {have}")
         if first_last and sam["first_last"] is None:
             raise CacheError(f"{self.path}: the cache stores no first/last frames (first_last=None)")
         if split not in self.info.splits:
             raise CacheError(f"{self.path}: no split {split!r}; splits: {sorted(self.info.splits)}")
         self.split, self.frames, self.read_frames, self.first_last = split, frames, read_frames, first_last
         self.direct = direct
-        self._stored: list[int] = list(sam["frames_for_n"][str(frames)]) if read_frames else []
+        self.selection, self.selection_seed, self.whole_pool = selection, selection_seed, whole_pool
+        self.stored_frames = len(stored)           # frames read per clip: N, or the random pool
+        self._stored: list[int] = stored if read_frames else []
         self._fl: list[int] = list(sam["first_last"]) if first_last else []
         usable = (split_arr == split) & (status == STATUS_OK)
         specs = {s.name: s for s in array_specs(attrs)}
@@ -161,10 +168,20 @@ class CacheDataset(Dataset):
         }
         if got is not None:
             if self.read_frames:
-                out["frames"] = torch.from_numpy(got[:, :len(self._stored)])
+                frames = got[:, :len(self._stored)]
+                choice = self.frame_choice(rows)
+                if choice is not None:
+                    frames = np.take_along_axis(frames, choice[:, :, None, None, None], axis=1)
+                out["frames"] = torch.from_numpy(np.ascontiguousarray(frames))
             if self.first_last:
                 out["first_last"] = torch.from_numpy(got[:, len(self._stored):])
         return out if batch else _first(out)
+
+    def frame_choice(self, rows: np.ndarray) -> np.ndarray | None:
+        """(B, N) indices into the frames read per clip that a "random" selection uses for cache `rows`."""
+        if self.selection != "random" or self.whole_pool:
+            return None
+        return draw_frames(rows, self.stored_frames, self.frames, self.selection_seed)
 
 
 def _first(out: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from egocache.cache.schema import (
     direct_rows, expected_array_metadata, load_json_object, marker_digest, read_array, read_attrs, read_marker,
     table_sha256,
 )
+from egocache.cache.selections import selection_positions
 from egocache.cache.store import CacheStore, open_store
 from egocache.errors import CacheFormatError, EgocacheError
 
@@ -92,6 +93,16 @@ def check_attr_consistency(attrs: dict[str, Any]) -> list[str]:
         got = [positions[i] if isinstance(i, int) and 0 <= i < len(positions) else None for i in idx]
         if len(idx) != int(n) or any(g is None or abs(g - w) > 1e-9 for g, w in zip(got, want)):
             out.append(f"sampling.frames_for_n[{n}] = {idx} does not index the positions {want} of {n} frames")
+    for sel, by_n in (sam.get("frame_sets") or {}).items():
+        for n, idx in by_n.items():
+            try:
+                want = selection_positions(sel, int(n))
+            except ValueError as exc:
+                out.append(f"sampling.frame_sets[{sel}][{n}]: {exc}")
+                continue
+            got = [positions[i] if isinstance(i, int) and 0 <= i < len(positions) else None for i in idx]
+            if len(idx) != len(want) or any(g is None or abs(g - w) > 1e-9 for g, w in zip(got, want)):
+                out.append(f"sampling.frame_sets[{sel}][{n}] = {idx} does not index the positions {want}")
     fl = sam.get("first_last")
     if fl is not None and ([positions[i] if 0 <= i < len(positions) else None for i in fl] != [0.0, 1.0]):
         out.append(f"sampling.first_last = {fl} does not index positions 0 and 1")

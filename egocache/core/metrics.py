@@ -8,8 +8,9 @@ segments predicted right; `mean_class_acc` averages it over the classes present.
 verbs are given (pair by pair: a, b, c, d, ...), the same top-1 is also reported on their segments
 alone, and `motion_pairs_within_acc` asks only whether the true verb scores above its partner.
 
-`train-teacher` (on its validation clips), `train-student` (every epoch) and `egocache benchmark`
-(the teacher's cached logits) all call `evaluate_predictions`, so their figures agree.
+`train-teacher` (on its validation clips), `test-teacher` (the centre clip and the multi-view test),
+`train-student` (every epoch) and `egocache benchmark` (the teacher's cached logits) all call
+`evaluate_predictions`, so their figures agree.
 """
 
 from __future__ import annotations

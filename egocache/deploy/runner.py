@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from egocache.errors import CheckpointError, ConfigError, DependencyError
-from egocache.student.inputs import StudentInputs, read_run_inputs
+from egocache.student.inputs import StudentInputs, check_deployable, read_run_inputs
 
 ONNX_METADATA_KEY = "egocache.inputs"
 DEPLOY_EXTRA = "pip install 'egocache[deploy]' (onnx, onnxruntime, onnxscript)"
@@ -146,6 +146,7 @@ class StudentRunner(Runner):
                                   + (" (best.pt is written only when the run has validation clips)"
                                      if weights == "best" else ""))
         inputs, where = read_run_inputs(run)
+        check_deployable(inputs, str(run))
         student, _ = student_from_checkpoint(ckpt)
         return cls(student, inputs, device=resolve_device(device), source=f"{ckpt}; inputs from {where}")
 

@@ -3,7 +3,8 @@
 Clips are grouped into merged spans (clips whose frame ranges overlap or touch); spans are decoded
 in time order, each with `get_batch` over the sorted unique frames it needs, so overlapping clips
 share one decode and the reader only ever seeks forward. decord scales while it decodes (the reader
-is opened at the size whose short side is `size`); the centre crop is a numpy slice.
+is opened at the size whose short side is `size`); the centre crop is a numpy slice (`crop=False`
+keeps the whole frame, for crops elsewhere across its long side).
 
 decord 0.6 facts this module relies on:
 - `get_batch` continues from the reader's position: a jump inside the current keyframe interval
@@ -231,12 +232,16 @@ class _DLPackView:
         return (1, 0)                                          # kDLCPU, device 0
 
 
-def _decode(path: str, video: _Video, frames: np.ndarray) -> np.ndarray:
-    """Decode sorted unique `frames` and centre-crop them: uint8 (len(frames), size, size, 3)."""
+def _decode(path: str, video: _Video, frames: np.ndarray, crop: bool = True) -> np.ndarray:
+    """Decode sorted unique `frames` and centre-crop them: uint8 (len(frames), size, size, 3); with
+    `crop` False the whole frames, (len(frames), H, W, 3) at the reader's size."""
     assert video.size is not None and video.out_hw is not None
     size, (out_h, out_w) = video.size, video.out_hw
-    y0, x0 = (out_h - size) // 2, (out_w - size) // 2
-    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    if crop:
+        y0, x0, side_h, side_w = (out_h - size) // 2, (out_w - size) // 2, size, size
+    else:
+        y0, x0, side_h, side_w = 0, 0, out_h, out_w
+    out = np.empty((len(frames), side_h, side_w, 3), dtype=np.uint8)
     for a in range(0, len(frames), _BATCH_FRAMES):
         chunk = frames[a:a + _BATCH_FRAMES]
         batch = np.from_dlpack(_DLPackView(video.reader.get_batch(chunk.tolist())))
@@ -244,7 +249,7 @@ def _decode(path: str, video: _Video, frames: np.ndarray) -> np.ndarray:
         if batch.shape[1:] != (out_h, out_w, 3):
             raise DecodeError(f"{path}: decord returned frames of shape {batch.shape[1:]}, "
                               f"expected {(out_h, out_w, 3)}")
-        out[a:a + len(chunk)] = batch[:, y0:y0 + size, x0:x0 + size]
+        out[a:a + len(chunk)] = batch[:, y0:y0 + side_h, x0:x0 + side_w]
     return out
 
 
@@ -263,14 +268,16 @@ def _merged_spans(bounds: dict[int, tuple[int, int]]) -> list[list[int]]:
     return spans
 
 
-def decode_clips(path: str, per_clip_indices: list[np.ndarray], *, size: int, num_threads: int = 1
-                 ) -> tuple[list[np.ndarray | DecodeError], DecodeStats]:
+def decode_clips(path: str, per_clip_indices: list[np.ndarray], *, size: int, num_threads: int = 1,
+                 crop: bool = True) -> tuple[list[np.ndarray | DecodeError], DecodeStats]:
     """Frames of many clips of one video, each needed native frame decoded at most once.
 
     Returns per clip uint8 (len(indices), size, size, 3) RGB (short side scaled to `size`, centre
     crop, frames in the clip's index order, duplicates allowed) or the DecodeError saying why that
     clip failed (frames outside the video, or frames that cannot be decoded); raises DecodeError if
     the file cannot be opened. `num_threads` is ffmpeg's decoding threads (0 = one per core).
+    With `crop` False frames are not cropped: (len(indices), H, W, 3), short side `size` (a
+    decord-unsafe width is one pixel wider, see reader_size).
     """
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
@@ -278,7 +285,9 @@ def decode_clips(path: str, per_clip_indices: list[np.ndarray], *, size: int, nu
     clips = [np.asarray(ix, dtype=np.int64).reshape(-1) for ix in per_clip_indices]
     video = _sized_reader(path, size, num_threads)
     n = video.num_frames
-    results: list[np.ndarray | DecodeError] = [np.empty((0, size, size, 3), np.uint8)] * len(clips)
+    assert video.out_hw is not None
+    empty_hw = (size, size) if crop else video.out_hw
+    results: list[np.ndarray | DecodeError] = [np.empty((0, *empty_hw, 3), np.uint8)] * len(clips)
     bounds: dict[int, tuple[int, int]] = {}
     for c, ix in enumerate(clips):
         if ix.size == 0:
@@ -299,7 +308,7 @@ def decode_clips(path: str, per_clip_indices: list[np.ndarray], *, size: int, nu
         frames = np.unique(np.concatenate([clips[c] for c in group]))
         cost = _frames_decoded(frames, video.keyframes, video.position)
         try:
-            block = _decode(path, video, frames)
+            block = _decode(path, video, frames, crop)
         except _DECORD_ERRORS as exc:
             video = _reopen(path, video)
             for c in group:

@@ -31,8 +31,8 @@ import numpy as np
 from egocache import __version__
 from egocache.core.device import resolve_device
 from egocache.errors import CacheError, ClipError, EgocacheError, ManifestError
-from egocache.pipeline.extract_worker import (STAGES, ShardJob, ShardResult, TeacherKey, load_teacher,
-                                              run_shard)
+from egocache.pipeline.extract_worker import (STAGES, ShardJob, ShardResult, TeacherKey, check_teacher_heads,
+                                              load_teacher, run_shard)
 from egocache.pipeline.datasets.preflight import Preflight
 from egocache.pipeline.options import ExtractOptions
 from egocache.pipeline.sampling import clip_seconds, clip_span_frames, student_positions
@@ -242,7 +242,9 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
         raise ManifestError(f"no clips in {', '.join(opts.annotations)}"
                             + (f": {manifest.problems[0]}" if manifest.problems else ""))
     heads = list(manifest.class_names)
-    positions, frames_for_n, first_last = student_positions(opts.frames, opts.first_last)
+    positions, frame_sets, first_last = student_positions(opts.frames, opts.first_last,
+                                                          tuple(opts.frame_selections))
+    frames_for_n = frame_sets["uniform"]
     checkpoint = os.path.abspath(opts.checkpoint) if opts.checkpoint else None
     cache_heads = tuple((h, len(manifest.class_names[h])) for h in heads)
     # with a checkpoint the teacher keeps the heads it was trained with; the cache stores the dataset's
@@ -251,13 +253,10 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
     cache = opts.cache if is_url(opts.cache) else os.path.abspath(opts.cache)
     with extraction_lock(cache) as lease, open_runner(opts.workers, opts.scheduler, device) as runner:
         spec, checkpoint_sha = runner.call(teacher_info, key)
-        wrong = [f"{h} ({n} classes)" for h, n in cache_heads if spec.heads.get(h) != n]
-        if wrong:
-            raise EgocacheError(f"{opts.checkpoint or opts.teacher}: the teacher's heads "
-                                f"{', '.join(f'{h}:{n}' for h, n in spec.heads.items())} do not give the "
-                                f"dataset's {', '.join(wrong)}; fine-tune it on these classes "
-                                "(train-teacher --reset-heads)")
+        check_teacher_heads(spec.heads, cache_heads, opts.checkpoint or opts.teacher)
         attrs = cache_attrs(opts, device, spec, checkpoint_sha, manifest)
+        attrs["sampling"]["frame_sets"] = {sel: {str(n): idx for n, idx in by_n.items()}
+                                           for sel, by_n in frame_sets.items()}
         table = clip_table(manifest.clips, heads, attrs["sampling"]["clip_seconds"])
         writer = CacheWriter.create(
             cache, clips=table, feature_dim=spec.feature_dim,

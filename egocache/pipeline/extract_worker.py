@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from egocache.errors import ClipError, IMUError
+from egocache.errors import ClipError, EgocacheError, IMUError
 from egocache.pipeline.datasets import Clip
 from egocache.pipeline.teachers.base import run_teacher
 from egocache.pipeline.frames import FramePlan, decode_planned, plan_video_clips
@@ -98,6 +98,15 @@ def load_teacher(key: TeacherKey) -> Any:
                                    **dict(key.overrides))
         _TEACHERS[key] = model.to(torch.device(key.device)).eval()
     return _TEACHERS[key]
+
+
+def check_teacher_heads(teacher_heads: dict[str, int], heads: tuple[tuple[str, int], ...], source: str) -> None:
+    """EgocacheError naming `source` unless the teacher has every dataset head with its class count."""
+    wrong = [f"{h} ({n} classes)" for h, n in heads if teacher_heads.get(h) != n]
+    if wrong:
+        raise EgocacheError(f"{source}: the teacher's heads {', '.join(f'{h}:{n}' for h, n in teacher_heads.items())} "
+                            f"do not give the dataset's {', '.join(wrong)}; fine-tune it on these classes "
+                            "(train-teacher --reset-heads)")
 
 
 class _ShardBuffers:

@@ -6,6 +6,10 @@ fine-tuning (`train-teacher`) both call it, so the teacher is trained on exactly
 extraction later feeds it: frames are decoded once at the larger of the two sizes (short side scaled
 by the decoder, centre crop), then resized to each size that is smaller (bilinear, antialiased,
 rounded to uint8), the teacher's included, so `Teacher.preprocess` receives frames at its own size.
+With `spatial_crops=3` (the official multi-view test, `egocache test-teacher`) the frames are decoded
+whole at the same short side and the teacher gets three square crops across the long side (left/top,
+centre, right/bottom, as MotionFormer's test loader takes them), each resized the same way; the centre
+crop is the single-crop path's crop, byte for byte.
 A deployed student (`egocache predict`) decodes under the plan of its training clips with
 `teacher_frames=False`: the same span, positions and decode size, without the teacher's frames.
 """
@@ -20,6 +24,8 @@ from egocache.errors import ClipError, DecodeError
 from egocache.pipeline.sampling import (clip_span_frames, clip_start_frame, student_frame_indices,
                                         teacher_frame_indices)
 
+SPATIAL_CROPS = (1, 3)
+
 
 @dataclass(frozen=True)
 class FramePlan:
@@ -31,6 +37,14 @@ class FramePlan:
     positions: tuple[float, ...] = ()      # student frame positions (fractions of the clip)
     student_size: int = 0                  # stored student frame side (also sets the decode size)
     teacher_frames: bool = True            # False: decode the student frames only (a deployed student)
+    spatial_crops: int = 1                 # teacher crops per frame: 1 (centre) or 3 (left/top, centre,
+                                           # right/bottom along the long side)
+
+    def __post_init__(self) -> None:
+        """Refuse crop counts other than 1 and 3, and spatial crops without teacher frames."""
+        if self.spatial_crops not in SPATIAL_CROPS or (self.spatial_crops > 1 and not self.teacher_frames):
+            raise ValueError(f"spatial_crops must be one of {SPATIAL_CROPS} (3 needs teacher frames), "
+                             f"got {self.spatial_crops}")
 
     @property
     def decode_size(self) -> int:
@@ -54,7 +68,8 @@ class FramePlan:
 
 @dataclass
 class ClipFrames:
-    """One clip's decoded frames: teacher (T, S, S, 3) and student (K, s, s, 3), uint8 RGB."""
+    """One clip's decoded frames: teacher (T, S, S, 3), or (C, T, S, S, 3) for a plan's C = 3 spatial
+    crops (left/top, centre, right/bottom), and student (K, s, s, 3), uint8 RGB."""
 
     teacher: np.ndarray
     student: np.ndarray
@@ -73,6 +88,24 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     y = y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     return y.reshape(*lead, size, size, 3).numpy()
+
+
+def square_crops(frames: np.ndarray, size: int, count: int) -> np.ndarray:
+    """(..., H, W, 3) frames whose short side is about `size` -> (count, ..., size, size, 3) square crops.
+
+    count 1: the centre crop (offsets (H - size) // 2, (W - size) // 2, the decoders' own); count 3:
+    the first (left/top), centre and last (right/bottom) crop along the long side, centred across the
+    short one (MotionFormer's uniform_crop, whose centre offset rounds up where ours rounds down).
+    """
+    h, w = frames.shape[-3:-1]
+    y0, x0 = (h - size) // 2, (w - size) // 2
+    if count == 1:
+        offsets = [(y0, x0)]
+    elif h > w:
+        offsets = [(0, x0), (y0, x0), (h - size, x0)]
+    else:
+        offsets = [(y0, 0), (y0, x0), (y0, w - size)]
+    return np.stack([frames[..., y:y + size, x:x + size, :] for y, x in offsets])
 
 
 Planned = tuple[np.ndarray, np.ndarray, np.ndarray]   # FramePlan.native_frames of one clip
@@ -117,12 +150,13 @@ def decode_planned(path: str, planned: list[Planned], plan: FramePlan, *, num_th
 
     if not planned:
         return [], 0, 0
+    d, whole = plan.decode_size, plan.spatial_crops > 1
     try:
         if is_frame_folder(path):
-            decoded, stats = decode_folder_clips(path, [p[0] for p in planned], size=plan.decode_size, fps=fps)
+            decoded, stats = decode_folder_clips(path, [p[0] for p in planned], size=d, fps=fps, crop=not whole)
         else:
-            decoded, stats = decode_clips(path, [p[0] for p in planned], size=plan.decode_size,
-                                          num_threads=num_threads)
+            decoded, stats = decode_clips(path, [p[0] for p in planned], size=d, num_threads=num_threads,
+                                          crop=not whole)
     except DecodeError as exc:
         return [exc] * len(planned), 0, 0
     out: list[ClipFrames | ClipError] = []
@@ -131,8 +165,10 @@ def decode_planned(path: str, planned: list[Planned], plan: FramePlan, *, num_th
             out.append(frames)
             continue
         s, t = plan.student_size, plan.teacher_size
-        student = resize_frames(frames[s_pos], s) if plan.positions else np.zeros((0, s, s, 3), np.uint8)
-        teacher = resize_frames(frames[t_pos], t) if plan.teacher_frames else np.zeros((0, t, t, 3), np.uint8)
+        square = square_crops(frames[s_pos], d, 1)[0] if whole else frames[s_pos]
+        student = resize_frames(square, s) if plan.positions else np.zeros((0, s, s, 3), np.uint8)
+        views = square_crops(frames[t_pos], d, plan.spatial_crops) if whole else frames[t_pos]
+        teacher = resize_frames(views, t) if plan.teacher_frames else np.zeros((0, t, t, 3), np.uint8)
         out.append(ClipFrames(teacher, student))
     return out, stats.frames_decoded, stats.frames_spanned
 

@@ -1,9 +1,9 @@
-"""The settings of the pipeline's two commands, `extract` and `train-teacher`, each declared once.
+"""The settings of the pipeline's commands, `extract`, `train-teacher` and `test-teacher`, each declared once.
 
-What both commands read is declared once in a shared group, which both option classes inherit:
+What they all read is declared once in a shared group, which every option class inherits:
 `DataOptions` (annotations -> manifest), `TeacherOptions` (which teacher, which weights, which
 device) and the stored frame size, which fixes the frame plan (pipeline/frames.py) and so the pixels
-the teacher sees in both. The CLI builds its options from these declarations (core/settings.py).
+the teacher sees in each. The CLI builds its options from these declarations (core/settings.py).
 No torch here: `egocache --help` stays instant.
 """
 
@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from egocache.cache.schema import FRAME_CODECS
+from egocache.cache.selections import FRAME_SELECTIONS
 from egocache.core.device import check_device_name
 from egocache.core.settings import check_settings, setting
 from egocache.errors import ConfigError
 from egocache.pipeline.datasets import ADAPTERS, DATASET_META_FILE, Manifest, load_manifest
 from egocache.pipeline.datasets.common import FRAMES_SOURCES, AdapterOptions
 from egocache.pipeline.datasets.selection import IMU_MODES, PROTOCOL_NAMES, Selection
+from egocache.pipeline.frames import SPATIAL_CROPS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +95,9 @@ class ExtractOptions(DataOptions, TeacherOptions):
                          "s3://bucket/cache.zarr (needs the s3 extra).")
     frames: tuple[int, ...] = setting((1, 2, 4), min=1, help="Student frame counts N to store frames for "
                                                             "(train-student --frames picks one).")
+    frame_selections: list[str] = setting(factory=lambda: ["uniform"], choices=FRAME_SELECTIONS,
+                                          help="Frame selections to store for each N, comma-separated "
+                                               "(train-student --frame-selection picks one; paper Table 4).")
     first_last: bool = setting(True, help="Also store each clip's first and last frame (self-supervised IMU stage).")
     frame_codec: str = setting("raw", choices=FRAME_CODECS, help="Stored frames: raw uint8 (fastest reads) or "
                                                                  "JPEG q90 (~7x smaller).")
@@ -143,3 +148,33 @@ class TeacherTrainConfig(DataOptions, TeacherOptions):
         if Path(self.out).suffix in (".json", ".npz"):
             raise ConfigError(f"--out {self.out}: the summary and logits take .json/.val.npz next to it; give "
                               "the checkpoint another suffix (e.g. .pyth)")
+
+
+def parse_views(text: str) -> tuple[int, int]:
+    """'10x3' -> (10 clips over the segment, 3 spatial crops); ConfigError naming --views otherwise."""
+    t, sep, s = text.strip().lower().partition("x")
+    if not (sep and t.isdigit() and s.isdigit() and int(t) >= 1 and int(s) in SPATIAL_CROPS):
+        raise ConfigError(f"--views: expected TxS with T >= 1 clips per segment and S in "
+                          f"{', '.join(map(str, SPATIAL_CROPS))} spatial crops (e.g. 10x3 or 1x1), got {text!r}")
+    return int(t), int(s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherTestOptions(DataOptions, TeacherOptions):
+    """Everything `test-teacher` needs: the teacher, the data as `extract` reads it, the views per segment."""
+
+    eval_clips: int = setting(1, min=1, max=1, cli=False, help="One manifest clip per segment (its centre "
+                                                               "clip); --views decides the clips evaluated.")
+    train_clips: int = setting(1, min=1, max=1, cli=False, help="As eval_clips, for training segments.")
+    split: str = setting("validation", help="Split whose segments are evaluated.")
+    views: str = setting("10x3", check=parse_views, metavar="TxS",
+                         help="Views per segment whose softmax is averaged: T clips spread over the segment x "
+                              "S spatial crops (3: left/top, centre, right/bottom; 1: centre). MotionFormer's "
+                              "EPIC test is 10x3; 1x1 is the segment's centre clip, as extraction caches it.")
+    batch_size: int = setting(8, min=1, help="Views per teacher forward pass.")
+    out: str | None = setting(None, path="new-file", help="Also write the result as JSON to this file.")
+    progress: bool = setting(True, help="Show a progress bar on stderr.")
+
+    def __post_init__(self) -> None:
+        """Check every setting where the options are built."""
+        check_settings(self)

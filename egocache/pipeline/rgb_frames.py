@@ -5,7 +5,7 @@ MotionFormer EPIC loader reads it too. A folder is read at the release's own fra
 EK-55 videos, 50 for the extension; the caller says which), frame k of our 0-based plan being the file
 numbered k + 1. Each needed frame is decoded once (simplejpeg, DCT-domain downscaling when the frame is
 at least twice the wanted size), scaled so its short side is `size` (bilinear, antialiased) and
-centre-cropped, as the video decoder's frames are.
+centre-cropped (or kept whole, `crop=False`), as the video decoder's frames are.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def folder_info(path: str, fps: float | None) -> tuple[int, float]:
     return _count(path, mtime), float(fps)
 
 
-def scale_crop(img: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (H, W, 3) -> (size, size, 3): short side scaled to `size` (bilinear, antialiased), centre crop."""
+def scale_crop(img: np.ndarray, size: int, crop: bool = True) -> np.ndarray:
+    """uint8 (H, W, 3) -> (size, size, 3): short side scaled to `size` (bilinear, antialiased), centre
+    crop; with `crop` False the whole scaled frame."""
     import torch
     import torch.nn.functional as F
 
@@ -72,11 +73,13 @@ def scale_crop(img: np.ndarray, size: int) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
         x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False)
         img = x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    if not crop:
+        return img
     y0, x0 = (out_h - size) // 2, (out_w - size) // 2
     return img[y0:y0 + size, x0:x0 + size]
 
 
-def _decode_one(path: str, index: int, size: int) -> np.ndarray:
+def _decode_one(path: str, index: int, size: int, crop: bool) -> np.ndarray:
     """Frame `index` (0-based) of a folder at short side `size`; DecodeError naming the file."""
     file = os.path.join(path, FRAME_NAME.format(index + 1))
     try:
@@ -87,7 +90,7 @@ def _decode_one(path: str, index: int, size: int) -> np.ndarray:
         raise DecodeError(f"{file}: cannot read frame: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise DecodeError(f"{file}: not a decodable JPEG ({exc})") from exc
-    return scale_crop(img, size)
+    return scale_crop(img, size, crop)
 
 
 def _threads() -> ThreadPoolExecutor:
@@ -99,19 +102,20 @@ def _threads() -> ThreadPoolExecutor:
         return _pool
 
 
-def decode_folder_clips(path: str, per_clip_indices: list[np.ndarray], *, size: int, fps: float | None
-                        ) -> tuple[list[np.ndarray | DecodeError], DecodeStats]:
+def decode_folder_clips(path: str, per_clip_indices: list[np.ndarray], *, size: int, fps: float | None,
+                        crop: bool = True) -> tuple[list[np.ndarray | DecodeError], DecodeStats]:
     """Frames of many clips of one RGB-frame folder, each needed frame decoded once.
 
-    The same contract as decode.decode_clips: per clip uint8 (len(indices), size, size, 3) or the
-    DecodeError saying why that clip failed; raises DecodeError if the folder is unusable.
+    The same contract as decode.decode_clips: per clip uint8 (len(indices), size, size, 3) (with
+    `crop` False the whole frames at short side `size`) or the DecodeError saying why that clip
+    failed; raises DecodeError if the folder is unusable.
     """
     start = time.perf_counter()
     n, _ = folder_info(path, fps)
     clips = [np.asarray(ix, dtype=np.int64).reshape(-1) for ix in per_clip_indices]
     wanted = np.unique(np.concatenate(clips)) if clips else np.zeros(0, np.int64)
     wanted = wanted[(wanted >= 0) & (wanted < n)]
-    futures = {int(i): _threads().submit(_decode_one, path, int(i), size) for i in wanted}
+    futures = {int(i): _threads().submit(_decode_one, path, int(i), size, crop) for i in wanted}
     frames: dict[int, np.ndarray | DecodeError] = {}
     for i, fut in futures.items():
         try:

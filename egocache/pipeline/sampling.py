@@ -3,12 +3,15 @@
 A clip is MotionFormer's 16x4 window: T=16 frames at stride 4 of 30 fps video, i.e. 64 native frames
 (2.133 s). At another frame rate the clip spans 16*4*fps/30 native frames and the 16 teacher frames
 are spread over it by linspace. Student frames sit at fixed fractions of the clip (the centre of N
-equal parts for N frames; 0 and 1 for the first and last frame of the self-supervised stage).
+equal parts for N frames, or another of the paper's frame selections; 0 and 1 for the first and last
+frame of the self-supervised stage).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from egocache.cache.selections import selection_positions
 
 TEACHER_T = 16
 TEACHER_STRIDE = 4
@@ -37,21 +40,25 @@ def teacher_frame_indices(start: int, span: int, t: int = TEACHER_T) -> np.ndarr
     return np.round(np.linspace(start, start + span - 1, t)).astype(np.int64)
 
 
-def student_positions(frame_counts: tuple[int, ...] = (1, 2, 4), first_last: bool = True
-                      ) -> tuple[list[float], dict[int, list[int]], list[int] | None]:
+def student_positions(frame_counts: tuple[int, ...] = (1, 2, 4), first_last: bool = True,
+                      selections: tuple[str, ...] = ("uniform",)
+                      ) -> tuple[list[float], dict[str, dict[int, list[int]]], list[int] | None]:
     """Union of student frame positions (fractions of the clip in [0, 1]) and which serve what.
 
-    Returns (positions sorted, {N: stored indices for N frames}, [first, last] stored indices or None).
-    N frames sit at the centres of N equal parts of the clip: (k + 0.5) / N.
+    Returns (positions sorted, {selection: {N: stored indices}}, [first, last] stored indices or None).
+    "uniform" is always there: N frames at the centres of N equal parts of the clip, (k + 0.5) / N.
+    A "random" entry lists the indices a student draws its N frames from.
     """
-    wanted: dict[int, list[float]] = {n: [(k + 0.5) / n for k in range(n)] for n in frame_counts}
-    pool = {p for ps in wanted.values() for p in ps}
+    wanted = {sel: {n: selection_positions(sel, n) for n in frame_counts}
+              for sel in dict.fromkeys(("uniform", *selections))}
+    pool = {round(p, 12) for by_n in wanted.values() for ps in by_n.values() for p in ps}
     if first_last:
         pool |= {0.0, 1.0}
     positions = sorted(pool)
-    index_for_n = {n: [positions.index(p) for p in ps] for n, ps in wanted.items()}
+    sets = {sel: {n: [positions.index(round(p, 12)) for p in ps] for n, ps in by_n.items()}
+            for sel, by_n in wanted.items()}
     fl = [positions.index(0.0), positions.index(1.0)] if first_last else None
-    return positions, index_for_n, fl
+    return positions, sets, fl
 
 
 def student_frame_indices(start: int, span: int, positions: list[float]) -> np.ndarray:

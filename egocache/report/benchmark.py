@@ -96,8 +96,8 @@ def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any
     return evaluate_predictions(pred, ds.info.heads, motion_verbs=motion_verbs)
 
 
-def _teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metrics: dict[str, Any] | None, *,
-                 device: torch.device, batch: int, repeats: int, latency: bool) -> ModelResult:
+def teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metrics: dict[str, Any] | None, *,
+                device: torch.device | None, batch: int, repeats: int, latency: bool) -> ModelResult:
     """Cost (counted on the meta device), latency (random weights, same arithmetic) and accuracy.
 
     `teacher` holds the registry name, architecture `config`, `num_frames`, `img_size` and `bgr`,
@@ -166,7 +166,7 @@ def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", bat
     motion = info.source.get("motion_pair_verbs")
     t_metrics = teacher_metrics(cache, motion) if "validation" in info.splits else None
     heads = {h: len(names) for h, names in info.heads.items()}
-    rows = [_teacher_row(info.teacher["name"], info.teacher, heads, t_metrics, device=dev, batch=batch,
+    rows = [teacher_row(info.teacher["name"], info.teacher, heads, t_metrics, device=dev, batch=batch,
                          repeats=repeats, latency=latency)]
     run_dirs = find_runs(Path(runs))
     if not run_dirs:
@@ -197,7 +197,7 @@ def benchmark_paper_configs(out: str, *, device: str = "cpu", batch: int = 32, r
     spec = teacher_spec("mformer")
     teacher = {"name": "mformer", "config": spec.config, "num_frames": spec.num_frames,
                "img_size": spec.img_size, "bgr": spec.bgr}
-    rows = [_teacher_row("mformer", teacher, dict(spec.heads), None, device=dev, batch=batch,
+    rows = [teacher_row("mformer", teacher, dict(spec.heads), None, device=dev, batch=batch,
                          repeats=repeats, latency=latency)]
     for n in (1, 2, 4):
         student = build_student("egodistill", frames=n, feature_dim=spec.feature_dim,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from egocache.core.device import check_device_name
 from egocache.core.settings import check_settings, setting
 from egocache.errors import ConfigError
+
+ABLATION_PARTS = ("fig3", "table1", "table4")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,9 +28,29 @@ class BenchmarkOptions:
     latency: bool | None = setting(None, default_text="on for --cache runs; for --paper-configs only on cuda",
                                    help="Measure latency.")
     skip_verify: bool = setting(False, help="Benchmark a cache that fails `egocache verify` (with a warning).")
+    # --- --ablations: the paper's Table 1, Table 4, Fig. 3 and 4 over seeds --------------------------
+    ablations: bool = setting(False, help="Train and report the paper's ablations (Fig. 3, Table 1, Table 4, "
+                                          "Fig. 4) over --seeds on --cache, or on the synthetic world if no "
+                                          "--cache is given.")
+    seeds: list[int] = setting(factory=lambda: [0, 1, 2], min=0, help="Seeds of every ablation run, "
+                                                                      "comma-separated.")
+    ablation_parts: list[str] = setting(factory=lambda: list(ABLATION_PARTS), choices=ABLATION_PARTS,
+                                        help="Which ablations, comma-separated.")
+    ablation_frames: list[int] = setting(factory=lambda: [1, 2, 4], min=1, help="The N of Fig. 3's curves "
+                                                                                "(Table 1 is at N=1, Table 4 at N=4).")
+    jobs: int = setting(1, min=1, help="Ablation runs trained at once, each in its own process.")
+    threads: int = setting(1, min=0, help="torch CPU threads per ablation run (0: torch's default).")
+    image_weights: str | None = setting(None, path="file", default_text="none (the synthetic default pretrains one)",
+                                        help="torchvision-format ResNet-18 file for every ablation student.")
+    student_options: tuple[tuple[str, Any], ...] = setting(
+        (), flag="--student-option", help="A train-student setting for every ablation run (repeatable), "
+                                          "e.g. epochs=50.")
 
     def __post_init__(self) -> None:
         """Check every setting, and that there is something to benchmark."""
         check_settings(self)
-        if not self.paper_configs and not (self.cache and self.runs):
-            raise ConfigError("--cache and --runs: give both, or --paper-configs")
+        if not self.paper_configs and not self.ablations and not (self.cache and self.runs):
+            raise ConfigError("--cache and --runs: give both, or --paper-configs, or --ablations")
+        if self.ablations and self.paper_configs:
+            raise ConfigError("--ablations and --paper-configs: give one")
+

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from egocache.cache.selections import FRAME_SELECTIONS
 from egocache.core.device import check_device_name
 from egocache.core.settings import check_settings, setting, with_settings
 from egocache.errors import ConfigError
@@ -40,10 +41,16 @@ class TrainConfig:
                          help="Self-supervised IMU stage, distillation, or both (visonly* have no pretrain stage).")
     init: str | None = setting(None, path="file", default_text="OUT/pretrain/last.pt if present",
                                help="Checkpoint to start distillation from.")
+    frame_selection: str = setting("uniform", choices=FRAME_SELECTIONS,
+                                   help="Which stored frames the N frames are (paper Table 4); random draws N "
+                                        "of the clip's 16-frame grid per clip, fixed by --seed.")
     image_weights: str | None = setting(None, path="file",
                                         help="torchvision-format ResNet-18 state dict for the image encoder.")
     freeze_image_encoder: bool = setting(False, help="Keep the image encoder fixed in distillation, training "
                                                      "from its features computed once.")
+    features_dir: str | None = setting(None, path="new-dir", default_text="OUT/image_features",
+                                       help="Folder of the frozen image encoder's stored features; runs "
+                                            "on one cache with one encoder can share it.")
     seed: int = setting(0, help="Seed of init, data order and dropout.")
     # --- optimisation (paper App. C): AdamW, batch 64, lr 1e-4, x0.1 step decays ------------------
     batch_size: int = setting(64, min=1, help="Global batch size, split over DDP ranks.")
@@ -62,10 +69,15 @@ class TrainConfig:
     tau: float | None = setting(None, min=0, min_open=True, default_text="10 for ego4d caches, else 1",
                                 help="KD temperature.")
     nce_tau: float = setting(0.1, min=0, min_open=True, help="InfoNCE temperature tau' (cosine similarity).")
+    pretrain_nce: float = setting(1.0, min=0, help="Weight of the pretrain stage's InfoNCE term (0: L1-pretrain "
+                                                   "only, paper Table 1).")
+    pretrain_l1: float = setting(1.0, min=0, help="Weight of the pretrain stage's feature L1 term (0: NCE-pretrain "
+                                                  "only, paper Table 1).")
     # --- evaluation -------------------------------------------------------------------------------
     average: str = setting("softmax", choices=AVERAGING,
                            help="Segment score: mean of the clips' softmax, or of their logits.")
     eval_batch_size: int | None = setting(None, min=1, default_text="--batch-size", help="Clips per evaluation batch.")
+    eval_every: int = setting(1, min=1, help="Evaluate on validation every K distill epochs (and after the last).")
     # --- machinery --------------------------------------------------------------------------------
     num_workers: int = setting(2, min=0, help="DataLoader worker processes.")
     device: str = setting("auto", check=check_device_name,
@@ -78,6 +90,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Check every setting where the config is built."""
         check_settings(self)
+        if self.pretrain_nce == 0 and self.pretrain_l1 == 0 and self.stage != "distill" and self.has_pretrain:
+            raise ConfigError("--pretrain-nce and --pretrain-l1 are both 0: the pretrain stage would learn "
+                              "nothing; use --stage distill to skip it")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready) of every field."""
@@ -153,6 +168,7 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     features/logits with signal for the stages that read them, training clips present.
     """
     from egocache.cache import CacheDataset, open_cache, read_attrs
+    from egocache.cache.selections import available_selections, selection_indices
     from egocache.cache.verify import ensure_verified
     from egocache.errors import CacheError
 
@@ -164,9 +180,10 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     if pending:
         raise CacheError(f"{path}: extraction not finished ({pending} clips pending); resume `egocache extract`")
     sam = info.sampling
-    if str(cfg.frames) not in sam["frames_for_n"]:
-        raise CacheError(f"{path}: no stored frames for N={cfg.frames}; this cache has N in "
-                         f"{sorted(int(k) for k in sam['frames_for_n'])}")
+    if selection_indices(sam, cfg.frame_selection, cfg.frames) is None:
+        have = "; ".join(f"{sel} N in {ns}" for sel, ns in available_selections(sam).items())
+        raise CacheError(f"{path}: no stored frames for N={cfg.frames} with --frame-selection "
+                         f"{cfg.frame_selection}; this cache has {have} (extract --frame-selections)")
     pretrain = cfg.has_pretrain and cfg.stage in ("pretrain", "all")
     if pretrain and sam.get("first_last") is None:
         raise CacheError(f"{path}: the pretrain stage needs each clip's first and last frame, which this "

@@ -1,7 +1,8 @@
 """A student's evaluation pass over cached clips, and its metric files (metrics are core/metrics.py).
 
 Metric files: OUT/metrics/epoch_XXX.json per epoch, OUT/metrics.json at the end, OUT/metrics.csv
-(one row per epoch, rebuilt from the per-epoch files so a resumed run writes the same table).
+(one row per epoch, rebuilt from the per-epoch files so a resumed run writes the same table), and
+OUT/segments.npz, the last evaluation's per-segment scores (what intervals over segments resample).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from egocache.core.files import write_text_atomic
-from egocache.core.metrics import Predictions
+from egocache.core.files import write_atomic, write_text_atomic
+from egocache.core.metrics import Predictions, segment_labels, segment_scores
+
+SEGMENTS_FILE = "segments.npz"
 
 
 def epoch_metrics_path(out: Path, epoch: int) -> Path:
@@ -67,3 +70,29 @@ def predict(model: torch.nn.Module, loader: Iterable[dict[str, Any]], device: to
     return Predictions(logits={h: np.concatenate(v) for h, v in logits.items()},
                        labels={h: np.concatenate(v) for h, v in labels.items()},
                        segments=np.concatenate(segments) if segments else np.zeros(0, np.int64))
+
+
+def write_segment_predictions(out: Path, pred: Predictions, segment_ids: list[str], *, average: str) -> Path:
+    """OUT/segments.npz: "segment_id" (S,) and per head "<head>_label" (S,) and "<head>_score" (S, C) float32.
+
+    `segment_ids` names the segment codes of `pred`; scores are averaged per segment as the metrics are.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    codes = None
+    for head, logits in pred.logits.items():
+        codes, scores = segment_scores(logits, pred.segments, average=average)
+        _, labels = segment_labels(pred.labels[head], pred.segments)
+        arrays[f"{head}_label"], arrays[f"{head}_score"] = labels, scores.astype(np.float32)
+    arrays["segment_id"] = np.asarray([segment_ids[c] for c in codes] if codes is not None else [], dtype=str)
+
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    return write_atomic(Path(out) / SEGMENTS_FILE, save)
+
+
+def read_segment_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a segments.npz (as write_segment_predictions wrote them)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

@@ -42,6 +42,7 @@ class StudentInputs:
     needs_imu: bool                      # whether the variant reads the IMU window
     heads: dict[str, list[str]]          # head -> class names, in the student's output order
     source: dict[str, Any] = field(default_factory=dict)   # cache path and id, teacher, dataset (for people)
+    frame_selection: str = "uniform"     # which stored frames: a "random" student drew its N per clip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with the format number)."""
@@ -55,7 +56,7 @@ class StudentInputs:
         if not isinstance(data, dict) or data.get("format") != RUN_INPUTS_FORMAT:
             raise CheckpointError(f"{where}: not an egocache student input record (format {RUN_INPUTS_FORMAT})")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names - set(data) if n != "source")
+        missing = sorted(n for n in names - set(data) if n not in ("source", "frame_selection"))
         if missing:
             raise CheckpointError(f"{where}: student input record lacks {', '.join(missing)}")
         values = {k: v for k, v in data.items() if k in names}
@@ -70,16 +71,22 @@ class StudentInputs:
         return inputs
 
 
-def inputs_from_cache(info: Any, *, variant: str, frames: int, heads: list[str]) -> StudentInputs:
-    """The inputs of a `variant` student with N=`frames` and `heads` trained from the cache `info` (CacheInfo)."""
+def inputs_from_cache(info: Any, *, variant: str, frames: int, heads: list[str],
+                      frame_selection: str = "uniform") -> StudentInputs:
+    """The inputs of a `variant` student with N=`frames` and `heads` trained from the cache `info` (CacheInfo).
+
+    A "random" frame selection has no fixed positions; its record holds the uniform ones and says
+    "random", so that a deployment can refuse it (`check_deployable`).
+    """
+    from egocache.cache.selections import selection_positions
     from egocache.student.variants import variant_spec
 
     sam, teacher, imu = info.sampling, info.teacher, info.imu
-    stored = sam["frames_for_n"][str(frames)]
+    sel = "uniform" if frame_selection == "random" else frame_selection
     return StudentInputs(
         variant=variant, frames=frames, frame_size=int(sam["frame_size"]),
         teacher_size=int(teacher.get("img_size") or 0),
-        positions=tuple(float(sam["positions"][i]) for i in stored),
+        positions=tuple(selection_positions(sel, frames)), frame_selection=frame_selection,
         clip_frames=int(sam["t"]), clip_stride=int(sam["stride"]), clip_seconds=float(sam["clip_seconds"]),
         imu_rate_hz=float(imu["rate_hz"]), imu_window=int(imu["window"]), imu_channels=tuple(imu["channels"]),
         needs_imu=variant_spec(variant).imu, heads={h: list(info.heads[h]) for h in heads},
@@ -118,5 +125,13 @@ def read_run_inputs(run: str | os.PathLike[str]) -> tuple[StudentInputs, str]:
     from egocache.cache import open_cache
 
     inputs = inputs_from_cache(open_cache(cache), variant=cfg["variant"], frames=int(cfg["frames"]),
-                               heads=list(cfg["heads"]))
+                               heads=list(cfg["heads"]), frame_selection=cfg.get("frame_selection", "uniform"))
     return inputs, f"cache {cache} (the run has no {RUN_INPUTS_FILE})"
+
+
+def check_deployable(inputs: StudentInputs, where: str) -> None:
+    """Refuse a student without fixed frame positions (trained on a random frame selection)."""
+    if inputs.frame_selection == "random":
+        raise CheckpointError(f"{where}: trained on a random frame selection (an ablation of paper Table 4), so it "
+                              "has no fixed frame positions to run on; deploy a student trained with "
+                              "--frame-selection uniform, first, last or center")

@@ -34,13 +34,16 @@ class LossConfig:
     tau: float = 1.0              # KD temperature (10 for Ego4D, 1 for EPIC-Kitchens)
     nce_tau: float = 0.1          # InfoNCE temperature τ' of the self-supervised stage
     kd_tau_squared: bool = True   # scale KD by τ² (Hinton's convention)
+    pretrain_nce: float = 1.0     # weights of the self-supervised stage's InfoNCE and L1 (Table 1's
+    pretrain_l1: float = 1.0      # "NCE-pretrain" / "L1-pretrain" rows switch one off)
 
     def __post_init__(self) -> None:
         """Reject weights and temperatures outside their meaningful range."""
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.beta < 0 or self.pretrain_nce < 0 or self.pretrain_l1 < 0:
+            raise ValueError(f"loss weights must be >= 0, got beta={self.beta} pretrain_nce={self.pretrain_nce} "
+                             f"pretrain_l1={self.pretrain_l1}")
         if self.tau <= 0 or self.nce_tau <= 0:
             raise ValueError(f"temperatures must be > 0, got tau={self.tau} nce_tau={self.nce_tau}")
 
@@ -114,11 +117,11 @@ def student_loss(out: dict, batch: dict, cfg: LossConfig, *, distill: bool) -> d
 
 
 def pretrain_loss(out: dict, batch: dict, cfg: LossConfig) -> dict[str, torch.Tensor]:
-    """Self-supervised stage (§3.4): InfoNCE(h(z⁰,zᵀ), f_M(IMU)) + L1(Π output, teacher feature).
+    """Self-supervised stage (§3.4): w·InfoNCE(h(z⁰,zᵀ), f_M(IMU)) + w'·L1(Π output, teacher feature).
 
     `out` is Student.pretrain_forward's {"pred_imu", "imu_feature", "feature"}; `batch` carries the
     teacher "feature". Returns "loss" and its detached parts "nce" and "l1".
     """
     nce = info_nce(out["pred_imu"], out["imu_feature"], cfg.nce_tau)
     l1 = feature_l1(out["feature"], batch["feature"])
-    return {"loss": nce + l1, "nce": nce.detach(), "l1": l1.detach()}
+    return {"loss": cfg.pretrain_nce * nce + cfg.pretrain_l1 * l1, "nce": nce.detach(), "l1": l1.detach()}

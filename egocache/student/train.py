@@ -42,14 +42,14 @@ from egocache.core.files import write_json_atomic
 from egocache.core.order import epoch_permutation
 from egocache.student.checkpoint import load_student_checkpoint, save_student_checkpoint
 from egocache.core.metrics import Predictions, evaluate_predictions
-from egocache.student.evaluate import epoch_metrics_path, predict, write_metrics_csv
+from egocache.student.evaluate import epoch_metrics_path, predict, write_metrics_csv, write_segment_predictions
 from egocache.student.inputs import inputs_from_cache, write_run_inputs
 from egocache.student.image_features import WithImageFeatures, encoder_digest, ensure_image_features, feature_key
 from egocache.student.losses import LossConfig, pretrain_loss, student_loss
 from egocache.student.models import Student, build_student
 
 RUN_KEYS_FREE = {"num_workers", "device", "checkpoint_every", "out", "cache", "eval_batch_size", "stage", "init",
-                 "skip_verify"}
+                 "skip_verify", "features_dir", "eval_every"}
 
 
 @dataclass
@@ -130,6 +130,11 @@ class StepModule(nn.Module):
         return s(batch)
 
 
+def _base(ds: Any) -> Any:
+    """The CacheDataset under a WithImageFeatures wrapper (or the dataset itself)."""
+    return getattr(ds, "base", ds)
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move the tensors of a (nested) batch dict to `device`."""
     if isinstance(batch, dict):
@@ -199,7 +204,8 @@ class StageRun:
 
     def _check_same_run(self, state: dict[str, Any]) -> None:
         """Refuse to resume a checkpoint made with other settings or from another cache."""
-        saved, now = state["config"], self.cfg.to_dict()
+        now = self.cfg.to_dict()
+        saved = {**TrainConfig().to_dict(), **state["config"]}   # settings added since: their defaults
         diff = ", ".join(f"{k}={saved.get(k)!r}" for k in sorted(now)
                          if k not in RUN_KEYS_FREE and saved.get(k) != now[k])
         if diff:
@@ -252,7 +258,9 @@ class StageRun:
             self.sched.load_state_dict(self.state["scheduler"])
         self.train_ds = self._dataset("train", frozen)
         self.val_ds = self._dataset("validation", frozen) if self.stage == "distill" and facts.val_clips else None
-        self.losses = LossConfig(alpha=cfg.alpha, beta=cfg.beta, tau=float(cfg.tau or 1.0), nce_tau=cfg.nce_tau)
+        self.val_ds_segments = _base(self.val_ds).segment_ids if self.val_ds is not None else []
+        self.losses = LossConfig(alpha=cfg.alpha, beta=cfg.beta, tau=float(cfg.tau or 1.0), nce_tau=cfg.nce_tau,
+                                 pretrain_nce=cfg.pretrain_nce, pretrain_l1=cfg.pretrain_l1)
 
     def _init_path(self) -> Path | None:
         """Checkpoint the distill stage starts from: `init`, else OUT/pretrain/last.pt if it exists."""
@@ -273,14 +281,18 @@ class StageRun:
         from egocache.cache import CacheDataset, cache_loader
 
         cfg, rt = self.cfg, self.rt
+        common = dict(split=split, frames=cfg.frames, require_imu=cfg.has_pretrain,
+                      selection=cfg.frame_selection, selection_seed=cfg.seed)
         if not frozen:
-            return CacheDataset(cfg.cache, split=split, frames=cfg.frames, require_imu=cfg.has_pretrain)
+            return CacheDataset(cfg.cache, **common)
         first_last = self.stage == "pretrain"
-        base = CacheDataset(cfg.cache, split=split, frames=cfg.frames, read_frames=False, require_imu=cfg.has_pretrain)
-        source = CacheDataset(cfg.cache, split=split, frames=cfg.frames, first_last=first_last,
-                              require_imu=cfg.has_pretrain)
+        base = CacheDataset(cfg.cache, read_frames=False, **common)
+        # features of every frame the selection reads (a random selection's whole pool: one file for
+        # every seed); WithImageFeatures picks each clip's N
+        source = CacheDataset(cfg.cache, first_last=first_last, whole_pool=True, **common)
         key = feature_key(cache_id=self.facts.cache_id, rows=base.rows, frames=cfg.frames,
-                          first_last=first_last, encoder=encoder_digest(self.student.image_encoder))
+                          first_last=first_last, encoder=encoder_digest(self.student.image_encoder),
+                          selection=cfg.frame_selection)
         s = self.student
 
         def encode(b: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -288,10 +300,10 @@ class StageRun:
             return torch.cat([feats, s.image_features(b["first_last"])], 1) if first_last else feats
 
         path = ensure_image_features(
-            self.dir, split, key, encode,
+            Path(cfg.features_dir) if cfg.features_dir else Path(cfg.out) / "image_features", split, key, encode,
             lambda share: cache_loader(source, batch_size=cfg.eval_batch_size or cfg.batch_size, shuffle=False,
                                        seed=cfg.seed, num_workers=cfg.num_workers, sampler=share),
-            width=cfg.frames + (2 if first_last else 0), device=rt.device, rank=rt.rank, world=rt.world,
+            width=source.stored_frames + (2 if first_last else 0), device=rt.device, rank=rt.rank, world=rt.world,
             barrier=rt.barrier, progress=self.progress, log=self.log)
         return WithImageFeatures(base, path)
 
@@ -391,11 +403,12 @@ class StageRun:
         """The epoch's record (losses, lr, and for distill per-segment accuracy); rank 0 writes it."""
         m: dict[str, Any] = {"stage": self.stage, "variant": self.cfg.variant, "frames": self.cfg.frames,
                              "epoch": epoch + 1, "epochs": self.epochs, "step": step, "lr": lr, "losses": losses}
-        if self.val_ds is not None:
+        if self.val_ds is not None and ((epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.epochs):
             pred = self._predict()
             if self.rt.main:
                 m.update(evaluate_predictions(pred, self.facts.heads, average=self.cfg.average,
                                               motion_verbs=self.facts.motion_verbs))
+                write_segment_predictions(self.dir, pred, self.val_ds_segments, average=self.cfg.average)
         if self.rt.main:
             write_json_atomic(epoch_metrics_path(self.dir, epoch + 1), m)
             write_metrics_csv(self.dir)
@@ -472,7 +485,8 @@ def train_student(cfg: TrainConfig, *, resume: bool = False, progress: bool = Tr
             Path(cfg.out).mkdir(parents=True, exist_ok=True)
             write_json_atomic(Path(cfg.out) / "config.json", cfg.to_dict())
             write_run_inputs(cfg.out, inputs_from_cache(open_cache(cfg.cache), variant=cfg.variant,
-                                                        frames=cfg.frames, heads=list(cfg.heads)))
+                                                        frames=cfg.frames, heads=list(cfg.heads),
+                                                        frame_selection=cfg.frame_selection))
         results: dict[str, Any] = {}
         for stage in stages:
             run = StageRun(stage, cfg, facts, rt, resume=resume, progress=progress, log=emit)

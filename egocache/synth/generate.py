@@ -6,12 +6,21 @@ Each video gets an IMU stream (accelerometer + gyroscope, about 200 Hz, jittered
 drifting bias) that is the exact motion of the rendered camera (see synth_motion). Labels follow the
 EPIC-100 CSV schema; files follow the EPIC-100 and/or Ego4D layouts.
 
-The labels make EgoDistill's point testable. In a motion pair (MOTION_PAIRS, e.g. take/put) both verbs
-show the same objects in the same places and differ only in which way the head turns while it follows
-the object: every quantity a single frame shows has the same distribution for both verbs (the world's
-texture is isotropic and freshly drawn per kitchen, the head direction at the segment centre is drawn
-independently of the verb, and the motion path of one verb is the other's traversed backwards), so one
-frame cannot tell them apart, while 16 frames (the scene flows) or the IMU (the gyro's sign) can.
+The world has the premises of EgoDistill (docs/synthetic.md says why each is there):
+- The action is visible over time in the frames. In a motion pair (MOTION_PAIRS, e.g. take/put) the
+  object moves one way or the other (lifted up or put down, swung open or shut, turned on or off, see
+  synth/render.py) and the two verbs run the same path in opposite directions: every quantity a single
+  frame shows has the same distribution for both verbs (the world's texture is isotropic and freshly
+  drawn per kitchen, the head direction at the segment centre is drawn independently of the verb), so
+  one frame cannot tell them apart, while a clip of frames (which way the object moves) can.
+- Head motion goes with the action only partly (the paper's Fig. 5): in HEAD_SHARES["informative"] of
+  the motion-pair segments the head turns with the object along the pair's axis; in "weak" ones it
+  barely moves (WEAK_TURN_FACTOR of a turn, along a random axis in a random direction: the IMU says
+  nothing the frames do not), in "unrelated" ones it turns a full turn along a random axis in a random
+  direction (drastic motion unrelated to the action).
+  synth.json records each segment's kind. Within a segment the head turns with a smooth speed profile
+  (still at the segment's ends, fastest in the middle), so the turn survives the IMU window's centring.
+- Sensor noise, jittered timestamps and drifting biases on both IMU sensors.
 Appearance verbs (APPEARANCE_VERBS) show a distinctive cue and move the head at random.
 Same seed, same bytes: everything is drawn from numpy generators seeded by `seed`, and x264 runs single-
 threaded with fixed options (identical output for the same seed and the same numpy/PyAV builds).
@@ -55,6 +64,9 @@ OFF_AXIS_DEG = 4.0                # motion-pair verbs: random drift of the other
 APPEARANCE_TURN_DEG = {"yaw": 30.0, "pitch": 20.0, "roll": 28.0}   # appearance verbs: up to this, either way
 CENTRE_DEG = {"pitch": 15.0, "roll": 5.0}                                          # head at a segment centre
 KNOB_SPIN_DEG = (120.0, 200.0)
+PROP_RADIUS = (0.15, 0.19)        # the object's size, a fraction of the image height
+HEAD_SHARES = {"informative": 0.5, "weak": 0.25, "unrelated": 0.25}   # motion-pair segments' head motion
+WEAK_TURN_FACTOR = 0.1
 
 assert all(v in VERB_BY_KEY for pair in MOTION_PAIRS for v in pair) and set(APPEARANCE_VERBS) <= set(VERBS)
 
@@ -99,6 +111,7 @@ class SynthSummary:
     fps: float = 0.0
     duration_s: float = 0.0
     imu_layout: str = "both"
+    validation_share: float = 0.25
 
     def num_segments(self, split: str) -> int:
         """Annotated segments in `split` ("train" or "validation")."""
@@ -122,6 +135,7 @@ class _Segment:
     centre: np.ndarray            # yaw, pitch, roll (rad) at the segment centre
     turn: np.ndarray              # change of yaw, pitch, roll over the segment (rad)
     prop: Prop
+    head: str                     # motion-pair verbs: "informative", "weak", "unrelated"; else "random"
 
 
 def _verb_deck(rng: np.random.Generator) -> Callable[[], str]:
@@ -151,29 +165,37 @@ def _segment_times(rng: np.random.Generator, duration_s: float) -> list[tuple[fl
 def _plan_segment(rng: np.random.Generator, start: float, stop: float, verb: str, prev_yaw: float | None,
                   size: tuple[int, int], show: tuple[float, float]) -> _Segment:
     """Labels, head turn and object look of one segment; nothing here depends on the verb's direction
-    except the sign of the turn along the pair's axis (and a knob's spin)."""
+    except the direction of the object's motion and, when the head moves with it, of the head's turn."""
     spec = VERB_BY_KEY[verb]
     noun = str(rng.choice(spec.nouns))
     yaw = rng.uniform(0, 2 * np.pi) if prev_yaw is None else prev_yaw + math.radians(rng.uniform(-100, 100))
     centre = np.array([yaw, math.radians(rng.uniform(-1, 1) * CENTRE_DEG["pitch"]),
                        math.radians(rng.uniform(-1, 1) * CENTRE_DEG["roll"])])
+    head = "random"
     if spec.axis is None:
         turn = np.radians([rng.uniform(-1, 1) * APPEARANCE_TURN_DEG[a] for a in AXES])
     else:
+        head = str(rng.choice(list(HEAD_SHARES), p=list(HEAD_SHARES.values())))
+        axis, sign = ((spec.axis, spec.sign) if head == "informative"
+                      else (str(rng.choice(AXES)), int(rng.choice([-1, 1]))))
         turn = np.radians(rng.uniform(-OFF_AXIS_DEG, OFF_AXIS_DEG, size=3))
-        turn[AXES.index(spec.axis)] = spec.sign * math.radians(rng.uniform(*AXIS_TURN_DEG[spec.axis]))
+        turn[AXES.index(axis)] = sign * math.radians(rng.uniform(*AXIS_TURN_DEG[axis]))
+        if head == "weak":
+            turn *= WEAK_TURN_FACTOR
     w, h = size
     look = NOUN_BY_KEY[noun]
     angle = rng.uniform(0, 2 * np.pi) if look.spins else rng.uniform(-0.15, 0.15)
     spin = spec.sign * math.radians(rng.uniform(*KNOB_SPIN_DEG)) if spec.axis == "roll" else 0.0
     prop = Prop(noun=noun, overlay=spec.overlay, cx=w * (0.5 + rng.uniform(-0.12, 0.12)),
-                cy=h * (0.5 + rng.uniform(-0.1, 0.1)), radius=h * rng.uniform(0.15, 0.19), angle=angle,
-                spin=spin, start=start, stop=stop, show_from=show[0], show_to=show[1])
-    return _Segment(start, stop, verb, noun, centre, turn, prop)
+                cy=h * (0.5 + rng.uniform(-0.1, 0.1)), radius=h * rng.uniform(*PROP_RADIUS), angle=angle,
+                spin=spin, start=start, stop=stop, show_from=show[0], show_to=show[1], motion=spec.motion,
+                direction=spec.sign)
+    return _Segment(start, stop, verb, noun, centre, turn, prop, head)
 
 
 def _head_motion(rng: np.random.Generator, segments: list[_Segment], duration_s: float) -> HeadMotion:
-    """Head tracks through every segment (constant rate inside, C1 cubic joins in the idle stretches)."""
+    """Head tracks through every segment (still at its ends, fastest at its centre: 1.5x the mean rate),
+    C1 cubic joins in the idle stretches."""
     def rest_near(yaw: float) -> np.ndarray:
         """A still head pose at a random pitch/roll, within 30 degrees of `yaw`."""
         return np.array([yaw + math.radians(rng.uniform(-30, 30)),
@@ -184,10 +206,10 @@ def _head_motion(rng: np.random.Generator, segments: list[_Segment], duration_s:
     end = rest_near(segments[-1].centre[0] + segments[-1].turn[0] / 2)
     t, v, d = [0.0], [begin], [np.zeros(3)]
     for s in segments:
-        rate = s.turn / (s.stop - s.start)
-        t += [s.start, s.stop]
-        v += [s.centre - s.turn / 2, s.centre + s.turn / 2]
-        d += [rate, rate]
+        peak = 1.5 * s.turn / (s.stop - s.start)
+        t += [s.start, (s.start + s.stop) / 2, s.stop]
+        v += [s.centre - s.turn / 2, s.centre, s.centre + s.turn / 2]
+        d += [np.zeros(3), peak, np.zeros(3)]
     t.append(duration_s)
     v.append(end)
     d.append(np.zeros(3))
@@ -237,10 +259,10 @@ def _render_video(path: str, renderer: SceneRenderer, num_frames: int, fps: floa
 
 
 def _check_args(out_dir: str, videos: int, size: tuple[int, int], fps: float, duration_s: float,
-                imu_layout: str) -> None:
+                imu_layout: str, validation_share: float) -> None:
     """Refuse arguments that cannot make a dataset, naming the option (ConfigError) or the folder."""
     SynthOptions(out=out_dir, videos=videos, size=f"{size[0]}x{size[1]}", fps=fps,
-                 duration=duration_s, imu_layout=imu_layout)   # checks each setting
+                 duration=duration_s, imu_layout=imu_layout, validation_share=validation_share)   # checks each setting
     if duration_s < 2 * EDGE_S + 0.8 + SEGMENT_S[1]:
         raise ConfigError(f"--duration: must be >= {2 * EDGE_S + 0.8 + SEGMENT_S[1]:.1f} s to hold a segment, "
                           f"got {duration_s}")
@@ -270,7 +292,9 @@ def _meta(summary: SynthSummary) -> dict[str, Any]:
                   for i, v in enumerate(VERB_SPECS)],
         "nouns": [{"id": i, "key": n.key, "category": n.category} for i, n in enumerate(NOUN_SPECS)],
         "motion_pairs": [list(p) for p in MOTION_PAIRS], "appearance_verbs": list(APPEARANCE_VERBS),
-        "split": "by video: every 4th video (index 3, 7, ...) is validation, else the last of two or more",
+        "head_motion_shares": HEAD_SHARES, "weak_turn_factor": WEAK_TURN_FACTOR,
+        "split": (f"by video: video i is validation where floor((i + 1) * {summary.validation_share}) > "
+                  f"floor(i * {summary.validation_share}) (every 4th at 0.25), else the last of two or more"),
         "videos": [{k: os.path.relpath(x, summary.root) if k in PATH_FIELDS and x else x
                     for k, x in asdict(v).items()} for v in summary.videos],
     }
@@ -289,15 +313,15 @@ def _video_files(root: str, participant: str, vid: str, imu_layout: str) -> dict
 
 def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int, int] = (160, 120),
                fps: float = 30.0, duration_s: float = 30.0, imu_layout: str = "both",
-               rgb_frames: bool = False, progress: bool = False) -> SynthSummary:
+               rgb_frames: bool = False, validation_share: float = 0.25, progress: bool = False) -> SynthSummary:
     """Write the synthetic dataset under `out_dir` (new or empty) and return where everything is.
 
     Videos are P01_101, P01_102, P02_101, ... (two per participant, who share a kitchen: one world
-    texture); every 4th video is in the validation split. Raises ValueError for arguments that cannot
-    make a dataset and EgocacheError if `out_dir` is not empty.
+    texture); a `validation_share` of them (every 4th video at the default 0.25) is the validation
+    split. Raises ValueError for arguments that cannot make a dataset and EgocacheError if `out_dir` is not empty.
     """
     size = (int(size[0]), int(size[1]))
-    _check_args(out_dir, videos, size, fps, duration_s, imu_layout)
+    _check_args(out_dir, videos, size, fps, duration_s, imu_layout, validation_share)
     root = os.path.abspath(out_dir)
     os.makedirs(root, exist_ok=True)
     ids = [(f"P{i // 2 + 1:02d}", f"P{i // 2 + 1:02d}_{101 + i % 2}") for i in range(videos)]
@@ -305,7 +329,8 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     deck_seed, *seeds = np.random.SeedSequence(seed).spawn(1 + videos + len(participants))
     draw_verb = _verb_deck(np.random.default_rng(deck_seed))
     worlds = dict(zip(participants, seeds[videos:]))
-    val = {i for i in range(videos) if i % 4 == 3} or ({videos - 1} if videos > 1 else set())
+    val = ({i for i in range(videos) if math.floor((i + 1) * validation_share) > math.floor(i * validation_share)}
+           or ({videos - 1} if videos > 1 else set()))
     plans = []
     for i in range(videos):
         plan_rng, *imu_rngs = (np.random.default_rng(s) for s in seeds[i].spawn(4))
@@ -314,6 +339,7 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     bar = tqdm(total=videos * num_frames, unit="frame", desc="synth", disable=not progress)
     rows: dict[str, list[list[Any]]] = {"train": [], "validation": []}
     written: list[SynthVideo] = []
+    head_kinds: dict[str, str] = {}
     texture: tuple[str, np.ndarray] | None = None
     for i, (plan_rng, imu_rngs, segments, motion) in enumerate(plans):
         participant, vid = ids[i]
@@ -335,6 +361,7 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
         rows[split] += _annotation_rows(vid, participant, segments, fps, plan_rng)
         written.append(SynthVideo(vid, participant, split, num_frames, duration_s, len(segments), video_path,
                                   **files))
+        head_kinds.update({f"{vid}_{k}": s.head for k, s in enumerate(segments)})
     bar.close()
     paths = {name: os.path.join(root, f"EPIC_100_{name}.csv")
              for name in ("train", "validation", "verb_classes", "noun_classes")}
@@ -345,9 +372,10 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     summary = SynthSummary(root, paths["train"], paths["validation"], paths["verb_classes"],
                            paths["noun_classes"], os.path.join(root, "synth.json"),
                            os.path.join(root, DATASET_META_FILE), written, seed, size, float(fps),
-                           float(duration_s), imu_layout)
-    write_json_atomic(summary.meta_json, _meta(summary), sort_keys=False)
+                           float(duration_s), imu_layout, float(validation_share))
+    write_json_atomic(summary.meta_json, {**_meta(summary), "segment_head_motion": head_kinds}, sort_keys=False)
     write_json_atomic(summary.dataset_meta, dataset_meta_json(
-        MOTION_PAIRS, "egocache synthetic dataset: the motion-pair verbs look alike in any single frame "
-                      "and differ only in head motion", IMU_UNITS), sort_keys=False)
+        MOTION_PAIRS, "egocache synthetic dataset: the motion-pair verbs look alike in any single frame; "
+                      "they differ in which way the object moves over the clip, and where the head moves "
+                      "with it, in head motion", IMU_UNITS), sort_keys=False)
     return summary

@@ -31,6 +31,8 @@ class SynthOptions:
     size: str = setting("160x120", check=parse_size, metavar="WxH", help="Frame WIDTHxHEIGHT.")
     fps: float = setting(30.0, min=0, min_open=True, help="Frames per second.")
     duration: float = setting(30.0, min=0, min_open=True, help="Seconds per video.")
+    validation_share: float = setting(0.25, min=0, max=0.5,
+                                      help="Share of the videos in the validation split (0.5: every other one).")
     imu_layout: str = setting("both", choices=IMU_LAYOUTS, help="EPIC-100 (<P>/videos, <P>/meta_data) and/or "
                                                                 "Ego4D (full_scale/, imu/) files.")
     rgb_frames: bool = setting(False, help="Also write the EPIC RGB-frame release (<P>/rgb_frames/<video>/"

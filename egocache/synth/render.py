@@ -4,8 +4,12 @@ The world is a sphere (radius 3 m) around the wearer painted with an isotropic r
 spherical cells, each solid or striped, under soft shading), a fresh one per kitchen (participant).
 Because the texture's statistics do not depend on direction, a single frame does not tell where the head
 points, so it cannot tell which way the head is turning either. Each frame casts the pinhole camera's rays from the head
-pose (rotation and position) onto the sphere, then draws the action's object where the head keeps it
-(in view, at a fixed image position) with its appearance cue, if any.
+pose (rotation and position) onto the sphere, then draws the action's object near the image centre,
+where the head keeps it, with its appearance cue, if any, and its own motion over the segment: lifted
+(moves up by LIFT_FRACTION of the image height and grows by LIFT_SCALE) or put down, a door panel swung
+open to DOOR_OPEN_DEG (the dark inside showing) or shut, a knob turned with its lamp lighting up or going
+out. A motion pair's two verbs run the same path in opposite directions, so any one frame shows states
+that both verbs pass through equally often; the order of frames tells them apart.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ PALETTE = np.array([(214, 205, 188), (176, 140, 100), (120, 84, 56), (200, 206, 
 # x264 single-threaded with macroblock-tree rate control off: with mbtree on, this libx264 (core 165) gave
 # different bytes for the same frames from one encode to the next, even with threads=1.
 ENCODER_OPTIONS = {"preset": "veryfast", "crf": "20", "threads": "1", "x264-params": "mbtree=0"}
+BACKGROUND_CONTRAST = 1.0  # the world texture's colours about their mean (1: the palette as it is)
+LIFT_FRACTION = 0.22     # a lifted object rises this fraction of the image height over the segment
+LIFT_SCALE = (0.8, 1.25)  # ... and grows from this to this size (it comes towards the camera)
+DOOR_OPEN_DEG = 75.0     # a door panel swings between shut (0) and this angle
+SKIN = (224, 172, 140)
 
 
 def camera_rays(width: int, height: int, hfov_deg: float = HFOV_DEG) -> np.ndarray:
@@ -91,6 +100,7 @@ def world_texture(rng: np.random.Generator, width: int, cells: int = 420) -> np.
     shade_k = _unit(rng, 6) * rng.uniform(1.0, 4.0, size=(6, 1))
     shade = 1.0 + 0.12 * np.cos(dirs @ shade_k.T + rng.uniform(0, 2 * np.pi, size=6)).sum(1) / math.sqrt(6)
     colour = np.where(striped[:, None], accent[cell], base[cell]) * shade[:, None]
+    colour = colour.mean(axis=0) + BACKGROUND_CONTRAST * (colour - colour.mean(axis=0))
     return np.clip(np.rint(colour), 0, 255).astype(np.uint8).reshape(height, width, 3)
 
 
@@ -124,11 +134,22 @@ class Prop:
     stop: float
     show_from: float
     show_to: float
+    motion: str | None = None   # the object's own motion: "lift", "swing", "spin" (motion-pair verbs)
+    direction: int = 0          # +1: lift up / swing open / light on over the segment; -1: the reverse
+
+    def progress(self, t: float) -> float:
+        """Where the segment is at time `t`: 0 at its start, 1 at its end (smoothly), held outside it."""
+        u = min(max((t - self.start) / (self.stop - self.start), 0.0), 1.0)
+        return u * u * (3 - 2 * u)
+
+    def state(self, t: float) -> float:
+        """The object's state in [0, 1] (0 down / shut / off, 1 lifted / open / on) at time `t`."""
+        p = self.progress(t)
+        return p if self.direction > 0 else 1.0 - p
 
     def angle_at(self, t: float) -> float:
-        """Orientation at time `t`: constant spin rate inside the segment, held outside it."""
-        u = min(max((t - (self.start + self.stop) / 2) / (self.stop - self.start), -0.5), 0.5)
-        return self.angle + self.spin * u
+        """Orientation at time `t`: the spin follows the segment's progress, held outside it."""
+        return self.angle + self.spin * (self.progress(t) - 0.5)
 
 
 def _grid(img: np.ndarray, cx: float, cy: float, reach: float, angle: float = 0.0
@@ -219,6 +240,41 @@ def _draw_over(img: np.ndarray, overlay: str, cx: float, cy: float, r: float, t:
             _paint(img, sl, (u > 1.5 * r) & (u <= 2.2 * r) & (np.abs(v) <= 0.16 * r), (25, 25, 25))
 
 
+def draw_moving(img: np.ndarray, prop: Prop, noun: NounSpec, t: float) -> None:
+    """Draw a motion-pair verb's object in its state at time `t` (see the module docstring)."""
+    s = prop.state(t)
+    h = img.shape[0]
+    if prop.motion == "lift":
+        cy = prop.cy + (0.5 - s) * LIFT_FRACTION * h
+        r = prop.radius * (LIFT_SCALE[0] + (LIFT_SCALE[1] - LIFT_SCALE[0]) * s)
+        g = _grid(img, prop.cx, cy + 1.05 * r, 1.2 * r)          # the hand holding it from below
+        if g is not None:
+            sl, u, v = g
+            _paint(img, sl, (u / (0.9 * r)) ** 2 + (v / (0.45 * r)) ** 2 <= 1.0, SKIN)
+        draw_object(img, noun, prop.cx, cy, r, prop.angle)
+    elif prop.motion == "swing":
+        r = prop.radius
+        g = _grid(img, prop.cx, prop.cy, 1.3 * r)
+        if g is None:
+            return
+        sl, u, v = g
+        half_w, half_h = noun.half_w * r, noun.half_h * r
+        frame = (np.abs(u) <= half_w) & (np.abs(v) <= half_h)
+        _paint(img, sl, frame, (28, 24, 22))                     # the dark inside, seen as it opens
+        width = 2 * half_w * math.cos(math.radians(DOOR_OPEN_DEG * s))
+        panel = frame & (u + half_w <= width)                    # hinged on the left edge
+        _paint(img, sl, panel, noun.colour)
+        _paint(img, sl, panel & (np.abs(u + half_w - 0.85 * width) <= 0.06 * r) & (np.abs(v) <= 0.3 * half_h),
+               noun.accent)
+    else:
+        draw_object(img, noun, prop.cx, prop.cy, prop.radius, prop.angle_at(t))
+        g = _grid(img, prop.cx, prop.cy - 1.25 * prop.radius, 0.3 * prop.radius)   # the lamp above it
+        if g is not None:
+            sl, u, v = g
+            lamp = np.array((60, 40, 20)) + s * (np.array((255, 220, 60)) - np.array((60, 40, 20)))
+            _paint(img, sl, np.hypot(u, v) <= 0.28 * prop.radius, lamp)
+
+
 class SceneRenderer:
     """Renders frames of one video: background from the head pose, then the prop in view (if any)."""
 
@@ -234,9 +290,12 @@ class SceneRenderer:
             img = render_background(self.texture, self.rays, rot, pos).reshape(h, w, 3)
             for prop in self.props:
                 if prop.show_from <= t <= prop.show_to:
+                    if prop.motion:
+                        draw_moving(img, prop, NOUN_BY_KEY[prop.noun], t)
+                        continue
                     if prop.overlay:
                         _draw_under(img, prop.overlay, prop.cx, prop.cy, prop.radius)
-                    draw_object(img, NOUN_BY_KEY[prop.noun], prop.cx, prop.cy, prop.radius, prop.angle_at(t))
+                    draw_object(img, NOUN_BY_KEY[prop.noun], prop.cx, prop.cy, prop.radius, prop.angle)
                     if prop.overlay:
                         _draw_over(img, prop.overlay, prop.cx, prop.cy, prop.radius, t - prop.start)
             yield img

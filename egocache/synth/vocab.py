@@ -1,9 +1,10 @@
 """The synthetic dataset's vocabulary: verbs (what they do to the head and the picture) and nouns (looks).
 
-Motion-pair verbs come in pairs that look the same in any single frame: the head turns one way or
-the other along one axis (pitch, yaw, roll) while it follows the object, and a knob spins with the
-head's roll. Appearance verbs add a distinctive colour/pattern around the object and move the head at
-random, so the IMU says little about them.
+Motion-pair verbs come in pairs that look the same in any single frame: the object moves one way or
+the other over the segment (lifted up and towards the camera or put down, a door swung open or shut,
+a knob turned one way with its lamp lighting or the other way with the lamp going out), and the head
+may turn with it along one axis (pitch, yaw, roll). Appearance verbs add a distinctive colour/pattern
+around the object and move the head at random, so the IMU says little about them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ class VerbSpec:
     category: str
     nouns: tuple[str, ...]
     axis: str | None = None       # motion-pair verbs: the head axis that moves ("pitch", "yaw", "roll")
-    sign: int = 0                 # +1 / -1 along `axis` over the segment; 0 for appearance verbs
+    sign: int = 0                 # +1 / -1 along `axis` (and of the object's motion) over the segment
     overlay: str | None = None    # appearance verbs: the cue drawn around the object
+
+    @property
+    def motion(self) -> str | None:
+        """The object's motion of a motion-pair verb: "lift" (pitch pair), "swing" (yaw), "spin" (roll)."""
+        return {"pitch": "lift", "yaw": "swing", "roll": "spin"}.get(self.axis or "")
 
 
 @dataclass(frozen=True)
