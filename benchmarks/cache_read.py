@@ -2,12 +2,14 @@
 
 Builds, in a temporary directory, a cache of synthetic clips (smooth, image-like frames so JPEG
 behaves as on natural images) once per frame codec plus .npy memmaps holding the same arrays, then
-reads every clip in random batches of 64 (each batch sorted) with CacheDataset and with numpy
-fancy indexing. It reports a cold-ish first pass (the files' pages dropped from the page cache
-with posix_fadvise) and the best warm pass, bytes on disk per clip, and, on the last line, the
-warm read ratio cache/memmap of the first codec listed (the default, raw).
+reads every clip in random batches of 64 (each batch sorted) with CacheDataset (frames and every
+small array, read from the store) and with numpy fancy indexing of the memmaps, and the frames alone
+(the cache's FrameReader against the frames memmap). It reports a cold-ish first pass (the files'
+pages dropped from the page cache with posix_fadvise) and the best of the warm passes (readers
+interleaved), bytes on disk per clip, and, on the last line, the warm read ratio cache/memmap of
+whole items of the first codec listed (the default, raw).
 
-    python benchmarks/cache_read.py [--clips 2000] [--codecs raw,jpeg] [--batch 64]
+    python benchmarks/cache_read.py [--clips 2000] [--codecs raw,jpeg] [--batch 64] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def build(root: str, n: int, codecs: list[str], seed: int = 0) -> tuple[dict[str
     """Write one cache per codec and the memmaps, all holding the same clips; return paths and memmaps."""
     rng = np.random.default_rng(seed)
     bank, noise = frame_bank(48, seed), rng.normal(0, 3, (8, SIZE, SIZE, 3)).astype(np.int16)
-    positions, for_n, _ = student_positions((4,), False)
+    positions, sets, _ = student_positions((4,), False)
+    for_n = sets["uniform"]
     k = len(positions)
     clips = {"clip_id": [f"s{i}/0" for i in range(n)], "segment_id": [f"s{i}" for i in range(n)],
              "video_id": [f"v{i // 50}" for i in range(n)], "split": ["train"] * n,
@@ -114,11 +117,18 @@ def one_pass(read: Callable[[np.ndarray], object], n: int, batch: int, seed: int
     return n / (time.perf_counter() - t)
 
 
-def memmap_reader(root: str) -> Callable[[np.ndarray], dict]:
-    """Batch read of the same arrays from freshly opened .npy memmaps."""
+def memmap_reader(root: str, only: str | None = None) -> Callable[[np.ndarray], dict]:
+    """Batch read of the same arrays (or array `only`) from freshly opened .npy memmaps."""
     arrays = {name[:-4]: np.load(os.path.join(root, name), mmap_mode="r")
-              for name in os.listdir(root) if name.endswith(".npy")}
+              for name in os.listdir(root) if name.endswith(".npy") and only in (None, name[:-4])}
     return lambda idx: {name: np.ascontiguousarray(a[idx]) for name, a in arrays.items()}
+
+
+def frames_reader(path: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Batch read of the cache's frames alone (the FrameReader a CacheDataset uses)."""
+    ds = CacheDataset(path, split="train", frames=4)
+    reader, stored = ds._load().frames, ds._stored
+    return lambda idx: reader.read(ds.rows[idx].astype(np.int64), stored)
 
 
 def main() -> None:
@@ -127,7 +137,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--codecs", default="raw,jpeg", help="frame codecs to measure; the first gives the ratio")
-    ap.add_argument("--rounds", type=int, default=3, help="warm passes per reader (best is reported)")
+    ap.add_argument("--rounds", type=int, default=5, help="warm passes per reader (best is reported)")
     args = ap.parse_args()
     codecs = args.codecs.split(",")
     with tempfile.TemporaryDirectory(prefix="egocache-bench-") as root:
@@ -146,13 +156,21 @@ def main() -> None:
             readers[name] = (memmap_reader(root) if name == "memmap"
                              else CacheDataset(caches[name], split="train", frames=4).__getitem__)
             results[name] = [one_pass(readers[name], args.clips, args.batch, 0)]
+        readers["memmap frames"] = memmap_reader(root, "frames")
+        readers[f"{codecs[0]} frames"] = frames_reader(caches[codecs[0]])
+        for name in ("memmap frames", f"{codecs[0]} frames"):
+            results[name] = [one_pass(readers[name], args.clips, args.batch, 0)]     # after the warm-up above
         for r in range(args.rounds):        # warm: readers interleaved so machine load hits all alike
             for name, read in readers.items():
                 results[name].append(one_pass(read, args.clips, args.batch, r + 1))
-        print(f"{'reader':<14}{'cold-ish clips/s':>18}{'warm clips/s':>15}{'KB/clip':>10}")
+        print(f"{'reader':<20}{'cold-ish clips/s':>18}{'warm clips/s':>15}{'KB/clip':>10}")
         for name, r in results.items():
-            label = name if name == "memmap" else f"cache {name}"
-            print(f"{label:<14}{r[0]:>18.0f}{max(r[1:]):>15.0f}{sizes[name] / args.clips / 1e3:>10.1f}")
+            label = name if name.startswith("memmap") else f"cache {name}"
+            cold = f"{r[0]:>18.0f}" if not name.endswith("frames") else f"{'-':>18}"
+            size = f"{sizes[name] / args.clips / 1e3:>10.1f}" if name in sizes else f"{'-':>10}"
+            print(f"{label:<20}{cold}{max(r[1:]):>15.0f}{size}")
+        frames_ratio = max(results[f"{codecs[0]} frames"][1:]) / max(results["memmap frames"][1:])
+        print(f"frames alone ({codecs[0]}): warm ratio FrameReader/memmap {frames_ratio:.2f}")
         for c in codecs:
             print(f"{c}: warm ratio {max(results[c][1:]) / max(results['memmap'][1:]):.2f}, cold-ish ratio "
                   f"{results[c][0] / results['memmap'][0]:.2f}, size x{sizes['memmap'] / sizes[c]:.2f} smaller")

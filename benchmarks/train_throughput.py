@@ -39,7 +39,8 @@ def write_cache(path: str, *, clips: int, frame_size: int, feature_dim: int, see
              "video_id": [f"v{i // 50}" for i in range(n)], "split": ["train"] * clips + ["validation"] * 8,
              "start_s": np.arange(n) * 3.0, "end_s": np.arange(n) * 3.0 + 2.13,
              **{f"label_{h}": rng.integers(0, len(c), n) for h, c in HEADS.items()}}
-    positions, for_n, fl = student_positions((1, 2, 4), True)
+    positions, sets, fl = student_positions((1, 2, 4), True)
+    for_n = sets["uniform"]
     attrs = {"teacher": {"name": "random", "config": {}, "checkpoint_sha256": None},
              "sampling": {"t": 16, "stride": 4, "clip_seconds": 2.1333},
              "imu": {"rate_hz": 198.0, "window": 422, "channels": ["accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z"], "centred": True},
@@ -60,11 +61,11 @@ def write_cache(path: str, *, clips: int, frame_size: int, feature_dim: int, see
 def time_steps(run: StageRun, batches: Any, steps: int, warmup: int) -> float:
     """Optimizer steps per second over `steps` batches after `warmup` untimed ones."""
     it = iter(batches)
-    for _ in range(warmup):
-        run._step(to_device(next(it), run.rt.device))
+    for k in range(warmup):
+        run._step(to_device(next(it), run.rt.device), k + 1)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        run._step(to_device(next(it), run.rt.device))
+    for k in range(steps):
+        run._step(to_device(next(it), run.rt.device), warmup + k + 1)
     return steps / (time.perf_counter() - t0)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import click
 
 from egocache import __version__
-from egocache.core.settings import click_options, from_cli
+from egocache.core.settings import click_options, from_cli, path_type
 from egocache.demo import DemoConfig
 from egocache.deploy.options import ExportOptions, PredictOptions
 from egocache.errors import ConfigError, EgocacheError
@@ -100,7 +100,7 @@ def teachers_command(stats: bool, extra: tuple[str, ...], as_json: bool) -> None
         click.echo(line)
 
 
-cache_argument = click.argument("cache", type=click.Path(exists=True, file_okay=False))
+cache_argument = click.argument("cache", type=path_type("cache"))
 
 
 @main.command("info")

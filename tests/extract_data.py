@@ -48,10 +48,12 @@ def cli_args(ds: SynthSummary, cache: Path, csvs: tuple[str, ...] | None = None,
 
 
 def read_arrays(cache: Path | str) -> dict[str, np.ndarray]:
-    """Every array of a cache, read whole with plain zarr."""
+    """Every array of a cache (a folder or an s3:// URL), read whole with plain zarr."""
     import zarr
 
-    group = zarr.open_group(str(cache), mode="r")
+    from egocache.cache import open_store
+
+    group = zarr.open_group(open_store(str(cache)).zarr_store(read_only=True), mode="r")
     return {name: np.asarray(group[name][:]) for name in sorted(group.array_keys())}
 
 

@@ -11,7 +11,7 @@ import zarr
 from click.testing import CliRunner
 from cache_factory import make_cache
 
-from egocache.cache import CacheDataset, export_hdf5
+from egocache.cache import FORMAT_VERSION, CacheDataset, export_hdf5
 from egocache.cli import main
 
 
@@ -41,6 +41,6 @@ def test_export_cli(tmp_path):
     result = CliRunner().invoke(main, ["export", path, "--hdf5", str(tmp_path / "o.h5")])
     assert result.exit_code == 0, result.output
     with h5py.File(tmp_path / "o.h5", "r") as h5:
-        assert h5["frames"].shape == (10, 9, 16, 16, 3) and json.loads(h5.attrs["format_version"]) == 1
+        assert h5["frames"].shape == (10, 9, 16, 16, 3) and json.loads(h5.attrs["format_version"]) == FORMAT_VERSION
     bad = CliRunner().invoke(main, ["export", str(tmp_path), "--hdf5", str(tmp_path / "x.h5")])
     assert bad.exit_code == 1 and "zarr.json" in bad.output

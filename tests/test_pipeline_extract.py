@@ -99,6 +99,20 @@ def test_two_dask_workers_give_the_same_cache_bitwise(dataset, reference, tmp_pa
         assert np.array_equal(got[name], want[name]), name
 
 
+def test_two_dask_workers_write_a_cache_on_s3_equal_to_the_local_one(dataset, reference, s3_bucket):
+    ref, _ = reference
+    url = f"s3://{s3_bucket}/runs/c.zarr"
+    summary = extract(options(dataset, url, workers=2))
+    assert summary.clips_ok == NUM_CLIPS and summary.summary_file == f"{url}/_egocache/extract/zarr.json"
+    got, want = read_arrays(url), read_arrays(ref)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+    assert read_summary(url)["clips_ok"] == NUM_CLIPS
+    rerun = extract(options(dataset, url, workers=2))
+    assert rerun.shards_run == 0 and rerun.shards_resumed == NUM_CLIPS     # resume reads the markers there
+
+
 def test_second_extraction_into_a_locked_cache_is_refused(dataset, tmp_path):
     cache = tmp_path / "locked.zarr"
     with extraction_lock(str(cache)):

@@ -234,7 +234,7 @@ def test_bad_caches_are_refused_before_training(tmp_path, case, variant, match):
         Path(path, "zarr.json").write_text(json.dumps(meta))
     if case == "corrupt":
         shard = Path(path, "features", "c", "0", "0")
-        shard.write_bytes(shard.read_bytes()[:-8] + b"\0" * 8)
+        shard.write_bytes(shard.read_bytes()[:-8] + b"\xff" * 8)   # format 2 rows are raw: change the bytes
     error = CacheFormatError if case == "version" else CacheError
     with pytest.raises(error, match=match):
         train_student(config(path, tmp_path / "run", variant=variant, frames=4 if case == "frames" else 1),

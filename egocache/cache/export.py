@@ -11,7 +11,9 @@ import numpy as np
 
 from egocache.core.files import atomic_path
 from egocache.cache.frames import decode_jpeg_into
+from egocache.cache.info import zarr_group
 from egocache.cache.schema import array_specs, read_array, read_attrs
+from egocache.cache.store import open_store
 from egocache.errors import CacheError
 
 
@@ -36,14 +38,14 @@ def export_hdf5(path: str, out: str, *, skip_verify: bool = False) -> str:
     temporary name and renamed when complete, so a failed export leaves no partial `out`.
     """
     import h5py
-    import zarr
 
     from egocache.cache.verify import ensure_verified
 
-    path, out = os.fspath(path), os.fspath(out)
-    attrs = read_attrs(path)
+    store, out = open_store(path), os.fspath(out)
+    path = store.url
+    attrs = read_attrs(store)
     ensure_verified(path, skip=skip_verify, warn=lambda m: print(m, file=sys.stderr))
-    group = zarr.open_group(path, mode="r")
+    group = zarr_group(store)()
     n, rows = attrs["layout"]["num_clips"], attrs["layout"]["shard_size"]
     try:
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:

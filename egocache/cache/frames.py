@@ -3,29 +3,28 @@
 zarr 3.1 reads a batch of clips out of a sharded array slowly (orthogonal indexing ~15-31 clips/s,
 per-chunk async reads ~600 clips/s here). The frames array is written in a layout this module
 knows exactly (one inner chunk per clip and frame position, no compression, spec-defined
-`sharding_indexed` index), so a batch is read by parsing each shard's index once and reading the
-wanted inner chunks with `os.preadv` straight into the output array (~memmap speed). Any other
-layout falls back to concurrent reads through zarr's async API, so the reader stays correct
+`sharding_indexed` index), so a batch is read by reading each clip's entries of its shard's index
+(one small read per clip, nothing kept per shard) and then the wanted inner chunks straight into the
+output array (rows.ShardFiles: `os.preadv`, or ranged GETs on object storage; ~memmap speed). Any
+other layout falls back to concurrent reads through zarr's async API, so the reader stays correct
 whatever wrote the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import simplejpeg
 
-from egocache.cache.schema import ArraySpec, array_specs, chunk_file
+from egocache.cache.rows import Request, ShardFiles
+from egocache.cache.schema import ArraySpec, array_specs, chunk_key, load_json_object
+from egocache.cache.store import CacheStore, open_store
 from egocache.errors import CacheError, CacheFormatError
 
 JPEG_SUBSAMPLING = "444"
-_MISSING = np.uint64(2**64 - 1)
-_MAX_IOV = 512
+_MISSING = 2**64 - 1
 
 
 def encode_jpeg_frames(frames: np.ndarray, quality: int) -> np.ndarray:
@@ -69,28 +68,23 @@ def _direct_layout(meta: dict[str, Any], spec: ArraySpec, codec: str) -> str | N
 
 
 class FrameReader:
-    """Reads the stored frames of many clips at once; one instance per process (holds no handles)."""
+    """Reads the stored frames of many clips at once; one instance per process (see rows.ShardFiles)."""
 
-    def __init__(self, path: str, attrs: dict[str, Any], *, direct: bool | None = None,
-                 threads: int = 4) -> None:
-        """Prepare reading `path`'s frames; `direct=False` forces the generic zarr path."""
-        self.path = path
-        self.threads = threads
-        self._pool: ThreadPoolExecutor | None = None
+    def __init__(self, path: str | CacheStore, attrs: dict[str, Any], *, direct: bool | None = None,
+                 files: ShardFiles | None = None) -> None:
+        """Prepare reading the cache's frames; `direct=False` forces the generic zarr path."""
+        self.store = open_store(path)
+        self.path = self.store.url
         self.codec = attrs["frames"]["codec"]
         self.size = attrs["sampling"]["frame_size"]
         self.spec = next(s for s in array_specs(attrs) if s.name == "frames")
-        meta_path = os.path.join(path, "frames", "zarr.json")
-        try:
-            with open(meta_path, encoding="utf-8") as fh:
-                meta = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise CacheFormatError(f"{meta_path}: frames metadata unreadable ({exc})") from exc
+        meta = load_json_object(self.store, "frames/zarr.json")
         loc = _direct_layout(meta, self.spec, self.codec)
         self.index_location = loc if direct is not False else None
         if direct and loc is None:
-            raise CacheFormatError(f"{meta_path}: frames layout is not the one the direct reader knows")
-        self._indices: dict[int, np.ndarray] = {}
+            raise CacheFormatError(f"{self.store.where('frames/zarr.json')}: frames layout is not the one the "
+                                   "direct reader knows")
+        self.files = files if files is not None else ShardFiles(self.store)
         self._zarr: Any = None
 
     @property
@@ -103,87 +97,56 @@ class FrameReader:
         s = self.size
         out = np.empty((len(rows), len(stored), s, s, 3), dtype=np.uint8)
         if len(rows):
-            (self._read_direct if self.direct else self._read_zarr)(np.asarray(rows), stored, out)
+            if self.direct:
+                reqs, finish = self.requests(np.asarray(rows, np.int64), stored, out)
+                self.files.read_into(reqs)
+                finish()
+            else:
+                self._read_zarr(np.asarray(rows), stored, out)
         return out
 
-    def _shard_index(self, shard: int, fd: int, file: str) -> np.ndarray:
-        """(rows, K, 2) uint64 (offset, nbytes) of every inner chunk in one shard, read once."""
-        idx = self._indices.get(shard)
-        if idx is None:
-            rows, k = self.spec.chunk_rows, self.spec.shape[1]
-            nbytes = rows * k * 16 + 4
-            size = os.fstat(fd).st_size
-            start = size - nbytes if self.index_location == "end" else 0
-            raw = os.pread(fd, nbytes, max(start, 0))
-            if size < nbytes or len(raw) != nbytes:
-                raise CacheError(f"{file}: shard file truncated ({size} bytes, index needs {nbytes})")
-            idx = np.frombuffer(raw[:-4], dtype="<u8").reshape(rows, k, 2)
-            ends = idx[..., 0] + idx[..., 1]
-            if ((idx[..., 0] != _MISSING) & (ends > size)).any():
-                raise CacheError(f"{file}: shard index points past the end of the file")
-            self._indices[shard] = idx
-        return idx
-
-    def _read_direct(self, rows: np.ndarray, stored: list[int], out: np.ndarray) -> None:
-        """Read each touched shard's inner chunks, shards in parallel threads (preadv drops the GIL)."""
-        shards = rows // self.spec.chunk_rows
-        tasks = [(int(s), np.flatnonzero(shards == s)) for s in np.unique(shards)]
-        if self._pool is None and len(tasks) > 1 and self.threads > 1:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="egocache-frames")
-        if self._pool is None or len(tasks) == 1:
-            for shard, which in tasks:
-                self._read_shard(shard, which, rows, stored, out)
-        else:
-            for done in [self._pool.submit(self._read_shard, s, w, rows, stored, out) for s, w in tasks]:
-                done.result()
-
-    def _read_shard(self, shard: int, which: np.ndarray, rows: np.ndarray, stored: list[int],
-                    out: np.ndarray) -> None:
-        """Read the frames of batch positions `which` (all in `shard`): preadv (raw) or JPEG decode."""
-        file = chunk_file(self.path, self.spec, shard)
-        try:
-            fd = os.open(file, os.O_RDONLY)
-        except OSError as exc:
-            raise CacheError(f"{file}: frames shard file unreadable ({exc})") from exc
-        try:
-            idx = self._shard_index(shard, fd, file)
-            entries = []
-            for b in which:
-                w = int(rows[b]) - shard * self.spec.chunk_rows
-                for j, k in enumerate(stored):
-                    off, nb = idx[w, k]
-                    if off == _MISSING:
-                        raise CacheError(f"{file}: no frame stored for row {int(rows[b])} position {k}")
-                    entries.append((int(off), int(nb), int(b), j))
-            entries.sort()
-            if self.codec == "raw":
-                self._preadv_runs(fd, file, entries, out)
-            else:
-                for off, nb, b, j in entries:
-                    self._decode_vlen(os.pread(fd, nb, off), out[b, j], f"{file} row {int(rows[b])}")
-        finally:
-            os.close(fd)
-
-    def _preadv_runs(self, fd: int, file: str, entries: list[tuple[int, int, int, int]],
-                     out: np.ndarray) -> None:
-        """Read raw inner chunks, merging chunks that lie back to back into one preadv call."""
+    def requests(self, rows: np.ndarray, stored: list[int], out: np.ndarray
+                 ) -> tuple[list[Request], Callable[[], None]]:
+        """The reads that fill `out` with the frames of `rows` (direct layout), and what to run after them
+        (JPEG decoding). Each clip's shard index entries are read first, one small read per clip."""
+        r, k = self.spec.chunk_rows, self.spec.shape[1]
+        index_bytes = r * k * 16 + 4
+        entries = np.empty((len(rows), k, 2), dtype="<u8")
+        keys = [chunk_key(self.spec, int(row) // r) for row in rows.tolist()]
+        index_reqs: list[Request] = []
+        for b, (key, row) in enumerate(zip(keys, rows.tolist())):
+            size = self.files.size(key)
+            if size < index_bytes:
+                raise CacheError(f"{self.store.where(key)}: shard file truncated ({size} bytes, index needs "
+                                 f"{index_bytes})")
+            start = size - index_bytes if self.index_location == "end" else 0
+            index_reqs.append((key, start + (row % r) * k * 16, entries[b], 0))
+        self.files.read_into(index_reqs)
         frame_bytes = out[0, 0].nbytes
-        i = 0
-        while i < len(entries):
-            start, bufs, end = entries[i][0], [], entries[i][0]
-            while i < len(entries) and entries[i][0] == end and len(bufs) < _MAX_IOV:
-                off, nb, b, j = entries[i]
-                if nb != frame_bytes:
-                    raise CacheFormatError(f"{file}: raw frame chunk of {nb} bytes, expected {frame_bytes}")
-                bufs.append(memoryview(out[b, j]).cast("B"))
-                end += nb
-                i += 1
-            got = os.preadv(fd, bufs, start)
-            if got != end - start:
-                raise CacheError(f"{file}: short read at byte {start} ({got} of {end - start})")
+        reqs: list[Request] = []
+        blobs: list[tuple[np.ndarray, np.ndarray, str]] = []
+        for b, (key, row) in enumerate(zip(keys, rows.tolist())):
+            for j, pos in enumerate(stored):
+                off, nb = int(entries[b, pos, 0]), int(entries[b, pos, 1])
+                if off == _MISSING:
+                    raise CacheError(f"{self.store.where(key)}: no frame stored for row {row} position {pos}")
+                if self.codec == "raw":
+                    if nb != frame_bytes:
+                        raise CacheFormatError(f"{self.store.where(key)}: raw frame chunk of {nb} bytes, "
+                                               f"expected {frame_bytes}")
+                    reqs.append((key, off, out[b, j], 0))
+                else:
+                    buf = np.empty(nb, np.uint8)
+                    reqs.append((key, off, buf, 0))
+                    blobs.append((buf, out[b, j], f"{self.store.where(key)} row {row}"))
+
+        def decode() -> None:
+            self.files.map(lambda item: self._decode_vlen(*item), blobs)
+
+        return reqs, decode
 
     @staticmethod
-    def _decode_vlen(buf: bytes, out: np.ndarray, where: str) -> None:
+    def _decode_vlen(buf: np.ndarray, out: np.ndarray, where: str) -> None:
         """Decode one vlen-bytes inner chunk (u32 count = 1, u32 length, JPEG bytes) into `out`."""
         count, length = np.frombuffer(buf[:8], dtype="<u4") if len(buf) >= 8 else (0, 0)
         if count != 1 or 8 + int(length) != len(buf):
@@ -196,7 +159,8 @@ class FrameReader:
         from zarr.core.sync import sync
 
         if self._zarr is None:
-            self._zarr = sync(zarr.api.asynchronous.open_array(store=self.path, path="frames", mode="r"))
+            self._zarr = sync(zarr.api.asynchronous.open_array(
+                store=self.store.zarr_store(read_only=True), path="frames", mode="r"))
         arr = self._zarr
         keys = [(b, j, int(r), k) for b, r in enumerate(rows) for j, k in enumerate(stored)]
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from egocache.cache.rows import ShardFiles, read_small_column, read_strings
 from egocache.cache.schema import (
-    STATUS_FAILED, STATUS_OK, STATUS_PENDING, committed_shards, read_array, read_attrs,
+    STATUS_FAILED, STATUS_OK, STATUS_PENDING, array_specs, committed_shards, read_attrs,
 )
+from egocache.cache.store import CacheStore, open_store
 from egocache.errors import CacheError
 
 
@@ -34,7 +36,7 @@ class CacheInfo:
     source: dict[str, Any]
     frames: dict[str, Any]
     created_by: str
-    size_bytes: int
+    size_bytes: int | None             # None where not measured (a dataset's view of its cache)
     attrs: dict[str, Any] = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,19 +67,16 @@ class CacheInfo:
             f"{self.imu['channels']}, centred={self.imu['centred']}",
             f"source     {self.source['dataset']} (manifest sha256 "
             f"{str(self.source['manifest_sha256'])[:12]}...)",
-            f"size       {self.size_bytes / 1e6:.1f} MB on disk "
-            f"({self.size_bytes / max(self.num_clips, 1) / 1e3:.1f} KB/clip)",
         ]
+        if self.size_bytes is not None:
+            lines.append(f"size       {self.size_bytes / 1e6:.1f} MB on disk "
+                         f"({self.size_bytes / max(self.num_clips, 1) / 1e3:.1f} KB/clip)")
         return "\n".join(lines)
 
 
-def disk_size(path: str) -> int:
-    """Bytes of all files under `path`."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(root, f))
-    return total
+def disk_size(location: str | os.PathLike[str] | CacheStore) -> int:
+    """Bytes of all files of the cache (or folder) at `location`."""
+    return sum(size for _, size in open_store(location).walk())
 
 
 def status_by_split(split: np.ndarray, status: np.ndarray) -> dict[str, dict[str, int]]:
@@ -90,23 +89,53 @@ def status_by_split(split: np.ndarray, status: np.ndarray) -> dict[str, dict[str
     return out
 
 
-def open_cache(path: str) -> CacheInfo:
-    """Open a cache read-only and describe it; CacheFormatError if its format version is not ours."""
-    import zarr
+def zarr_group(store: CacheStore) -> Callable[[], Any]:
+    """A function opening the cache's zarr group read-only on first call (CacheError if it cannot)."""
+    opened: list[Any] = []
 
-    attrs = read_attrs(path)
-    try:
-        group = zarr.open_group(path, mode="r")
-    except Exception as exc:  # zarr raises several types for a store it cannot open
-        raise CacheError(f"{path}: cannot be opened as a zarr group ({type(exc).__name__}: {exc})") from exc
-    split, status = read_array(group, "split", path), read_array(group, "status", path)
+    def group() -> Any:
+        if not opened:
+            import zarr
+
+            try:
+                opened.append(zarr.open_group(store.zarr_store(read_only=True), mode="r"))
+            except CacheError:
+                raise
+            except Exception as exc:  # zarr raises several types for a store it cannot open
+                raise CacheError(f"{store.url}: cannot be opened as a zarr group ({type(exc).__name__}: "
+                                 f"{exc})") from exc
+        return opened[0]
+
+    return group
+
+
+def split_and_status(store: CacheStore, attrs: dict[str, Any], group: Callable[[], Any],
+                     files: ShardFiles | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every clip's split (object array of str) and status, read the fastest way the format allows."""
+    spec = next(s for s in array_specs(attrs) if s.name == "split")
+    return read_strings(store, group, spec), read_small_column(store, group, attrs, "status", files)
+
+
+def describe(store: CacheStore, attrs: dict[str, Any], split: np.ndarray, status: np.ndarray, *,
+             measure_size: bool = True) -> CacheInfo:
+    """The CacheInfo of a cache from its attributes and its split and status columns."""
     lay, teacher = attrs["layout"], attrs["teacher"]
-    names, counts = np.unique(split, return_counts=True)
+    split = np.asarray(split)
+    names = sorted(set(split.tolist()))
     return CacheInfo(
-        path=str(path), format_version=attrs["format_version"], num_clips=lay["num_clips"],
+        path=store.url, format_version=attrs["format_version"], num_clips=lay["num_clips"],
         shard_size=lay["shard_size"], num_shards=lay["num_shards"],
-        done_shards=len({i for i in committed_shards(path) if i < lay["num_shards"]}),
-        splits={str(k): int(c) for k, c in zip(names, counts)}, status=status_by_split(split, status),
+        done_shards=len({i for i in committed_shards(store) if i < lay["num_shards"]}),
+        splits={str(k): int((split == k).sum()) for k in names}, status=status_by_split(split, status),
         teacher=teacher, heads=teacher["heads"], feature_dim=teacher["feature_dim"],
         sampling=attrs["sampling"], imu=attrs["imu"], source=attrs["source"], frames=attrs["frames"],
-        created_by=attrs["created_by"], size_bytes=disk_size(path), attrs=attrs)
+        created_by=attrs["created_by"], size_bytes=disk_size(store) if measure_size else None, attrs=attrs)
+
+
+def open_cache(path: str | os.PathLike[str] | CacheStore) -> CacheInfo:
+    """Open a cache read-only and describe it; CacheFormatError if its format version is not one we read."""
+    store = open_store(path)
+    attrs = read_attrs(store)
+    group = zarr_group(store)
+    split, status = split_and_status(store, attrs, group)
+    return describe(store, attrs, split, status)

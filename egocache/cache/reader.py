@@ -1,38 +1,68 @@
 """Read a cache for training: a torch Dataset of one split's ok clips and a batch-at-a-time DataLoader.
 
-The Dataset holds only the path and small index arrays; each process opens the store lazily on its
-first read. The small per-clip arrays (feature, logits, IMU, labels: ~14 KB/clip) are loaded into
-memory once per process (3-4x faster than reading them clip by clip); only frames are read from
-the store per batch, and they stay uint8 until they reach the model.
+The Dataset holds the cache's location and its split's index (cache row and segment code of each
+clip, 4 bytes each); each process opens its readers lazily on its first read. Format-2 caches store
+every fixed-size per-clip array uncompressed, so a batch reads its rows of features, logits, IMU and
+labels straight from the shard files together with its frames (rows.ShardFiles: one batch of
+`preadv`s, or ranged GETs on object storage): no process holds a copy of any array, and memory per
+DataLoader worker does not grow with the cache. Format-1 caches (zstd small arrays) load the split's
+small arrays into each process as before (~14 KB per clip). Frames stay uint8 until the model.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from egocache.cache.frames import FrameReader
-from egocache.cache.info import CacheInfo, open_cache
-from egocache.cache.schema import STATUS_OK, read_array
+from egocache.cache.info import CacheInfo, describe, split_and_status, zarr_group
+from egocache.cache.rows import Request, RowReader, ShardFiles, read_small_column, read_strings
+from egocache.cache.schema import STATUS_OK, array_specs, direct_rows, read_array, read_attrs
+from egocache.cache.store import open_store
 from egocache.cache.selections import available_selections, draw_frames, selection_indices
 from egocache.errors import CacheError
 
 
 @dataclass
-class _Loaded:
-    """Per-process state: the small arrays of this split's rows and the frame reader."""
+class _Process:
+    """Per-process state: the file reader, the row reader (format 2) or the split's small arrays
+    loaded in memory (format 1), and the frame reader."""
 
     pid: int
-    feature: np.ndarray
-    imu: np.ndarray
-    logits: dict[str, np.ndarray]
-    label: dict[str, np.ndarray]
+    files: ShardFiles
+    rows: RowReader | None
+    memory: dict[str, np.ndarray] | None
     frames: FrameReader | None
+
+
+def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(sorted distinct values, int32 code of each value), like np.unique(return_inverse) on str."""
+    seen: dict[str, int] = {}
+    first = np.fromiter((seen.setdefault(v, len(seen)) for v in values.tolist()), np.int64, len(values))
+    names = list(seen)
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), np.int32)
+    rank[order] = np.arange(len(names), dtype=np.int32)
+    return [names[i] for i in order], rank[first] if len(first) else np.zeros(0, np.int32)
+
+
+def _release_freed_heap() -> None:
+    """Hand the heap freed after indexing (the clip table's decoded strings, ~70 bytes a clip) back to
+    the OS (glibc malloc_trim). Freed but kept, it stays resident, and every DataLoader worker forked
+    later counts it in its RSS: +7 MB per 100k clips of the split, measured in benchmarks/scale.py."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):      # not glibc (macOS, musl without malloc_trim): nothing to do
+        pass
 
 
 class CacheDataset(Dataset):
@@ -42,17 +72,21 @@ class CacheDataset(Dataset):
                  read_frames: bool = True, first_last: bool = False, require_imu: bool = False,
                  selection: str = "uniform", selection_seed: int = 0, whole_pool: bool = False,
                  direct: bool | None = None) -> None:
-        """Index `split`'s ok clips of the cache at `path` for a `frames`-frame (N) student.
+        """Index `split`'s ok clips of the cache at `path` (a folder or an fsspec URL) for a
+        `frames`-frame (N) student.
 
         `selection` is the frame selection (cache/selections.py; "random" draws N of its pool per clip,
         fixed by `selection_seed`; `whole_pool` returns all of the pool instead). `require_imu` keeps only clips with their IMU window (imu_present;
         caches older than that flag have IMU for every ok clip); `skipped_without_imu` counts the others.
         `read_frames=False` leaves frames out of the items; `direct=False` forces zarr frame reads.
         """
-        import zarr
-
-        self.path = os.fspath(path)
-        self.info: CacheInfo = open_cache(self.path)
+        self.store = open_store(path)
+        self.path = self.store.url
+        attrs = read_attrs(self.store)
+        group = zarr_group(self.store)
+        files = ShardFiles(self.store)
+        split_arr, status = split_and_status(self.store, attrs, group, files)
+        self.info: CacheInfo = describe(self.store, attrs, split_arr, status, measure_size=False)
         sam = self.info.sampling
         stored = selection_indices(sam, selection, frames)
         if stored is None:
@@ -69,50 +103,61 @@ class CacheDataset(Dataset):
         self.stored_frames = len(stored)           # frames read per clip: N, or the random pool
         self._stored: list[int] = stored if read_frames else []
         self._fl: list[int] = list(sam["first_last"]) if first_last else []
-        group = zarr.open_group(self.path, mode="r")
-        split_arr = read_array(group, "split", self.path)
-        status = read_array(group, "status", self.path)
         usable = (split_arr == split) & (status == STATUS_OK)
-        present = (read_array(group, "imu_present", self.path) == 1 if "imu_present" in group
-                   else np.ones_like(usable))
+        specs = {s.name: s for s in array_specs(attrs)}
+        present = (read_small_column(self.store, group, attrs, "imu_present", files) == 1
+                   if "imu_present" in specs else np.ones_like(usable))
         self.skipped_without_imu = int((usable & ~present).sum()) if require_imu else 0
         if require_imu:
             usable &= present
-        self.rows: np.ndarray = np.flatnonzero(usable).astype(np.int64)
-        seg = read_array(group, "segment_id", self.path)[self.rows]
-        names, codes = np.unique(seg, return_inverse=True)
-        self.segment_ids: list[str] = names.tolist()
-        self._segment = codes.astype(np.int64)
-        self._state: _Loaded | None = None
+        index = np.int32 if self.info.num_clips < 2**31 else np.int64
+        self.rows: np.ndarray = np.flatnonzero(usable).astype(index)
+        # only the int32 segment code of each clip is kept: the ids themselves (a Python str per
+        # segment, ~70 bytes each) would grow every forked DataLoader worker's RSS with the split
+        self._segment = _factorize(read_strings(self.store, group, specs["segment_id"])[self.rows])[1]
+        self._segment_names: list[str] | None = None
+        heads = list(self.info.heads)
+        self._small = ["features", "imu", *(f"logits_{h}" for h in heads), *(f"label_{h}" for h in heads)]
+        self._direct_rows = all(direct_rows(specs[n], int(attrs["format_version"])) for n in self._small)
+        self._state: _Process | None = None
+        files.close()
+        _release_freed_heap()
+
+    @property
+    def segment_ids(self) -> list[str]:
+        """The split's distinct segment ids, sorted; the "segment" code of an item indexes this list.
+
+        Read from the cache on first use (evaluation needs them, training workers do not)."""
+        if self._segment_names is None:
+            group = zarr_group(self.store)
+            spec = next(s for s in array_specs(self.info.attrs) if s.name == "segment_id")
+            self._segment_names = _factorize(read_strings(self.store, group, spec)[self.rows])[0]
+        return self._segment_names
 
     def __len__(self) -> int:
         """Number of ok clips in this split."""
         return len(self.rows)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle without the loaded arrays/handles: each worker process loads its own."""
+        """Pickle without the per-process readers: each worker process opens its own."""
         state = self.__dict__.copy()
         state["_state"] = None
+        state["_segment_names"] = None
         return state
 
-    def _load(self) -> _Loaded:
-        """Load this process's small arrays and frame reader on first use (again after a fork)."""
+    def _load(self) -> _Process:
+        """Open this process's readers on first use (again after a fork)."""
         if self._state is not None and self._state.pid == os.getpid():
             return self._state
-        import zarr
-
-        group = zarr.open_group(self.path, mode="r")
-        rows = self.rows
-        heads = self.info.heads
-
-        def take(name: str) -> np.ndarray:
-            return np.ascontiguousarray(read_array(group, name, self.path)[rows])
-
-        reader = (FrameReader(self.path, self.info.attrs, direct=self.direct)
+        files = ShardFiles(self.store)
+        memory = None
+        if not self._direct_rows:      # format 1: this split's small arrays, once per process
+            group = zarr_group(self.store)()
+            memory = {n: np.ascontiguousarray(read_array(group, n, self.path)[self.rows]) for n in self._small}
+        frames = (FrameReader(self.store, self.info.attrs, direct=self.direct, files=files)
                   if self._stored or self._fl else None)
-        self._state = _Loaded(pid=os.getpid(), feature=take("features"), imu=take("imu"),
-                              logits={h: take(f"logits_{h}") for h in heads},
-                              label={h: take(f"label_{h}") for h in heads}, frames=reader)
+        self._state = _Process(pid=os.getpid(), files=files, memory=memory, frames=frames,
+                               rows=RowReader(files, self.info.attrs, self._small) if memory is None else None)
         return self._state
 
     def __getitem__(self, index: int | Sequence[int] | np.ndarray | torch.Tensor) -> dict[str, Any]:
@@ -124,15 +169,33 @@ class CacheDataset(Dataset):
             raise IndexError(f"index out of range for {len(self)} clips of split {self.split!r}")
         idx = idx % max(len(self), 1)
         st = self._load()
-        rows = self.rows[idx]
-        out: dict[str, Any] = {
-            "imu": torch.from_numpy(st.imu[idx]), "feature": torch.from_numpy(st.feature[idx]),
-            "logits": {h: torch.from_numpy(v[idx]) for h, v in st.logits.items()},
-            "label": {h: torch.from_numpy(v[idx]) for h, v in st.label.items()},
-            "row": torch.from_numpy(rows.copy()), "segment": torch.from_numpy(self._segment[idx]),
-        }
+        rows = self.rows[idx].astype(np.int64)
+        reqs: list[Request] = []
+        finish: Callable[[], None] = lambda: None
+        if st.memory is not None:
+            small = {n: v[idx] for n, v in st.memory.items()}
+        else:
+            small = st.rows.allocate(len(rows))  # type: ignore[union-attr]
+            reqs = st.rows.requests(rows, small)  # type: ignore[union-attr]
+        got = None
         if st.frames is not None:
-            got = st.frames.read(rows, self._stored + self._fl)
+            s = st.frames.size
+            got = np.empty((len(rows), len(self._stored) + len(self._fl), s, s, 3), np.uint8)
+            if st.frames.direct:
+                frame_reqs, finish = st.frames.requests(rows, self._stored + self._fl, got)
+                reqs += frame_reqs
+            else:
+                got = st.frames.read(rows, self._stored + self._fl)
+        st.files.read_into(reqs)
+        finish()
+        heads = self.info.heads
+        out: dict[str, Any] = {
+            "imu": torch.from_numpy(small["imu"]), "feature": torch.from_numpy(small["features"]),
+            "logits": {h: torch.from_numpy(small[f"logits_{h}"]) for h in heads},
+            "label": {h: torch.from_numpy(small[f"label_{h}"]) for h in heads},
+            "row": torch.from_numpy(rows), "segment": torch.from_numpy(self._segment[idx].astype(np.int64)),
+        }
+        if got is not None:
             if self.read_frames:
                 frames = got[:, :len(self._stored)]
                 choice = self.frame_choice(rows)

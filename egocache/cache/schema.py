@@ -9,16 +9,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from egocache.cache.store import CacheStore, open_store
 from egocache.errors import CacheError, CacheFormatError
 
 FORMAT_NAME = "egocache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                       # 2: per-shard numeric arrays uncompressed (rows read directly)
+READ_VERSIONS = (1, 2)                   # 1: the same arrays zstd-compressed (read whole, into memory)
 STATUS_PENDING, STATUS_OK, STATUS_FAILED = 0, 1, 2
 FRAME_CODECS = ("raw", "jpeg")
 IMU_CHANNELS = ("accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")   # the stored channel order
@@ -146,88 +148,117 @@ def array_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
     return specs
 
 
+def chunk_key(spec: ArraySpec, chunk: int) -> str:
+    """Key (relative to the cache root) of the file holding chunk (shard) `chunk` of an array."""
+    return "/".join([spec.name, "c", str(chunk), *(["0"] * (len(spec.shape) - 1))])
+
+
 def chunk_file(path: str, spec: ArraySpec, chunk: int) -> str:
-    """Path of the file holding chunk (shard) `chunk` along the clip axis of an array."""
-    return os.path.join(path, spec.name, "c", str(chunk), *(["0"] * (len(spec.shape) - 1)))
+    """Local path of the file holding chunk (shard) `chunk` along the clip axis of an array."""
+    return os.path.join(path, *chunk_key(spec, chunk).split("/"))
 
 
 def file_sha256(path: str) -> str:
-    """sha256 of a file's bytes (the stored, encoded chunk or shard)."""
+    """sha256 of a local file's bytes (the stored, encoded chunk or shard)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def load_json_object(path: str, *, missing: str = "missing") -> dict[str, Any]:
-    """A JSON metadata file holding an object; CacheFormatError naming the file if it is not one."""
+def load_json_object(location: str | CacheStore, key: str | None = None, *, missing: str = "missing"
+                     ) -> dict[str, Any]:
+    """A JSON metadata file holding an object (a local path, or `key` of a store); CacheFormatError
+    naming the file if it is not one."""
+    store, key = (open_store(os.path.dirname(location)), os.path.basename(location)) if key is None else (
+        open_store(location), key)
+    where = store.where(key)
     try:
-        with open(path, encoding="utf-8") as fh:
-            obj = json.load(fh)
+        obj = json.loads(store.read(key))
     except FileNotFoundError as exc:
-        raise CacheFormatError(f"{path}: {missing}") from exc
+        raise CacheFormatError(f"{where}: {missing}") from exc
     except (OSError, ValueError) as exc:
-        raise CacheFormatError(f"{path}: unreadable or corrupt JSON ({exc})") from exc
+        raise CacheFormatError(f"{where}: unreadable or corrupt JSON ({exc})") from exc
     if not isinstance(obj, dict):
-        raise CacheFormatError(f"{path}: not a JSON object")
+        raise CacheFormatError(f"{where}: not a JSON object")
     return obj
 
 
-def read_attrs(path: str) -> dict[str, Any]:
-    """Root attributes of the cache at `path`, after checking it is an egocache cache this code reads."""
-    meta_path = os.path.join(path, "zarr.json")
-    if not os.path.isdir(path):
+def read_attrs(location: str | os.PathLike[str] | CacheStore) -> dict[str, Any]:
+    """Root attributes of the cache at `location`, after checking it is an egocache cache this code reads."""
+    store = open_store(location)
+    path = store.url
+    if store.local and not os.path.isdir(path):
         raise CacheError(f"{path}: no cache here (not a directory)")
-    meta = load_json_object(meta_path, missing=f"missing; {path} is not a zarr v3 store")
+    if not store.local and not store.exists("zarr.json"):
+        raise CacheError(f"{path}: no cache here (no zarr.json)")
+    meta = load_json_object(store, "zarr.json", missing=f"missing; {path} is not a zarr v3 store")
     attrs = meta.get("attributes")
     if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
         raise CacheFormatError(f"{path}: not an egocache cache (root attribute format != {FORMAT_NAME!r})")
     version = attrs.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise CacheFormatError(f"{path}: cache format version {version!r} (written by "
-                               f"{attrs.get('created_by')}) but this egocache reads version "
-                               f"{FORMAT_VERSION}; re-extract the cache or use a matching egocache")
+                               f"{attrs.get('created_by')}) but this egocache reads versions "
+                               f"{', '.join(map(str, READ_VERSIONS))}; re-extract the cache or use a "
+                               "matching egocache")
     missing = [k for k in ("layout", "teacher", "sampling", "imu", "source", "frames") if k not in attrs]
     if missing:
-        raise CacheFormatError(f"{meta_path}: root attributes lack sections {missing}")
+        raise CacheFormatError(f"{store.where('zarr.json')}: root attributes lack sections {missing}")
     return attrs
+
+
+def marker_key(shard: int) -> str:
+    """Key of shard `shard`'s done marker (a zarr group metadata file whose attributes hold checksums)."""
+    return f"{MARKER_GROUP}/{shard}/zarr.json"
 
 
 def marker_path(path: str, shard: int) -> str:
-    """Path of shard `shard`'s done marker (a zarr group metadata file whose attributes hold checksums)."""
-    return os.path.join(path, MARKER_GROUP, str(shard), "zarr.json")
+    """Local path of shard `shard`'s done marker."""
+    return os.path.join(path, *marker_key(shard).split("/"))
 
 
-def read_marker(path: str, shard: int) -> dict[str, Any] | None:
+def read_marker(location: str | CacheStore, shard: int) -> dict[str, Any] | None:
     """A shard's done-marker attributes, or None if the shard was never committed."""
-    p = marker_path(path, shard)
+    store = open_store(location)
+    key = marker_key(shard)
     try:
-        with open(p, encoding="utf-8") as fh:
-            meta = json.load(fh)
+        meta = json.loads(store.read(key))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise CacheFormatError(f"{p}: done marker of shard {shard} is corrupt ({exc})") from exc
+        raise CacheFormatError(f"{store.where(key)}: done marker of shard {shard} is corrupt ({exc})") from exc
     attrs = meta.get("attributes", {}) if isinstance(meta, dict) else {}
     if not isinstance(attrs.get("checksums"), dict) or attrs.get("shard") != shard:
-        raise CacheFormatError(f"{p}: done marker of shard {shard} lacks its shard index or checksums")
+        raise CacheFormatError(f"{store.where(key)}: done marker of shard {shard} lacks its shard index "
+                               "or checksums")
     return attrs
 
 
-def committed_shards(path: str) -> set[int]:
+def committed_shards(location: str | CacheStore) -> set[int]:
     """Indices of shards whose done marker exists (marker content is checked by verify)."""
-    root = os.path.join(path, MARKER_GROUP)
-    try:
-        names = os.listdir(root)
-    except FileNotFoundError:
-        return set()
-    return {int(n) for n in names if n.isdigit() and os.path.isfile(os.path.join(root, n, "zarr.json"))}
+    store = open_store(location)
+    if store.local:
+        root = store.where(MARKER_GROUP)
+        try:
+            names = os.listdir(root)
+        except FileNotFoundError:
+            return set()
+        return {int(n) for n in names if n.isdigit() and os.path.isfile(os.path.join(root, n, "zarr.json"))}
+    # object storage has no empty folders: a shard's prefix exists only while its marker does
+    return {int(n) for n in store.list(MARKER_GROUP) if n.isdigit()}
+
+
+def direct_rows(spec: ArraySpec, version: int) -> bool:
+    """Whether an array stores its rows uncompressed at fixed offsets of its chunk files (format 2:
+    every fixed-size array except frames, per-shard and clip-table alike), so readers read single rows."""
+    return version >= 2 and spec.name != "frames" and spec.dtype not in ("string", "variable_length_bytes")
 
 
 _DIMS = {"features": ("clip", "feature"), "imu": ("clip", "imu_sample", "imu_channel")}
 
 
-def create_array(group: Any, spec: ArraySpec) -> Any:
-    """Create one array of the cache at its final shape with the format's chunk/shard layout (the one
-    definition of every array's zarr metadata: the writer creates with it, verify compares against it)."""
+def create_array(group: Any, spec: ArraySpec, version: int = FORMAT_VERSION) -> Any:
+    """Create one array of the cache at its final shape with format `version`'s chunk/shard layout (the
+    one definition of every array's zarr metadata: the writer creates with it, verify compares against it)."""
     import zarr
 
     rest = spec.shape[1:]
@@ -241,6 +272,8 @@ def create_array(group: Any, spec: ArraySpec) -> Any:
             kw["dimension_names"] = ("clip", "position")
     else:
         kw["chunks"] = (spec.chunk_rows, *rest)
+        if direct_rows(spec, version):
+            kw["compressors"] = None      # rows at fixed offsets: readers read single rows of a shard
     dtype: Any = {"variable_length_bytes": zarr.dtype.VariableLengthBytes(), "string": str}.get(
         spec.dtype, spec.dtype)
     with warnings.catch_warnings():
@@ -250,13 +283,13 @@ def create_array(group: Any, spec: ArraySpec) -> Any:
         return group.create_array(spec.name, shape=spec.shape, dtype=dtype, overwrite=True, **kw)
 
 
-def expected_array_metadata(spec: ArraySpec) -> dict[str, Any]:
-    """The zarr.json document `create_array` writes for `spec` (made in memory, nothing on disk)."""
+def expected_array_metadata(spec: ArraySpec, version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """The zarr.json document `create_array` writes for `spec` in format `version` (made in memory)."""
     import zarr
     from zarr.storage import MemoryStore
 
     store = MemoryStore()
-    create_array(zarr.open_group(store, mode="w"), spec)
+    create_array(zarr.open_group(store, mode="w"), spec, version)
     raw = zarr.core.sync.sync(store.get(f"{spec.name}/zarr.json", prototype=zarr.core.buffer.default_buffer_prototype()))
     return json.loads(raw.to_bytes())
 

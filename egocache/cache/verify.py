@@ -21,12 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from egocache.cache.info import zarr_group
+from egocache.cache.rows import RowReader, ShardFiles
 from egocache.cache.schema import (
-    CONTROL_GROUP, IMU_CHANNELS, STATUS_FAILED, STATUS_OK, ArraySpec, array_specs, attrs_sha256, chunk_file,
-    expected_array_metadata, file_sha256, load_json_object, marker_digest, read_array, read_attrs, read_marker,
+    CONTROL_GROUP, IMU_CHANNELS, STATUS_FAILED, STATUS_OK, ArraySpec, array_specs, attrs_sha256, chunk_key,
+    direct_rows, expected_array_metadata, load_json_object, marker_digest, read_array, read_attrs, read_marker,
     table_sha256,
 )
 from egocache.cache.selections import selection_positions
+from egocache.cache.store import CacheStore, open_store
 from egocache.errors import CacheFormatError, EgocacheError
 
 @dataclass
@@ -66,14 +69,14 @@ def _diff(have: Any, want: Any, where: str) -> list[str]:
     return [] if have == want else [f"{where} is {have!r}, expected {want!r}"]
 
 
-def _check_array_meta(path: str, spec: ArraySpec) -> list[str]:
-    """Problems with one array's zarr.json against the format's definition of that array."""
-    meta_path = os.path.join(path, spec.name, "zarr.json")
+def _check_array_meta(store: CacheStore, spec: ArraySpec, version: int) -> list[str]:
+    """Problems with one array's zarr.json against format `version`'s definition of that array."""
+    meta_path = store.where(f"{spec.name}/zarr.json")
     try:
-        meta = load_json_object(meta_path)
+        meta = load_json_object(store, f"{spec.name}/zarr.json")
     except CacheFormatError as exc:
         return [f"array {spec.name}: {exc}"]
-    want = expected_array_metadata(spec)
+    want = expected_array_metadata(spec, version)
     meta, want = ({k: v for k, v in d.items() if k != "attributes"} for d in (meta, want))
     return [f"array {spec.name}: {line} ({meta_path})" for line in _diff(meta, want, "")]
 
@@ -111,55 +114,57 @@ def check_attr_consistency(attrs: dict[str, Any]) -> list[str]:
     return out
 
 
-def _check_hash(file: str, want: str, what: str, checked: dict[str, int]) -> list[str]:
-    """Problem if `file` is missing or its sha256 differs from the recorded one."""
-    if not os.path.isfile(file):
+def _check_hash(store: CacheStore, key: str, want: str, what: str, checked: dict[str, int]) -> list[str]:
+    """Problem if file `key` is missing or its sha256 differs from the recorded one."""
+    file = store.where(key)
+    try:
+        size = store.size(key)
+        digest = store.sha256(key)
+    except FileNotFoundError:
         return [f"{what}: missing file {file}"]
     checked["files_hashed"] += 1
-    checked["bytes_hashed"] += os.path.getsize(file)
-    if file_sha256(file) != want:
+    checked["bytes_hashed"] += size
+    if digest != want:
         return [f"{what}: checksum mismatch in {file} (file corrupted or changed after commit)"]
     return []
 
 
-def _check_control(path: str, attrs: dict[str, Any], specs: list[ArraySpec], notes: list[str]
+def _check_control(store: CacheStore, attrs: dict[str, Any], specs: list[ArraySpec], notes: list[str]
                    ) -> tuple[list[str], dict[str, Any] | None]:
     """The control record written at creation: hashes of the attributes and of every array's metadata."""
-    control = os.path.join(path, CONTROL_GROUP, "zarr.json")
+    control = store.where(f"{CONTROL_GROUP}/zarr.json")
     try:
-        record = load_json_object(control).get("attributes", {})
+        record = load_json_object(store, f"{CONTROL_GROUP}/zarr.json").get("attributes", {})
         record["table_checksums"]
     except (CacheFormatError, KeyError, AttributeError) as exc:
         return [f"cache creation incomplete or control metadata corrupt ({control}): {exc}"], None
     out = []
     if "attrs_sha256" in record:
         if record["attrs_sha256"] != attrs_sha256(attrs):
-            out.append(f"root attributes ({os.path.join(path, 'zarr.json')}) were changed after the cache was "
+            out.append(f"root attributes ({store.where('zarr.json')}) were changed after the cache was "
                        "created (their hash differs from the one recorded at creation)")
     else:
         notes.append("no attribute or metadata hashes recorded (cache written by an older egocache): "
                      "attributes and metadata checked by structure only")
     for s in specs:
         want = record.get("array_metadata_sha256", {}).get(s.name)
-        meta = os.path.join(path, s.name, "zarr.json")
-        if want is not None and os.path.isfile(meta) and file_sha256(meta) != want:
-            out.append(f"array {s.name}: metadata {meta} was changed after the cache was created")
+        meta = f"{s.name}/zarr.json"
+        if want is not None and store.exists(meta) and store.sha256(meta) != want:
+            out.append(f"array {s.name}: metadata {store.where(meta)} was changed after the cache was created")
     return out, record
 
 
-def _check_table(path: str, attrs: dict[str, Any], specs: list[ArraySpec], sums: dict[str, str],
+def _check_table(store: CacheStore, attrs: dict[str, Any], specs: list[ArraySpec], sums: dict[str, str],
                  checked: dict[str, int]) -> list[str]:
     """Checksums of the create-time clip table arrays and their recorded content hash."""
-    import zarr
-
     out = []
     table_specs = [s for s in specs if not s.per_shard]
     for s in table_specs:
-        out += _check_hash(chunk_file(path, s, 0), sums.get(s.name, ""), f"array {s.name}", checked)
+        out += _check_hash(store, chunk_key(s, 0), sums.get(s.name, ""), f"array {s.name}", checked)
     if out:
         return out
-    group = zarr.open_group(path, mode="r")
-    table = {s.name: read_array(group, s.name, path) for s in table_specs}
+    group = zarr_group(store)()
+    table = {s.name: read_array(group, s.name, store.url) for s in table_specs}
     if table_sha256(table) != attrs["layout"]["clip_table_sha256"]:
         out.append("clip table content does not match layout.clip_table_sha256 in the root attributes")
     if len(set(table["clip_id"].tolist())) != len(table["clip_id"]):
@@ -167,7 +172,7 @@ def _check_table(path: str, attrs: dict[str, Any], specs: list[ArraySpec], sums:
     return out
 
 
-def _check_shards(path: str, attrs: dict[str, Any], specs: list[ArraySpec],
+def _check_shards(store: CacheStore, attrs: dict[str, Any], specs: list[ArraySpec],
                   checked: dict[str, int]) -> tuple[list[str], dict[int, dict[str, Any]]]:
     """Markers, file checksums of each committed shard; returns problems and the intact shards' markers."""
     lay = attrs["layout"]
@@ -176,7 +181,7 @@ def _check_shards(path: str, attrs: dict[str, Any], specs: list[ArraySpec],
         rows = [i * lay["shard_size"], min((i + 1) * lay["shard_size"], lay["num_clips"])]
         where = f"shard {i} (rows {rows[0]}-{rows[1] - 1})"
         try:
-            marker = read_marker(path, i)
+            marker = read_marker(store, i)
         except EgocacheError as exc:
             out.append(f"{where}: {exc}")
             continue
@@ -191,7 +196,7 @@ def _check_shards(path: str, attrs: dict[str, Any], specs: list[ArraySpec],
             continue
         bad = [] if marker.get("rows") == rows else [f"{where}: done marker covers rows {marker.get('rows')}"]
         for s in specs:
-            bad += _check_hash(chunk_file(path, s, i), marker["checksums"].get(s.name, ""),
+            bad += _check_hash(store, chunk_key(s, i), marker["checksums"].get(s.name, ""),
                                f"{where} array {s.name}", checked)
         out += bad
         if not bad:
@@ -199,61 +204,78 @@ def _check_shards(path: str, attrs: dict[str, Any], specs: list[ArraySpec],
     return out, intact
 
 
-def _check_status(path: str, attrs: dict[str, Any], intact: dict[int, dict[str, Any]]) -> list[str]:
-    """Committed rows are ok (1) or failed (2), failed rows have a reason, counts match the markers."""
-    import zarr
-
-    group = zarr.open_group(path, mode="r")
+def _shard_status(store: CacheStore, attrs: dict[str, Any], shards: list[int]) -> dict[int, np.ndarray]:
+    """The status rows of each of `shards` (format 2: one direct read of each shard file)."""
+    spec = next(s for s in array_specs(attrs) if s.name == "status")
     size, n = attrs["layout"]["shard_size"], attrs["layout"]["num_clips"]
+    if not direct_rows(spec, int(attrs["format_version"])):
+        group = zarr_group(store)()
+        return {i: read_array(group, "status", store.url, slice(i * size, min((i + 1) * size, n))) for i in shards}
+    files = ShardFiles(store)
+    try:
+        reader = RowReader(files, attrs, ["status"])
+        out = {i: np.empty(size, np.int8) for i in shards}
+        files.read_into([(chunk_key(spec, i), 0, out[i], size * reader.row_bytes["status"]) for i in shards])
+    finally:
+        files.close()
+    return {i: v[:min((i + 1) * size, n) - i * size] for i, v in out.items()}
+
+
+def _check_status(store: CacheStore, attrs: dict[str, Any], intact: dict[int, dict[str, Any]]) -> list[str]:
+    """Committed rows are ok (1) or failed (2), failed rows have a reason, counts match the markers."""
+    size, n = attrs["layout"]["shard_size"], attrs["layout"]["num_clips"]
+    statuses = _shard_status(store, attrs, sorted(intact))
+    group = zarr_group(store)
     out = []
     for i, marker in intact.items():
-        sl = slice(i * size, min((i + 1) * size, n))
-        st, err = read_array(group, "status", path, sl), read_array(group, "error", path, sl)
+        st = statuses[i]
         if not np.isin(st, (STATUS_OK, STATUS_FAILED)).all():
             out.append(f"shard {i}: status values {sorted(set(st.tolist()))} in a committed shard")
-        if ((st == STATUS_FAILED) & (err == "")).any():
-            out.append(f"shard {i}: failed clips without a reason in array error")
+        if (st == STATUS_FAILED).any():     # a reason is needed only where a clip failed
+            err = read_array(group(), "error", store.url, slice(i * size, min((i + 1) * size, n)))
+            if ((st == STATUS_FAILED) & (err == "")).any():
+                out.append(f"shard {i}: failed clips without a reason in array error")
         if (int((st == STATUS_OK).sum()), int((st == STATUS_FAILED).sum())) != (marker.get("ok"), marker.get("failed")):
             out.append(f"shard {i}: status counts differ from its done marker")
     return out
 
 
-def verify_cache(path: str) -> VerifyReport:
-    """Check attributes, metadata, completeness and per-shard checksums of the cache at `path`."""
-    path = os.fspath(path)
-    report = VerifyReport(path=path, ok=False)
+def verify_cache(path: str | os.PathLike[str] | CacheStore) -> VerifyReport:
+    """Check attributes, metadata, completeness and per-shard checksums of the cache at `path` (a folder
+    or an fsspec URL)."""
+    report = VerifyReport(path=str(path) if isinstance(path, CacheStore) else os.fspath(path), ok=False)
     checked = report.checked
     checked.update(arrays=0, shards=0, shards_committed=0, files_hashed=0, bytes_hashed=0)
     try:
-        _verify(path, report)
+        _verify(open_store(path), report)
     except (EgocacheError, OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         report.problems.append(f"cannot be checked further: {type(exc).__name__}: {exc}")
     report.ok = not report.problems
     return report
 
 
-def _verify(path: str, report: VerifyReport) -> None:
+def _verify(store: CacheStore, report: VerifyReport) -> None:
     """The checks of verify_cache, in order; stops where later checks would read unreliable data."""
     problems, checked = report.problems, report.checked
     try:
-        attrs = read_attrs(path)
+        attrs = read_attrs(store)
         specs = array_specs(attrs)
     except (EgocacheError, KeyError, TypeError, ValueError) as exc:
         problems.append(f"root attributes: {exc}")
         return
     checked["arrays"], checked["shards"] = len(specs), attrs["layout"]["num_shards"]
     for s in specs:
-        problems += _check_array_meta(path, s)
+        problems += _check_array_meta(store, s, int(attrs["format_version"]))
     problems += [f"root attribute {line}" for line in check_attr_consistency(attrs)]
-    control, record = _check_control(path, attrs, specs, report.notes)
+    control, record = _check_control(store, attrs, specs, report.notes)
     problems += control
     if problems or record is None:
         return
-    problems += _check_table(path, attrs, specs, record["table_checksums"], checked)
-    shard_problems, intact = _check_shards(path, attrs, [s for s in specs if s.per_shard], checked)
+    problems += _check_table(store, attrs, specs, record["table_checksums"], checked)
+    shard_problems, intact = _check_shards(store, attrs, [s for s in specs if s.per_shard], checked)
     problems += shard_problems
     if intact:
-        problems += _check_status(path, attrs, intact)
+        problems += _check_status(store, attrs, intact)
 
 
 def ensure_verified(path: str, *, skip: bool = False, warn: Any = print) -> None:

@@ -4,36 +4,35 @@ zarr's sharding rewrites a whole shard on any partial write, without a lock, so 
 shard lose data. Hence: every array is created at its final length up front, all per-shard arrays
 share the same boundaries along the clip axis, one writer writes one shard in one aligned write per
 array, and only then is the shard's done marker (with sha256 checksums of the files just written)
-renamed into place. A rerun writes only shards without a marker.
+written atomically. A rerun writes only shards without a marker. The cache may be a local folder or
+an fsspec URL (store.py); one extraction at a time holds its lease (lease.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import re
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from egocache import __version__
 from egocache.cache.frames import encode_jpeg_frames
+from egocache.cache.lease import LeaseToken, check_lease, extraction_lock
 from egocache.cache.schema import (
     CONTROL_GROUP, FORMAT_NAME, FORMAT_VERSION, FRAME_CODECS, MARKER_GROUP, STATUS_FAILED, STATUS_OK,
-    SAMPLING_ALIASES, array_specs, attrs_sha256, check_attr_sections, chunk_file, committed_shards,
-    create_array, file_sha256, marker_digest, marker_path, merge_section, read_attrs, table_sha256,
-    validate_clip_table,
+    SAMPLING_ALIASES, array_specs, attrs_sha256, check_attr_sections, chunk_key, committed_shards,
+    create_array, marker_digest, marker_key, merge_section, read_attrs, table_sha256, validate_clip_table,
 )
-from egocache.core.files import storage_error, write_json_atomic
-from egocache.errors import CacheError, CacheLockedError
+from egocache.cache.store import CacheStore, open_store
+from egocache.errors import CacheError
+
+__all__ = ["CacheWriter", "extraction_lock", "write_meta"]
 
 
-
-def write_meta(path: str, obj: Any) -> None:
+def write_meta(store: CacheStore, key: str, obj: Any) -> None:
     """Write a zarr metadata document atomically (keys in the order zarr writes them)."""
-    write_json_atomic(path, obj, sort_keys=False)
+    store.write(key, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
 def _group_meta(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -41,24 +40,9 @@ def _group_meta(attributes: dict[str, Any]) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
 
 
-@contextlib.contextmanager
-def extraction_lock(path: str) -> Iterator[None]:
-    """Hold an exclusive flock on the cache directory; a second extraction gets CacheLockedError."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise storage_error("create the cache folder", path, exc) from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise CacheLockedError(
-                f"{path}: another extraction is writing this cache (it holds the lock); wait for it "
-                f"to finish or stop it; the lock is released as soon as that process exits") from exc
-        yield
-    finally:
-        os.close(fd)
+def _only_a_lease(store: CacheStore) -> bool:
+    """Whether everything under the root belongs to an extraction lease (taken before creation)."""
+    return all(key.startswith(f"{CONTROL_GROUP}/lease/") for key, _ in store.walk())
 
 
 def _final_attrs(attrs: dict[str, Any], *, n: int, shard_size: int, table_sha: str, feature_dim: int,
@@ -103,16 +87,17 @@ def _final_attrs(attrs: dict[str, Any], *, n: int, shard_size: int, table_sha: s
 class CacheWriter:
     """Writes shards of one cache; cheap to construct, safe to use from many processes on disjoint shards."""
 
-    def __init__(self, path: str, attrs: dict[str, Any]) -> None:
+    def __init__(self, store: CacheStore, attrs: dict[str, Any]) -> None:
         """Bind to a created cache (use create() or open())."""
-        self.path = path
+        self.store = store
+        self.path = store.url
         self.attrs = attrs
         self.specs = [s for s in array_specs(attrs) if s.per_shard]
         self.shard_size: int = attrs["layout"]["shard_size"]
         self.num_clips: int = attrs["layout"]["num_clips"]
 
     @classmethod
-    def create(cls, path: str, *, clips: dict[str, Any], feature_dim: int, heads: dict[str, list[str]],
+    def create(cls, path: str | CacheStore, *, clips: dict[str, Any], feature_dim: int, heads: dict[str, list[str]],
                frame_size: int, frame_positions: list[float], frames_for_n: dict[int, list[int]],
                first_last: list[int] | None, attrs: dict[str, Any], shard_size: int = 256,
                frame_codec: str = "raw", jpeg_quality: int = 90) -> CacheWriter:
@@ -133,40 +118,47 @@ class CacheWriter:
                              frame_size=frame_size, frame_positions=frame_positions,
                              frames_for_n=frames_for_n, first_last=first_last,
                              frame_codec=frame_codec, jpeg_quality=jpeg_quality)
-        control = os.path.join(path, CONTROL_GROUP, "zarr.json")
-        if os.path.exists(os.path.join(path, "zarr.json")):
-            existing = read_attrs(path)
-            differs = sorted(k for k in set(existing) | set(final) if k != "created_by"
+        store = open_store(path)
+        path = store.url
+        control = f"{CONTROL_GROUP}/zarr.json"
+        if store.exists("zarr.json"):
+            existing = read_attrs(store)
+            # a cache begun by an older egocache (format 1) resumes in its own format
+            differs = sorted(k for k in set(existing) | set(final) if k not in ("created_by", "format_version")
                              and existing.get(k) != final.get(k))
-            if os.path.exists(control):
+            if store.exists(control):
                 if differs:
                     what = ("a different clip table" if "layout" in differs else "different attributes")
                     raise CacheError(f"{path}: an existing cache has {what} (differs in {differs}); "
                                      f"choose another path or delete it")
-                return cls(path, existing)
-        elif os.path.isdir(path) and os.listdir(path):
-            raise CacheError(f"{path}: directory exists, is not empty and is not a cache; refusing to write")
-        write_meta(os.path.join(path, "zarr.json"), _group_meta(final))
-        group = zarr.open_group(path, mode="r+")
-        with zarr.config.set({"array.write_empty_chunks": True}):
-            for spec in array_specs(final):
-                arr = create_array(group, spec)
-                if not spec.per_shard:
-                    arr[:] = table[spec.name]
-        sums = {s.name: file_sha256(chunk_file(path, s, 0)) for s in array_specs(final) if not s.per_shard}
-        meta_sums = {s.name: file_sha256(os.path.join(path, s.name, "zarr.json")) for s in array_specs(final)}
-        write_meta(os.path.join(path, MARKER_GROUP, "zarr.json"), _group_meta({}))
-        write_meta(control, _group_meta({"table_checksums": sums, "array_metadata_sha256": meta_sums,
-                                         "attrs_sha256": attrs_sha256(final)}))
-        return cls(path, final)
+                return cls(store, existing)
+        elif not _only_a_lease(store):
+            raise CacheError(f"{path}: exists, is not empty and is not a cache; refusing to write")
+        try:
+            write_meta(store, "zarr.json", _group_meta(final))
+            group = zarr.open_group(store.zarr_store(read_only=False), mode="r+")
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                for spec in array_specs(final):
+                    arr = create_array(group, spec, FORMAT_VERSION)
+                    if not spec.per_shard:
+                        arr[:] = table[spec.name]
+        except Exception as exc:  # zarr and fsspec raise many types; name the cache in one line
+            raise store.failure("create the cache", "", exc) from exc
+        sums = {s.name: store.sha256(chunk_key(s, 0)) for s in array_specs(final) if not s.per_shard}
+        meta_sums = {s.name: store.sha256(f"{s.name}/zarr.json") for s in array_specs(final)}
+        write_meta(store, f"{MARKER_GROUP}/zarr.json", _group_meta({}))
+        write_meta(store, control, _group_meta({"table_checksums": sums, "array_metadata_sha256": meta_sums,
+                                                "attrs_sha256": attrs_sha256(final)}))
+        return cls(store, final)
 
     @classmethod
-    def open(cls, path: str) -> CacheWriter:
+    def open(cls, path: str | CacheStore) -> CacheWriter:
         """Open a created cache for writing shards (in a worker process)."""
-        attrs = read_attrs(path)
-        if not os.path.exists(os.path.join(path, CONTROL_GROUP, "zarr.json")):
-            raise CacheError(f"{path}: cache creation did not finish; call CacheWriter.create again")
-        return cls(path, attrs)
+        store = open_store(path)
+        attrs = read_attrs(store)
+        if not store.exists(f"{CONTROL_GROUP}/zarr.json"):
+            raise CacheError(f"{store.url}: cache creation did not finish; call CacheWriter.create again")
+        return cls(store, attrs)
 
     @property
     def has_imu_flags(self) -> bool:
@@ -186,46 +178,49 @@ class CacheWriter:
 
     def done_shards(self) -> set[int]:
         """Shards already committed (their done marker exists); a resumed extraction skips these."""
-        return {i for i in committed_shards(self.path) if i < self.num_shards}
+        return {i for i in committed_shards(self.store) if i < self.num_shards}
 
     def write_shard(self, i: int, features: np.ndarray, logits: dict[str, np.ndarray], imu: np.ndarray,
                     frames: np.ndarray, status: np.ndarray, errors: list[str],
-                    imu_present: np.ndarray | None = None) -> None:
+                    imu_present: np.ndarray | None = None, lease: LeaseToken | None = None) -> None:
         """Write every per-shard array of shard `i` in one aligned write each, then commit it.
 
         `imu_present` (0/1 per clip) is required by caches whose IMU section has a `mode` (new caches)
-        and refused by older ones.
+        and refused by older ones. With `lease`, the shard is written and committed only while that
+        extraction lease is the cache's current one (CacheLockedError otherwise).
         """
         import zarr
 
         rows = self.shard_slice(i)
         data = self._check_shard(i, rows.stop - rows.start, features, logits, imu, frames, status, errors,
                                  imu_present)
-        marker = marker_path(self.path, i)
-        spec_name = "marker"
+        store, marker = self.store, marker_key(i)
+        if lease is not None:
+            check_lease(store, lease)
+        store.delete(marker)  # a rewrite must never leave the old checksums claiming the new data
+        spec_name = ""
         try:
-            if os.path.exists(marker):
-                os.unlink(marker)  # a rewrite must never leave the old checksums claiming the new data
             with zarr.config.set({"array.write_empty_chunks": True}):
-                group = zarr.open_group(self.path, mode="r+")
+                group = zarr.open_group(store.zarr_store(read_only=False), mode="r+")
                 for spec in self.specs:
                     spec_name = spec.name
                     group[spec.name][rows] = data[spec.name]
-        except OSError as exc:
-            target = marker if spec_name == "marker" else chunk_file(self.path, next(
-                s for s in self.specs if s.name == spec_name), i)
-            raise storage_error(f"write shard {i} ({spec_name}) of", target, exc) from exc
+        except Exception as exc:  # OSError locally; fsspec/botocore types on object storage
+            target = chunk_key(next(s for s in self.specs if s.name == spec_name), i) if spec_name else ""
+            raise store.failure(f"write shard {i} ({spec_name or 'open'}) of", target, exc) from exc
         sums = {}
         for spec in self.specs:
-            file = chunk_file(self.path, spec, i)
-            if not os.path.exists(file):
-                raise CacheError(f"{file}: shard {i} of array {spec.name} was not written")
-            sums[spec.name] = file_sha256(file)
+            key = chunk_key(spec, i)
+            if not store.exists(key):
+                raise CacheError(f"{store.where(key)}: shard {i} of array {spec.name} was not written")
+            sums[spec.name] = store.sha256(key)
         st = data["status"]
         done = {"shard": i, "rows": [rows.start, rows.stop], "checksums": sums,
                 "ok": int((st == STATUS_OK).sum()), "failed": int((st == STATUS_FAILED).sum())}
-        write_meta(marker, _group_meta({**done, "marker_sha256": marker_digest(done),
-                                        "written_by": f"egocache {__version__}"}))
+        if lease is not None:
+            check_lease(store, lease)
+        write_meta(store, marker, _group_meta({**done, "marker_sha256": marker_digest(done),
+                                               "written_by": f"egocache {__version__}"}))
 
     def _check_shard(self, i: int, m: int, features: np.ndarray, logits: dict[str, np.ndarray],
                      imu: np.ndarray, frames: np.ndarray, status: np.ndarray,

@@ -22,6 +22,12 @@ _ERRNO_NAMES = {errno.ENOSPC: "disk full (ENOSPC)", errno.EFBIG: "file too large
                 errno.EPERM: "operation not permitted (EPERM)", errno.EDQUOT: "disk quota exceeded (EDQUOT)"}
 
 
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """Whether `location` is an fsspec URL (s3://, gs://, memory://, ...) rather than a local path."""
+    text = os.fspath(location)
+    return "://" in text and not text.startswith("file://")
+
+
 def os_error_reason(exc: OSError) -> str:
     """A short reason for an OSError: the errno's name where it is one a user can fix, else strerror."""
     return _ERRNO_NAMES.get(exc.errno or -1) or exc.strerror or str(exc)

@@ -33,7 +33,8 @@ def setting(default: Any = REQUIRED, *, help: str, choices: Sequence[str] | Call
 
     `choices` may be a callable (a registry's list, read when needed); `min`/`max` bound numbers (and
     every element of a list); `path` ("file", "dir", "new-file", "new-dir") makes the CLI check the
-    path exists (file/dir) or is not of the wrong kind; `flag` renames the CLI option; `cli=False`
+    path exists (file/dir) or is not of the wrong kind ("cache", "new-cache": the same as "dir",
+    "new-dir" for a local cache, while an fsspec URL such as s3://bucket/c.zarr is taken as given); `flag` renames the CLI option; `cli=False`
     keeps a field out of the CLI; `check(value)` is a further test that raises ConfigError;
     `argument=True` makes it a positional CLI argument (named in upper case in messages).
     """
@@ -244,13 +245,13 @@ def click_options(cls: type, *, exclude: Sequence[str] = (), required: Sequence[
                       callback=_as_click(lambda v, n=name: _parse_key_values(v, n)))
             kw.pop("show_default", None)
         elif _is_str_list(base) and typing.get_origin(base) is tuple:
-            kw.update(multiple=True, type=_path_type(meta["path"]) or str, default=None)
+            kw.update(multiple=True, type=path_type(meta["path"]) or str, default=None)
             kw.pop("show_default", None)
         elif _is_str_list(base):
             kw.update(type=str, default=",".join(default) if default else None, metavar=meta["metavar"] or "A,B,...")
         else:
             choices = _choices(meta)
-            kw.update(default=default, type=click.Choice(choices) if choices else (_path_type(meta["path"]) or str))
+            kw.update(default=default, type=click.Choice(choices) if choices else (path_type(meta["path"]) or str))
         return click.option(*decls, **kw)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -259,7 +260,7 @@ def click_options(cls: type, *, exclude: Sequence[str] = (), required: Sequence[
             if not meta["cli"] or f.name in exclude:
                 continue
             if meta["argument"]:
-                fn = click.argument(f.name, type=_path_type(meta["path"]) or str)(fn)
+                fn = click.argument(f.name, type=path_type(meta["path"]) or str)(fn)
             else:
                 fn = option(f, kind)(fn)
         return fn
@@ -280,14 +281,34 @@ def _as_click(parse: Callable[[Any], Any]) -> Callable[[Any, Any, Any], Any]:
     return callback
 
 
-def _path_type(kind: str | None) -> Any:
+def path_type(kind: str | None) -> Any:
     """click.Path for a declared path kind (None when the field is not a path)."""
     import click
 
     if kind is None:
         return None
+    if kind in ("cache", "new-cache"):
+        return _cache_location(exists=kind == "cache")
     return {"file": click.Path(exists=True, dir_okay=False), "dir": click.Path(exists=True, file_okay=False),
             "new-file": click.Path(dir_okay=False), "new-dir": click.Path(file_okay=False)}[kind]
+
+
+def _cache_location(*, exists: bool) -> Any:
+    """A click type for a cache: an fsspec URL (s3://bucket/cache.zarr) as given, else a local folder
+    (that exists, for `exists`)."""
+    import click
+
+    from egocache.core.files import is_url
+
+    class CacheLocation(click.ParamType):
+        name = "path or URL"
+
+        def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+            if isinstance(value, str) and is_url(value):
+                return value
+            return click.Path(exists=exists, file_okay=False).convert(value, param, ctx)
+
+    return CacheLocation()
 
 
 def from_cli(cls: type, values: dict[str, Any], **extra: Any) -> Any:

@@ -228,6 +228,7 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
     `log` receives the preflight summary before any decoding starts.
     """
     from egocache.cache import CacheWriter, extraction_lock
+    from egocache.core.files import is_url
 
     t_start = time.perf_counter()
     device = str(resolve_device(opts.device))
@@ -253,8 +254,8 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
     key = TeacherKey(teacher_reference(opts.teacher), checkpoint,
                      () if checkpoint or is_spec_file(opts.teacher) else cache_heads,
                      tuple(sorted(opts.teacher_overrides)), device)
-    cache = os.path.abspath(opts.cache)
-    with extraction_lock(cache), open_runner(opts.workers, opts.scheduler, device) as runner:
+    cache = opts.cache if is_url(opts.cache) else os.path.abspath(opts.cache)
+    with extraction_lock(cache) as lease, open_runner(opts.workers, opts.scheduler, device) as runner:
         spec, checkpoint_sha = runner.call(teacher_info, key)
         check_teacher_heads(spec.heads, cache_heads, opts.checkpoint or opts.teacher)
         attrs = cache_attrs(opts, device, spec, checkpoint_sha, manifest)
@@ -270,7 +271,8 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
         jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]),
                          teacher=key, heads=cache_heads, frame_size=opts.frame_size, positions=tuple(positions),
                          batch_size=opts.batch_size, decode_threads=opts.decode_threads, imu_mode=opts.imu,
-                         keep_backwards_imu=opts.imu_keep_backwards, torch_threads=opts.torch_threads)
+                         keep_backwards_imu=opts.imu_keep_backwards, torch_threads=opts.torch_threads,
+                         lease=lease.token)
                 for i in range(writer.num_shards) if i not in done]
         todo = sum(len(j.clips) for j in jobs)
         t_run = time.perf_counter()
@@ -281,19 +283,24 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
         summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=writer.num_shards,
                             resumed=len(done), run_s=run_s, total_s=time.perf_counter() - t_start)
         summary.clips_without_imu = int(((status == 1) & (present == 0)).sum()) if present is not None else 0
+        lease.check()
         write_summary(summary)
     return summary
 
 
 def read_outcome(cache: str) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """Status (0 pending, 1 ok, 2 failed), failure reason and (new caches) imu_present of every clip."""
-    import zarr
+    from egocache.cache import open_store, read_attrs
+    from egocache.cache.info import zarr_group
+    from egocache.cache.rows import read_small_column
+    from egocache.cache.schema import array_specs, read_array
 
-    from egocache.cache.schema import read_array
-
-    group = zarr.open_group(cache, mode="r")
-    present = read_array(group, "imu_present", cache) if "imu_present" in group else None
-    return read_array(group, "status", cache), read_array(group, "error", cache).tolist(), present
+    store = open_store(cache)
+    attrs, group = read_attrs(store), zarr_group(store)
+    present = (read_small_column(store, group, attrs, "imu_present")
+               if any(s.name == "imu_present" for s in array_specs(attrs)) else None)
+    return (read_small_column(store, group, attrs, "status"), read_array(group(), "error", store.url).tolist(),
+            present)
 
 
 def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult], status: np.ndarray,
@@ -310,7 +317,7 @@ def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult
         clips_per_s=round(run_clips / run_s, 3) if run_s > 0 else 0.0,
         frames_decoded_per_clip=round(sum(r.frames_decoded for r in results) / max(run_clips, 1), 2),
         frames_spanned_per_clip=round(sum(r.frames_spanned for r in results) / max(run_clips, 1), 2),
-        stage_seconds=stage, summary_file=os.path.join(cache, SUMMARY_FILE),
+        stage_seconds=stage, summary_file=f"{cache}/{SUMMARY_FILE}",
         failures=[f"{manifest.clips[i].clip_id}: {errors[i] or 'not extracted'}" for i in failed_rows],
         manifest_problems=list(manifest.problems),
         without_imu=[f"{cid}: {why}" for r in results for cid, why in r.without_imu],
@@ -319,20 +326,22 @@ def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult
 
 def write_summary(summary: ExtractSummary) -> None:
     """Write the summary into its cache as the attributes of the zarr group `_egocache/extract`."""
+    from egocache.cache import open_store
     from egocache.cache.writer import write_meta
 
-    write_meta(summary.summary_file, {"zarr_format": 3, "node_type": "group",
-                                             "attributes": {"summary": summary.to_dict()}})
+    write_meta(open_store(summary.cache), SUMMARY_FILE, {"zarr_format": 3, "node_type": "group",
+                                                         "attributes": {"summary": summary.to_dict()}})
 
 
 def read_summary(cache: str) -> dict[str, Any]:
     """The summary the last extraction into `cache` wrote (CacheError if there is none)."""
-    path = os.path.join(cache, SUMMARY_FILE)
+    from egocache.cache import open_store
+
+    store = open_store(cache)
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)["attributes"]["summary"]
+        return json.loads(store.read(SUMMARY_FILE))["attributes"]["summary"]
     except (OSError, ValueError, KeyError) as exc:
-        raise CacheError(f"{path}: no readable extraction summary ({exc})") from exc
+        raise CacheError(f"{store.where(SUMMARY_FILE)}: no readable extraction summary ({exc})") from exc
 
 
 def format_summary(summary: ExtractSummary, max_lines: int = 20) -> str:

@@ -56,6 +56,7 @@ class ShardJob:
     imu_mode: str = "required"          # required: a clip without its IMU window fails; else it is flagged
     keep_backwards_imu: bool = False
     torch_threads: int = 1              # torch CPU threads in the process running the task (0: default)
+    lease: Any = None                   # the run's cache.lease.LeaseToken: shards are written only under it
 
 
 @dataclass
@@ -270,7 +271,7 @@ def run_shard(job: ShardJob) -> ShardResult:
     t0 = time.perf_counter()
     writer = CacheWriter.open(job.cache)
     writer.write_shard(job.shard, buf.features, buf.logits, buf.imu, buf.frames, buf.status, buf.errors,
-                       buf.imu_present if writer.has_imu_flags else None)
+                       buf.imu_present if writer.has_imu_flags else None, lease=job.lease)
     result.seconds["write"] += time.perf_counter() - t0
     result.ok = int((buf.status == STATUS_OK).sum())
     result.failures = [(job.clips[r].clip_id, buf.errors[r]) for r in range(m) if buf.status[r] != STATUS_OK]

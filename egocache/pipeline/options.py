@@ -93,7 +93,8 @@ class TeacherOptions:
 class ExtractOptions(DataOptions, TeacherOptions):
     """Everything `extract` needs; each field declares its `egocache extract` option."""
 
-    cache: str = setting(path="new-dir", help="Output Zarr cache directory.")
+    cache: str = setting(path="new-cache", help="Output Zarr cache: a folder, or an fsspec URL such as "
+                         "s3://bucket/cache.zarr (needs the s3 extra).")
     frames: tuple[int, ...] = setting((1, 2, 4), min=1, help="Student frame counts N to store frames for "
                                                             "(train-student --frames picks one).")
     frame_selections: list[str] = setting(factory=lambda: ["uniform"], choices=FRAME_SELECTIONS,

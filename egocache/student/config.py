@@ -33,7 +33,7 @@ class TrainConfig:
     """Everything one `train-student` run needs; saved inside every checkpoint."""
 
     # --- what to train, from what, where --------------------------------------------------------
-    cache: str = setting("", path="dir", help="Cache to train from.")
+    cache: str = setting("", path="cache", help="Cache to train from (a folder or an fsspec URL).")
     out: str = setting("", path="new-dir", help="Run folder (checkpoints, metrics).")
     variant: str = setting("egodistill", choices=list_variants, help="Student variant.")
     frames: int = setting(1, min=1, help="Student frames N (the cache must store them).")
