@@ -9,8 +9,10 @@ What the demo scales down (the individual commands keep the paper's defaults), m
 docs/results.md: 76 synthetic videos of 40 s at 160x120, every other one for validation (>= 316
 validation segments for seeds 0-3, so that one segment is 0.3 points); three cached clips spread over
 each training segment (`extract --train-clips 3`); the mformer-tiny teacher (2 blocks, dim 96, 8
-frames at 64 px) trained from scratch for 15 epochs on 12 clips per training segment (more clips of
-the same segments taught it the motion pairs better than more epochs on 4); the students' ResNet-18
+frames at 64 px) with 8-px patches (`patch_size=8`: 8x8 tokens a frame; its 16-px default gives 4x4,
+too coarse to follow the object's motion) trained from scratch for 12 epochs on 12 clips per training
+segment (more clips of the same segments taught it the motion pairs better than more epochs on 4;
+both measured in docs/results.md); the students' ResNet-18
 pretrained for one epoch of 3,200 synthetic shape images (the ImageNet stand-in, never these videos)
 and frozen, student frames at 64 px, lr 1e-3 (paper: 1e-4 over far more steps), batch 16, 3 pretrain
 and 8 distill epochs. The self-supervised IMU stage is the same for egodistill and visimu at a given N
@@ -49,7 +51,8 @@ class DemoConfig:
     duration_s: float = 40.0
     validation_share: float = 0.5
     teacher: str = "mformer-tiny"
-    teacher_epochs: int = 15
+    teacher_epochs: int = 12
+    teacher_options: tuple[tuple[str, Any], ...] = (("patch_size", 8),)   # 8x8 tokens a frame at 64 px
     teacher_train_clips: int = 12    # clips per training segment the teacher learns from (train-teacher --train-clips)
     encoder_images: int = 3200       # pretrain-image-encoder: one epoch of this many images (0: random init)
     encoder_batch_size: int = 32
@@ -124,7 +127,8 @@ def build_world(cfg: DemoConfig, out: Path, steps: Steps, log: Callable[[str], N
     annotations = (made["train_csv"], made["validation_csv"])
     teacher = steps.run("train-teacher", lambda: train_teacher(TeacherTrainConfig(
         teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"],
-        out=str(teacher_ckpt), epochs=cfg.teacher_epochs, train_clips=cfg.teacher_train_clips, seed=cfg.seed,
+        teacher_overrides=tuple(cfg.teacher_options), out=str(teacher_ckpt), epochs=cfg.teacher_epochs,
+        train_clips=cfg.teacher_train_clips, seed=cfg.seed,
         frame_size=cfg.frame_size, device="cpu", progress=cfg.progress), log=log))
 
     def pretrain_encoder() -> dict[str, Any]:
