@@ -132,3 +132,15 @@ def read_text(path: str | os.PathLike[str], error: type[Exception]) -> str:
         raise error(f"{os.fspath(path)}:{line}: not {encoding.upper()} text (byte 0x{data[exc.start]:02x} at "
                     f"column {column}; save the file as UTF-8)") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def finished_summary(result: str | os.PathLike[str], summary: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON summary a finished run wrote next to its `result`, or None when either file is missing or
+    the summary does not parse (the run did not finish: it is run again, and its resume logic takes over)."""
+    if not (Path(result).is_file() and Path(summary).is_file()):
+        return None
+    try:
+        found = json.loads(Path(summary).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None

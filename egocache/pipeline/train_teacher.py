@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from egocache.core.device import resolve_device
-from egocache.core.files import write_atomic, write_json_atomic
+from egocache.core.files import finished_summary, write_atomic, write_json_atomic
 from egocache.core.metrics import Predictions, evaluate_predictions
 from egocache.core.order import epoch_permutation, step_generator
 from egocache.errors import CheckpointError, ClipError, ConfigError, EgocacheError
@@ -286,12 +286,8 @@ def _train_cfg_yaml(cfg: TeacherTrainConfig, spec: TeacherSpec) -> dict[str, Any
 
 def _finished(cfg: TeacherTrainConfig, sha: str) -> dict[str, Any] | None:
     """The summary of a finished run with the same settings and data at cfg.out, if there is one."""
-    summary_path = Path(cfg.out).with_suffix(".json")
-    if not (Path(cfg.out).exists() and summary_path.exists()):
-        return None
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    summary = finished_summary(cfg.out, Path(cfg.out).with_suffix(".json"))
+    if summary is None:
         return None
     same = summary.get("settings") == _run_settings(cfg) and summary.get("manifest_sha256") == sha
     return summary if same else None

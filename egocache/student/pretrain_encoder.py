@@ -32,7 +32,6 @@ images; held-out scoring; of both, drawing images).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -46,7 +45,7 @@ from torch import nn
 from tqdm import tqdm
 
 from egocache.core.device import resolve_device
-from egocache.core.files import storage_error, write_json_atomic
+from egocache.core.files import finished_summary, storage_error, write_json_atomic
 from egocache.core.order import epoch_permutation, step_generator
 from egocache.core.torchio import safe_load, save_atomic
 from egocache.errors import CheckpointError, ConfigError, StorageError
@@ -227,12 +226,8 @@ class _Pretrain:
 
 def _finished(opts: PretrainEncoderOptions, images: ImageSource) -> dict[str, Any] | None:
     """The summary of a finished run with the same settings and image set at opts.out, if there is one."""
-    path = summary_path(opts.out)
-    if not (Path(opts.out).is_file() and path.is_file()):
-        return None
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    summary = finished_summary(opts.out, summary_path(opts.out))
+    if summary is None:
         return None
     same = summary.get("settings") == run_settings(opts) and summary.get("image_set") == images.spec()
     return summary if same else None
