@@ -90,7 +90,9 @@ def test_torchvision_teachers_are_absent_here_and_asking_for_one_is_one_line():
     result = CliRunner().invoke(main, ["teachers", "--teacher", "s3d"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == ("Error: teacher 's3d' is one of torchvision's video models, and torchvision "
-                                     "is not importable here")
+                                     f"is not importable here ({tvvideo.import_problem()})")
+    assert tvvideo.import_problem().startswith(("ModuleNotFoundError: ", "ImportError: ", "RuntimeError: "))
+    assert "\n" not in tvvideo.import_problem()
 
 
 class _FakeVideoModel(nn.Module):

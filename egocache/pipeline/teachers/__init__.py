@@ -85,7 +85,7 @@ def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         if name in tvvideo.ARCHS:
             raise EgocacheError(f"teacher {name!r} is one of torchvision's video models, and torchvision is "
-                                "not importable here")
+                                f"not importable here ({tvvideo.import_problem()})")
         raise EgocacheError(f"unknown teacher {name!r}; known: {', '.join(list_teachers())}, or a teacher "
                             "spec file (SPEC.json)")
     return _REGISTRY[name]

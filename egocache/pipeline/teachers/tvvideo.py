@@ -40,13 +40,18 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LICENCE = "BSD-3-Clause (torchvision code); Kinetics-400 weights: see torchvision"
 
 
-def available() -> bool:
-    """Whether torchvision's video models can be built here."""
+def import_problem() -> str | None:
+    """Why torchvision's video models cannot be built here ("ModuleNotFoundError: ..."), None if they can."""
     try:
         import torchvision.models.video  # noqa: F401
-    except Exception:  # noqa: BLE001 - not installed, or built for another torch: either way not usable
-        return False
-    return True
+    except Exception as exc:  # noqa: BLE001 - not installed, or built for another torch: either way not usable
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
+def available() -> bool:
+    """Whether torchvision's video models can be built here."""
+    return import_problem() is None
 
 
 @dataclass(frozen=True)
