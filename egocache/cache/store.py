@@ -14,6 +14,7 @@ and endpoint come from the usual environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_A
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import hashlib
 import os
 import uuid
@@ -35,7 +36,7 @@ def open_store(location: str | os.PathLike[str] | CacheStore) -> CacheStore:
     return LocalStore(text[len("file://"):] if text.startswith("file://") else text)
 
 
-class CacheStore:
+class CacheStore(ABC):
     """The files of one cache, by key relative to its root (interface; see LocalStore, RemoteStore)."""
 
     url: str
@@ -52,49 +53,49 @@ class CacheStore:
         return self.url
 
     # interface, implemented by both stores
+    @abstractmethod
     def read(self, key: str) -> bytes:
         """The bytes of `key`; FileNotFoundError if it does not exist."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read_ranges(self, ranges: list[tuple[str, int, int]]) -> list[bytes]:
         """The bytes of each (key, start, stop) range; FileNotFoundError if a file does not exist."""
-        raise NotImplementedError
 
+    @abstractmethod
     def size(self, key: str) -> int:
         """Bytes of `key`; FileNotFoundError if it does not exist."""
-        raise NotImplementedError
 
+    @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether file `key` exists."""
-        raise NotImplementedError
 
+    @abstractmethod
     def list(self, key: str = "") -> list[str]:
         """Names of the entries directly under `key` (empty if there is none)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def walk(self) -> Iterator[tuple[str, int]]:
         """(key, bytes) of every file of the cache."""
-        raise NotImplementedError
 
+    @abstractmethod
     def write(self, key: str, data: bytes) -> None:
         """Write `key` atomically: readers see the old content or the complete new one."""
-        raise NotImplementedError
 
+    @abstractmethod
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create `key` holding `data` only if it does not exist; False if it does (atomic on NFS and S3)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove file `key` if it exists."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sha256(self, key: str) -> str:
         """sha256 of the stored bytes of `key`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def zarr_store(self, *, read_only: bool) -> Any:
         """The zarr store over the same files."""
-        raise NotImplementedError
 
     def failure(self, action: str, key: str, exc: BaseException) -> Exception:
         """The one-line error for `exc` met while doing `action` on `key` (returned, for `raise ... from`)."""

@@ -16,6 +16,7 @@ standardises the frames, mean-centres and standardises the IMU.
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 import os
 from pathlib import Path
 from typing import Any
@@ -80,14 +81,14 @@ def fit_frames(frames: np.ndarray, inputs: StudentInputs) -> np.ndarray:
     return resize_frames(flat, size).reshape(*frames.shape[:2], size, size, 3)
 
 
-class Runner:
+class Runner(ABC):
     """What both runners share: input checks, logits -> probabilities. Subclasses implement `_logits`."""
 
     inputs: StudentInputs
 
+    @abstractmethod
     def _logits(self, frames: np.ndarray, imu: np.ndarray) -> list[np.ndarray]:
         """Logits per head (inputs.heads order) of checked inputs."""
-        raise NotImplementedError
 
     def check(self, frames: Any, imu: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(frames uint8 (B,N,S,S,3), IMU float32 (B,T,6)) ready for the model; ConfigError naming the argument."""

@@ -213,9 +213,10 @@ class ExternalTeacher(Teacher):
         self.model = model
 
     def train(self, mode: bool = True) -> ExternalTeacher:
-        """Set the mode where the model allows it; a torch.export module keeps the mode it was exported in."""
+        """Set the model's mode; a torch.export module keeps the mode it was exported in (its train() and
+        eval() raise NotImplementedError), so it is left alone."""
         self.training = mode
-        with contextlib.suppress(NotImplementedError):
+        if self.spec.config["kind"] != "export":
             self.model.train(mode)
         return self
 
