@@ -5,10 +5,24 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 
 from files import write_csv
+
+
+def encode_frames(out: Any, video: Any, images: Iterable[np.ndarray]) -> None:
+    """Encode rgb24 `images` as consecutive frames of PyAV stream `video` into container `out`, then flush."""
+    import av
+
+    for k, img in enumerate(images):
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = k
+        for packet in video.encode(frame):
+            out.mux(packet)
+    for packet in video.encode():
+        out.mux(packet)
 
 
 def write_video(path: str | Path, *, seconds: float, fps: float, size: tuple[int, int] = (64, 48),
@@ -27,14 +41,8 @@ def write_video(path: str | Path, *, seconds: float, fps: float, size: tuple[int
         if sound is not None:
             sound.layout = "mono"
         x = np.arange(w)[None, :, None]
-        for k in range(n):
-            img = np.broadcast_to(((x * 4 + k * 3) % 256).astype(np.uint8), (h, w, 3)).copy()
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = k
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
+        encode_frames(out, video, (np.broadcast_to(((x * 4 + k * 3) % 256).astype(np.uint8), (h, w, 3)).copy()
+                                   for k in range(n)))
         if sound is not None:
             t = np.arange(int(seconds * 16000)) / 16000.0
             samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
@@ -65,13 +73,7 @@ def write_band_video(path: str | Path, *, seconds: float, fps: float, size: tupl
     with av.open(str(path), mode="w", format="mp4") as out:
         video = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         video.width, video.height, video.pix_fmt = w, h, "yuv420p"
-        for k in range(int(round(seconds * fps))):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = k
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
+        encode_frames(out, video, (img for _ in range(int(round(seconds * fps)))))
     return str(path)
 
 

@@ -76,15 +76,21 @@ def file_hashes(root: str) -> dict[str, str]:
     return out
 
 
+def segment_frame(ds: SynthSummary, row: dict[str, str], offset_s: float,
+                  readers: dict[str, decord.VideoReader]) -> np.ndarray:
+    """The decoded frame (h, w, 3) float64 in 0..255 at the segment's centre + offset (readers reused per video)."""
+    vr = readers.setdefault(row["video_id"], decord.VideoReader(
+        os.path.join(ds.root, row["participant_id"], "videos", f"{row['video_id']}.MP4")))
+    centre = (seconds(row["start_timestamp"]) + seconds(row["stop_timestamp"])) / 2 + offset_s
+    return vr[int(round(centre * vr.get_avg_fps()))].asnumpy().astype(np.float64)
+
+
 def centre_frames(ds: SynthSummary, rows: list[dict[str, str]], offset_s: float = 0.0) -> np.ndarray:
     """Frames at segment centre + offset, decoded with decord, as 8x12x3 block means (n, 288) in [0, 1]."""
     readers: dict[str, decord.VideoReader] = {}
     feats = []
     for r in rows:
-        vr = readers.setdefault(r["video_id"], decord.VideoReader(
-            os.path.join(ds.root, r["participant_id"], "videos", f"{r['video_id']}.MP4")))
-        centre = (seconds(r["start_timestamp"]) + seconds(r["stop_timestamp"])) / 2 + offset_s
-        img = vr[int(round(centre * vr.get_avg_fps()))].asnumpy().astype(np.float64) / 255
+        img = segment_frame(ds, r, offset_s, readers) / 255
         h, w, _ = img.shape
         feats.append(img.reshape(8, h // 8, 12, w // 12, 3).mean((1, 3)).ravel())
     return np.stack(feats)
@@ -388,10 +394,7 @@ def object_state(ds: SynthSummary, rows: list[dict[str, str]], offset_s: float) 
     readers: dict[str, decord.VideoReader] = {}
     out = []
     for r in rows:
-        vr = readers.setdefault(r["video_id"], decord.VideoReader(
-            os.path.join(ds.root, r["participant_id"], "videos", f"{r['video_id']}.MP4")))
-        centre = (seconds(r["start_timestamp"]) + seconds(r["stop_timestamp"])) / 2 + offset_s
-        img = vr[int(round(centre * vr.get_avg_fps()))].asnumpy().astype(np.float64)
+        img = segment_frame(ds, r, offset_s, readers)
         h, w, _ = img.shape
         img = img[:, w // 4: 3 * w // 4]
         red, green, blue = img[..., 0], img[..., 1], img[..., 2]
