@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from egocache.report.hits import Hits, motion_subset, stack_runs, teacher_hits
+from egocache.report.hits import Hits, motion_subset, prediction_hits, stack_runs, teacher_predictions
 from egocache.report.intervals import RESAMPLES, estimate
 from egocache.report.options import BenchmarkOptions
 from egocache.report.measure import (latency_ms, student_cost, student_inputs, teacher_cost,
@@ -87,7 +87,8 @@ def accuracy_intervals(hits: Hits, motion_ids: set[int]) -> dict[str, tuple[floa
 
 def _motion_ids(names: list[str], motion_verbs: list[str] | None) -> set[int]:
     """Class ids of the motion-pair verbs among a head's class names."""
-    return {i for i, n in enumerate(names) if n in set(motion_verbs or ())}
+    wanted = set(motion_verbs or ())
+    return {i for i, n in enumerate(names) if n in wanted}
 
 
 def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *, frame_size: int,
@@ -113,15 +114,10 @@ def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *,
 
 def teacher_metrics(cache: str, motion_verbs: list[str] | None) -> dict[str, Any]:
     """Per-segment accuracy of the teacher's cached logits on the validation split."""
-    from egocache.cache import CacheDataset
-    from egocache.core.metrics import Predictions, evaluate_predictions
+    from egocache.core.metrics import evaluate_predictions
 
-    ds = CacheDataset(cache, split="validation", read_frames=False)
-    everything = ds[list(range(len(ds)))]
-    pred = Predictions(logits={h: v.numpy() for h, v in everything["logits"].items()},
-                       labels={h: v.numpy() for h, v in everything["label"].items()},
-                       segments=everything["segment"].numpy())
-    return evaluate_predictions(pred, ds.info.heads, motion_verbs=motion_verbs)
+    pred, _, heads = teacher_predictions(cache)
+    return evaluate_predictions(pred, heads, motion_verbs=motion_verbs)
 
 
 def teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metrics: dict[str, Any] | None, *,
@@ -197,12 +193,16 @@ def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", bat
     ensure_verified(cache, skip=skip_verify, warn=lambda m: print(m, file=sys.stderr))
     info = open_cache(cache)
     motion = info.source.get("motion_pair_verbs")
-    t_metrics = teacher_metrics(cache, motion) if "validation" in info.splits else None
     heads = {h: len(names) for h, names in info.heads.items()}
-    t_intervals = None
-    if t_metrics is not None:
+    t_metrics = t_intervals = None
+    if "validation" in info.splits:
+        from egocache.core.metrics import evaluate_predictions
+
+        pred, segment_ids, names = teacher_predictions(cache)
+        t_metrics = evaluate_predictions(pred, names, motion_verbs=motion)
         main = t_metrics["main_head"]
-        t_intervals = accuracy_intervals(teacher_hits(cache, main), _motion_ids(info.heads[main], motion))
+        t_intervals = accuracy_intervals(prediction_hits(pred, segment_ids, main, names[main]),
+                                         _motion_ids(names[main], motion))
     rows = [teacher_row(info.teacher["name"], info.teacher, heads, t_metrics, device=dev, batch=batch,
                          repeats=repeats, latency=latency, intervals=t_intervals)]
     run_dirs = find_runs(Path(runs))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from egocache.core.metrics import Predictions, segment_labels, segment_scores
 from egocache.errors import EgocacheError
 
 
@@ -56,23 +57,35 @@ def stack_runs(paths: list[Path], head: str, class_names: list[str]) -> Hits:
     return Hits(ids, hits, labels, per_class)
 
 
-def teacher_hits(cache: str, head: str) -> Hits:
-    """The teacher's hits from the cached logits of the validation split (per segment, softmax average)."""
+def teacher_predictions(cache: str) -> tuple[Predictions, list[str], dict[str, list[str]]]:
+    """The teacher's cached logits of the validation split as clip predictions, the split's segment ids
+    (by segment code) and the class names per head: read once for metrics and hits alike."""
     from egocache.cache import CacheDataset
-    from egocache.core.metrics import segment_labels, segment_scores
 
     ds = CacheDataset(cache, split="validation", read_frames=False)
     everything = ds[list(range(len(ds)))]
-    seg = everything["segment"].numpy()
-    codes, scores = segment_scores(everything["logits"][head].numpy(), seg)
-    _, labels = segment_labels(everything["label"][head].numpy(), seg)
-    ids = np.asarray([ds.segment_ids[c] for c in codes])
+    pred = Predictions(logits={h: v.numpy() for h, v in everything["logits"].items()},
+                       labels={h: v.numpy() for h, v in everything["label"].items()},
+                       segments=everything["segment"].numpy())
+    return pred, ds.segment_ids, ds.info.heads
+
+
+def prediction_hits(pred: Predictions, segment_ids: list[str], head: str, names: list[str]) -> Hits:
+    """Per-segment hits of clip predictions on `head` (softmax averaged per segment), sorted by segment id."""
+    codes, scores = segment_scores(pred.logits[head], pred.segments)
+    _, labels = segment_labels(pred.labels[head], pred.segments)
+    ids = np.asarray([segment_ids[c] for c in codes])
     known = labels >= 0
     ids, hits, labels = ids[known], (scores.argmax(1) == labels)[known], labels[known]
     order = np.argsort(ids)
-    names = ds.info.heads[head]
     return Hits(ids[order], hits[order][:, None], labels[order],
                 {names[c]: float(hits[labels == c].mean()) for c in np.unique(labels)})
+
+
+def teacher_hits(cache: str, head: str) -> Hits:
+    """The teacher's hits from the cached logits of the validation split."""
+    pred, segment_ids, heads = teacher_predictions(cache)
+    return prediction_hits(pred, segment_ids, head, heads[head])
 
 
 def aligned(a: Hits, b: Hits) -> tuple[np.ndarray, np.ndarray]:
