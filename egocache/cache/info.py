@@ -38,6 +38,7 @@ class CacheInfo:
     created_by: str
     size_bytes: int | None             # None where not measured (a dataset's view of its cache)
     attrs: dict[str, Any] = field(repr=False)
+    teachers: dict[str, dict[str, Any]] = field(default_factory=dict)   # added teachers (teachers/<name>)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (for `egocache info --json`)."""
@@ -68,6 +69,14 @@ class CacheInfo:
             f"source     {self.source['dataset']} (manifest sha256 "
             f"{str(self.source['manifest_sha256'])[:12]}...)",
         ]
+        for name, g in self.teachers.items():
+            gt, counts = g["teacher"], g["status"]
+            ok = sum(c["ok"] for c in counts.values())
+            failed = sum(c["failed"] for c in counts.values())
+            aux = f", aux {', '.join(f'{a} ({d})' for a, d in gt['aux'].items())}" if gt.get("aux") else ""
+            lines.append(f"teacher +  {name} ({gt['name']}): feature {gt['feature_dim']}-d, heads "
+                         f"{', '.join(gt['heads'])}{aux}; {g['done_shards']}/{self.num_shards} shards, "
+                         f"{ok} ok, {failed} failed")
         if self.size_bytes is not None:
             lines.append(f"size       {self.size_bytes / 1e6:.1f} MB on disk "
                          f"({self.size_bytes / max(self.num_clips, 1) / 1e3:.1f} KB/clip)")
@@ -116,6 +125,21 @@ def split_and_status(store: CacheStore, attrs: dict[str, Any], group: Callable[[
     return read_strings(store, group, spec), read_small_column(store, group, attrs, "status", files)
 
 
+def describe_teachers(store: CacheStore, split: np.ndarray) -> dict[str, dict[str, Any]]:
+    """{name: {teacher, sampling, done_shards, status by split}} of every teacher added to the cache."""
+    from egocache.cache.teachers import group_key, list_groups, read_group_attrs
+
+    out = {}
+    for name in list_groups(store):
+        gattrs = read_group_attrs(store, name)
+        gstore = store.child(group_key(name))
+        status = read_small_column(gstore, zarr_group(gstore), gattrs, "status")
+        out[name] = {"teacher": gattrs["teacher"], "sampling": gattrs["sampling"],
+                     "done_shards": len({i for i in committed_shards(gstore) if i < gattrs["layout"]["num_shards"]}),
+                     "status": status_by_split(split, status)}
+    return out
+
+
 def describe(store: CacheStore, attrs: dict[str, Any], split: np.ndarray, status: np.ndarray, *,
              measure_size: bool = True) -> CacheInfo:
     """The CacheInfo of a cache from its attributes and its split and status columns."""
@@ -129,7 +153,8 @@ def describe(store: CacheStore, attrs: dict[str, Any], split: np.ndarray, status
         splits={str(k): int((split == k).sum()) for k in names}, status=status_by_split(split, status),
         teacher=teacher, heads=teacher["heads"], feature_dim=teacher["feature_dim"],
         sampling=attrs["sampling"], imu=attrs["imu"], source=attrs["source"], frames=attrs["frames"],
-        created_by=attrs["created_by"], size_bytes=disk_size(store) if measure_size else None, attrs=attrs)
+        created_by=attrs["created_by"], size_bytes=disk_size(store) if measure_size else None, attrs=attrs,
+        teachers=describe_teachers(store, split))
 
 
 def open_cache(path: str | os.PathLike[str] | CacheStore) -> CacheInfo:

@@ -22,7 +22,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from egocache.cache.frames import FrameReader
 from egocache.cache.info import CacheInfo, describe, split_and_status, zarr_group
 from egocache.cache.rows import Request, RowReader, ShardFiles, read_small_column, read_strings
-from egocache.cache.schema import STATUS_OK, array_specs, direct_rows, read_array, read_attrs
+from egocache.cache.schema import STATUS_OK, array_specs, direct_rows, read_array, read_attrs, teacher_output_specs
+from egocache.cache.teachers import group_key, read_group_attrs
 from egocache.cache.store import open_store
 from egocache.cache.selections import available_selections, draw_frames, selection_indices
 from egocache.errors import CacheError
@@ -38,6 +39,7 @@ class _Process:
     rows: RowReader | None
     memory: dict[str, np.ndarray] | None
     frames: FrameReader | None
+    groups: dict[str, RowReader]           # added teachers' outputs, read directly from their groups
 
 
 def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -71,7 +73,7 @@ class CacheDataset(Dataset):
     def __init__(self, path: str | os.PathLike, *, split: str = "train", frames: int = 1,
                  read_frames: bool = True, first_last: bool = False, require_imu: bool = False,
                  selection: str = "uniform", selection_seed: int = 0, whole_pool: bool = False,
-                 direct: bool | None = None) -> None:
+                 direct: bool | None = None, teachers: Sequence[str] = ()) -> None:
         """Index `split`'s ok clips of the cache at `path` (a folder or an fsspec URL) for a
         `frames`-frame (N) student.
 
@@ -79,6 +81,9 @@ class CacheDataset(Dataset):
         fixed by `selection_seed`; `whole_pool` returns all of the pool instead). `require_imu` keeps only clips with their IMU window (imu_present;
         caches older than that flag have IMU for every ok clip); `skipped_without_imu` counts the others.
         `read_frames=False` leaves frames out of the items; `direct=False` forces zarr frame reads.
+        `teachers` names teachers whose outputs each item carries under "teachers" ({name: {"feature",
+        "logits", "aux"}}): the cache's own teacher or ones added to it (cache/teachers.py); clips that
+        an added teacher failed are left out (`skipped_by_teacher` counts them per teacher).
         """
         self.store = open_store(path)
         self.path = self.store.url
@@ -110,6 +115,14 @@ class CacheDataset(Dataset):
         self.skipped_without_imu = int((usable & ~present).sum()) if require_imu else 0
         if require_imu:
             usable &= present
+        self.teachers = list(dict.fromkeys(teachers))
+        self._groups = {n: read_group_attrs(self.store, n) for n in self.teachers if n != self.info.teacher["name"]}
+        self.skipped_by_teacher: dict[str, int] = {}
+        for name, gattrs in self._groups.items():
+            gstore = self.store.child(group_key(name))
+            ok = read_small_column(gstore, zarr_group(gstore), gattrs, "status") == STATUS_OK
+            self.skipped_by_teacher[name] = int((usable & ~ok).sum())
+            usable &= ok
         index = np.int32 if self.info.num_clips < 2**31 else np.int64
         self.rows: np.ndarray = np.flatnonzero(usable).astype(index)
         # only the int32 segment code of each clip is kept: the ids themselves (a Python str per
@@ -117,7 +130,8 @@ class CacheDataset(Dataset):
         self._segment = _factorize(read_strings(self.store, group, specs["segment_id"])[self.rows])[1]
         self._segment_names: list[str] | None = None
         heads = list(self.info.heads)
-        self._small = ["features", "imu", *(f"logits_{h}" for h in heads), *(f"label_{h}" for h in heads)]
+        root_aux = [f"aux_{a}" for a in self.info.teacher.get("aux") or {}]
+        self._small = ["features", "imu", *(f"logits_{h}" for h in heads), *(f"label_{h}" for h in heads), *root_aux]
         self._direct_rows = all(direct_rows(specs[n], int(attrs["format_version"])) for n in self._small)
         self._state: _Process | None = None
         files.close()
@@ -156,7 +170,9 @@ class CacheDataset(Dataset):
             memory = {n: np.ascontiguousarray(read_array(group, n, self.path)[self.rows]) for n in self._small}
         frames = (FrameReader(self.store, self.info.attrs, direct=self.direct, files=files)
                   if self._stored or self._fl else None)
-        self._state = _Process(pid=os.getpid(), files=files, memory=memory, frames=frames,
+        groups = {n: RowReader(files, g, [s.name for s in teacher_output_specs(g)], prefix=f"{group_key(n)}/")
+                  for n, g in self._groups.items()}
+        self._state = _Process(pid=os.getpid(), files=files, memory=memory, frames=frames, groups=groups,
                                rows=RowReader(files, self.info.attrs, self._small) if memory is None else None)
         return self._state
 
@@ -177,6 +193,9 @@ class CacheDataset(Dataset):
         else:
             small = st.rows.allocate(len(rows))  # type: ignore[union-attr]
             reqs = st.rows.requests(rows, small)  # type: ignore[union-attr]
+        added = {n: r.allocate(len(rows)) for n, r in st.groups.items()}
+        for n, r in st.groups.items():
+            reqs += r.requests(rows, added[n])
         got = None
         if st.frames is not None:
             s = st.frames.size
@@ -195,6 +214,8 @@ class CacheDataset(Dataset):
             "label": {h: torch.from_numpy(small[f"label_{h}"]) for h in heads},
             "row": torch.from_numpy(rows), "segment": torch.from_numpy(self._segment[idx].astype(np.int64)),
         }
+        if self.teachers:
+            out["teachers"] = {n: _teacher_item(added[n] if n in added else small) for n in self.teachers}
         if got is not None:
             if self.read_frames:
                 frames = got[:, :len(self._stored)]
@@ -211,6 +232,14 @@ class CacheDataset(Dataset):
         if self.selection != "random" or self.whole_pool:
             return None
         return draw_frames(rows, self.stored_frames, self.frames, self.selection_seed)
+
+
+def _teacher_item(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One teacher's outputs of a batch as tensors: {"feature", "logits" {head}, "aux" {name}}."""
+    def part(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith(prefix)}
+
+    return {"feature": torch.from_numpy(arrays["features"]), "logits": part("logits_"), "aux": part("aux_")}
 
 
 def _first(out: dict[str, Any]) -> dict[str, Any]:

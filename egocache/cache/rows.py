@@ -200,29 +200,31 @@ def _preadv_runs(fd: int, where: str, items: list[tuple[int, np.ndarray]]) -> No
             raise CacheError(f"{where}: short read at byte {start} ({got} of {want})")
 
 
-def _check_uncompressed(store: CacheStore, spec: ArraySpec) -> None:
+def _check_uncompressed(store: CacheStore, spec: ArraySpec, prefix: str = "") -> None:
     """Refuse (CacheFormatError) an array whose layout is not format 2's uncompressed rows (compared
     with the format's one definition, schema.expected_array_metadata)."""
-    meta = load_json_object(store, f"{spec.name}/zarr.json")
+    key = f"{prefix}{spec.name}/zarr.json"
+    meta = load_json_object(store, key)
     want = expected_array_metadata(spec, 2)
     if any(meta.get(k) != want.get(k) for k in ("codecs", "chunk_grid", "chunk_key_encoding", "data_type", "shape")):
-        raise CacheFormatError(f"{store.where(spec.name + '/zarr.json')}: array {spec.name} is not stored as "
+        raise CacheFormatError(f"{store.where(key)}: array {spec.name} is not stored as "
                                f"format 2's uncompressed rows; run `egocache verify {store.url}`")
 
 
 class RowReader:
     """Reads rows of a format-2 cache's fixed-size arrays (features, logits, IMU, labels, ...) directly."""
 
-    def __init__(self, files: ShardFiles, attrs: dict[str, Any], names: list[str]) -> None:
-        """Check the layout of arrays `names` and prepare reading them."""
+    def __init__(self, files: ShardFiles, attrs: dict[str, Any], names: list[str], prefix: str = "") -> None:
+        """Check the layout of arrays `names` and prepare reading them; with `prefix` (a teacher group,
+        "teachers/<name>/"), `attrs` are the group's and the arrays lie under it."""
         version = int(attrs["format_version"])
         specs = {s.name: s for s in array_specs(attrs)}
-        self.files, self.specs = files, [specs[n] for n in names]
+        self.files, self.specs, self.prefix = files, [specs[n] for n in names], prefix
         for spec in self.specs:
             if not direct_rows(spec, version):
-                raise CacheFormatError(f"{files.store.url}: array {spec.name} has no directly readable rows "
+                raise CacheFormatError(f"{files.store.url}: array {prefix}{spec.name} has no directly readable rows "
                                        f"in format {version}")
-            _check_uncompressed(files.store, spec)
+            _check_uncompressed(files.store, spec, prefix)
         self.dtypes = {s.name: np.dtype(s.dtype).newbyteorder("<") for s in self.specs}
         self.row_bytes = {s.name: int(np.prod(s.shape[1:], dtype=np.int64)) * self.dtypes[s.name].itemsize
                           for s in self.specs}
@@ -238,7 +240,7 @@ class RowReader:
             r, nb, dst = spec.chunk_rows, self.row_bytes[spec.name], out[spec.name]
             size = r * nb                 # a chunk file holds exactly its R uncompressed rows
             for b, row in enumerate(rows.tolist()):
-                reqs.append((chunk_key(spec, row // r), (row % r) * nb, dst[b:b + 1], size))
+                reqs.append((self.prefix + chunk_key(spec, row // r), (row % r) * nb, dst[b:b + 1], size))
         return reqs
 
     def read(self, rows: np.ndarray) -> dict[str, np.ndarray]:

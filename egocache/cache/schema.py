@@ -27,6 +27,8 @@ IMU_CHANNELS = ("accl_x", "accl_y", "accl_z", "gyro_x", "gyro_y", "gyro_z")   # 
 
 CONTROL_GROUP = "_egocache"              # zarr group holding the done markers, never data
 MARKER_GROUP = f"{CONTROL_GROUP}/shards"  # one zarr group per committed shard: <MARKER_GROUP>/<i>
+TEACHERS_GROUP = "teachers"              # teachers added to a cache: one group each, teachers/<name>
+TEACHER_FORMAT = "egocache-teacher"      # `format` of a teacher group's attributes
 
 TABLE_STR = ("clip_id", "segment_id", "video_id", "split")
 TABLE_F64 = ("start_s", "end_s")
@@ -117,8 +119,31 @@ def merge_section(section: str, given: dict[str, Any], derived: dict[str, Any]) 
     return out
 
 
+def teacher_output_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
+    """The teacher outputs of a cache root or a teacher group: feature, logits per head, auxiliary outputs."""
+    n, rows, teacher = attrs["layout"]["num_clips"], attrs["layout"]["shard_size"], attrs["teacher"]
+    return [
+        ArraySpec("features", (n, teacher["feature_dim"]), "float32", rows, True, "teacher clip feature"),
+        *(ArraySpec(f"logits_{h}", (n, len(names)), "float32", rows, True,
+                    f"teacher logits of head {h} (never softmax)") for h, names in teacher["heads"].items()),
+        *(ArraySpec(f"aux_{a}", (n, int(dim)), "float32", rows, True, f"teacher auxiliary output {a}")
+          for a, dim in (teacher.get("aux") or {}).items()),
+    ]
+
+
+def _group_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
+    """Every array of a teacher group (teachers/<name>): its outputs and its own per-clip status."""
+    n, rows = attrs["layout"]["num_clips"], attrs["layout"]["shard_size"]
+    return [*teacher_output_specs(attrs),
+            ArraySpec("status", (n,), "int8", rows, True, "0 pending, 1 ok, 2 failed (this teacher)"),
+            ArraySpec("error", (n,), "string", rows, True, "reason this teacher failed a clip, empty if ok")]
+
+
 def array_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
-    """Every array of a cache described by its root attributes, per-shard arrays first."""
+    """Every array of a cache described by its root attributes, per-shard arrays first (or of a teacher
+    group, by the group's attributes)."""
+    if attrs.get("format") == TEACHER_FORMAT:
+        return _group_specs(attrs)
     lay, sam, imu, fr = attrs["layout"], attrs["sampling"], attrs["imu"], attrs["frames"]
     n, rows = lay["num_clips"], lay["shard_size"]
     heads = attrs["teacher"]["heads"]
@@ -129,10 +154,7 @@ def array_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
               ArraySpec("frames", (n, k), "variable_length_bytes", rows, True,
                         "one JPEG (bytes) per clip and sampling position"))
     specs = [
-        ArraySpec("features", (n, attrs["teacher"]["feature_dim"]), "float32", rows, True,
-                  "teacher clip feature"),
-        *(ArraySpec(f"logits_{h}", (n, len(names)), "float32", rows, True,
-                    f"teacher logits of head {h} (never softmax)") for h, names in heads.items()),
+        *teacher_output_specs(attrs),
         ArraySpec("imu", (n, imu["window"], len(imu["channels"])), "float32", rows, True,
                   "IMU window, channels in imu.channels order"),
         *([ArraySpec("imu_present", (n,), "int8", rows, True,
@@ -256,14 +278,24 @@ def direct_rows(spec: ArraySpec, version: int) -> bool:
 _DIMS = {"features": ("clip", "feature"), "imu": ("clip", "imu_sample", "imu_channel")}
 
 
+def _dimension_names(name: str, ndim: int) -> tuple[str, ...]:
+    """zarr dimension names of array `name` (every array's first dimension is the clip)."""
+    if name in _DIMS:
+        return _DIMS[name]
+    if ndim == 1:
+        return ("clip",)
+    if name.startswith("aux_"):
+        return ("clip", f"{name}_value")
+    return ("clip", f"class_{name[len('logits_'):]}")
+
+
 def create_array(group: Any, spec: ArraySpec, version: int = FORMAT_VERSION) -> Any:
     """Create one array of the cache at its final shape with format `version`'s chunk/shard layout (the
     one definition of every array's zarr metadata: the writer creates with it, verify compares against it)."""
     import zarr
 
     rest = spec.shape[1:]
-    head_dim = ("clip", f"class_{spec.name[len('logits_'):]}")
-    kw: dict[str, Any] = {"dimension_names": _DIMS.get(spec.name, head_dim if len(spec.shape) == 2 else ("clip",))}
+    kw: dict[str, Any] = {"dimension_names": _dimension_names(spec.name, len(spec.shape))}
     if spec.name == "frames":
         kw.update(chunks=(1, 1, *rest[1:]), shards=(spec.chunk_rows, *rest), compressors=None)
         if spec.dtype == "uint8":

@@ -46,6 +46,10 @@ class CacheStore(ABC):
         """Full path or URL of `key`, for messages."""
         return f"{self.url}/{key}" if key else self.url
 
+    def child(self, prefix: str) -> CacheStore:
+        """The store of the files under `prefix` (a teacher group, teachers/<name>), keys relative to it."""
+        return open_store(f"{self.url}/{prefix.strip('/')}")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 

@@ -9,7 +9,9 @@ checked:
   and shard shapes, shard index location) against the one definition in schema.create_array, and its
   hash recorded at creation;
 - the clip table's checksums and content hash; each committed shard's done marker (its own hash, its
-  rows) and the checksum of every file it covers; statuses and failure reasons of intact shards.
+  rows) and the checksum of every file it covers; statuses and failure reasons of intact shards;
+- every added teacher group (teachers/<name>): its layout and heads against the cache's, then the same
+  metadata, control, shard and status checks within the group.
 Caches written before a check existed lack its record; that check is then skipped and said so.
 """
 
@@ -30,6 +32,7 @@ from egocache.cache.schema import (
 )
 from egocache.cache.selections import selection_positions
 from egocache.cache.store import CacheStore, open_store
+from egocache.cache.teachers import group_key, list_groups, read_group_attrs
 from egocache.errors import CacheFormatError, EgocacheError
 
 @dataclass
@@ -264,18 +267,57 @@ def _verify(store: CacheStore, report: VerifyReport) -> None:
         problems.append(f"root attributes: {exc}")
         return
     checked["arrays"], checked["shards"] = len(specs), attrs["layout"]["num_shards"]
-    for s in specs:
-        problems += _check_array_meta(store, s, int(attrs["format_version"]))
     problems += [f"root attribute {line}" for line in check_attr_consistency(attrs)]
-    control, record = _check_control(store, attrs, specs, report.notes)
-    problems += control
+    record = _check_stored(store, attrs, specs, report, checked)
     if problems or record is None:
         return
     problems += _check_table(store, attrs, specs, record["table_checksums"], checked)
-    shard_problems, intact = _check_shards(store, attrs, [s for s in specs if s.per_shard], checked)
-    problems += shard_problems
-    if intact:
-        problems += _check_status(store, attrs, intact)
+    problems += _check_committed(store, attrs, specs, checked)
+    for name in list_groups(store):
+        problems += [f"teacher {name}: {line}" for line in _check_group(store, attrs, name, report.notes, checked)]
+
+
+def _check_stored(store: CacheStore, attrs: dict[str, Any], specs: list[ArraySpec], report: VerifyReport,
+                  checked: dict[str, int]) -> dict[str, Any] | None:
+    """Array metadata and control record of a cache root or teacher group (problems into the report);
+    the control record, or None if it is unreadable."""
+    for s in specs:
+        report.problems.extend(_check_array_meta(store, s, int(attrs["format_version"])))
+    control, record = _check_control(store, attrs, specs, report.notes)
+    report.problems.extend(control)
+    return record
+
+
+def _check_committed(store: CacheStore, attrs: dict[str, Any], specs: list[ArraySpec],
+                     checked: dict[str, int]) -> list[str]:
+    """Done markers and checksums of every shard, then the statuses of the intact ones."""
+    problems, intact = _check_shards(store, attrs, [s for s in specs if s.per_shard], checked)
+    return problems + (_check_status(store, attrs, intact) if intact else [])
+
+
+def _check_group(root: CacheStore, attrs: dict[str, Any], name: str, notes: list[str],
+                 checked: dict[str, int]) -> list[str]:
+    """Problems of teacher group `name`: attributes against the root's, metadata, control, shards."""
+    try:
+        gattrs = read_group_attrs(root, name)
+        specs = array_specs(gattrs)
+    except (EgocacheError, KeyError, TypeError, ValueError) as exc:
+        return [f"attributes: {exc}"]
+    lay = attrs["layout"]
+    out = [f"attribute layout.{k} is {gattrs['layout'].get(k)!r}, the cache's is {lay[k]!r}"
+           for k in ("num_clips", "shard_size", "num_shards", "clip_table_sha256") if gattrs["layout"].get(k) != lay[k]]
+    out += [f"head {h} is not a head of the cache with the same classes" for h, names in gattrs["teacher"]["heads"].items()
+            if attrs["teacher"]["heads"].get(h) != names]
+    if out:
+        return out
+    store = root.child(group_key(name))
+    sub = VerifyReport(path=store.url, ok=False)
+    checked["arrays"] += len(specs)
+    record = _check_stored(store, gattrs, specs, sub, checked)
+    notes += [f"teacher {name}: {n}" for n in sub.notes]
+    if sub.problems or record is None:
+        return sub.problems
+    return _check_committed(store, gattrs, specs, checked)
 
 
 def ensure_verified(path: str, *, skip: bool = False, warn: Any = print) -> None:

@@ -20,7 +20,7 @@ from egocache import __version__
 from egocache.cache.frames import encode_jpeg_frames
 from egocache.cache.lease import LeaseToken, check_lease, extraction_lock
 from egocache.cache.schema import (
-    CONTROL_GROUP, FORMAT_NAME, FORMAT_VERSION, FRAME_CODECS, MARKER_GROUP, STATUS_FAILED, STATUS_OK,
+    CONTROL_GROUP, FORMAT_NAME, ArraySpec, FORMAT_VERSION, FRAME_CODECS, MARKER_GROUP, STATUS_FAILED, STATUS_OK,
     SAMPLING_ALIASES, array_specs, attrs_sha256, check_attr_sections, chunk_key, committed_shards,
     create_array, marker_digest, marker_key, merge_section, read_attrs, table_sha256, validate_clip_table,
 )
@@ -35,7 +35,7 @@ def write_meta(store: CacheStore, key: str, obj: Any) -> None:
     store.write(key, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
-def _group_meta(attributes: dict[str, Any]) -> dict[str, Any]:
+def group_meta(attributes: dict[str, Any]) -> dict[str, Any]:
     """zarr v3 group metadata document holding `attributes`."""
     return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
 
@@ -84,6 +84,98 @@ def _final_attrs(attrs: dict[str, Any], *, n: int, shard_size: int, table_sha: s
     return final
 
 
+def create_arrays(store: CacheStore, final: dict[str, Any], table: dict[str, np.ndarray]) -> None:
+    """Write the root metadata `final`, create every array it describes at its final length (filling the
+    create-time ones from `table`) and record the control hashes: the one creation of a cache or of a
+    teacher group (a store rooted at teachers/<name>)."""
+    import zarr
+
+    try:
+        write_meta(store, "zarr.json", group_meta(final))
+        group = zarr.open_group(store.zarr_store(read_only=False), mode="r+")
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            for spec in array_specs(final):
+                arr = create_array(group, spec, FORMAT_VERSION)
+                if not spec.per_shard:
+                    arr[:] = table[spec.name]
+    except Exception as exc:  # zarr and fsspec raise many types; name the cache in one line
+        raise store.failure("create the cache", "", exc) from exc
+    sums = {s.name: store.sha256(chunk_key(s, 0)) for s in array_specs(final) if not s.per_shard}
+    meta_sums = {s.name: store.sha256(f"{s.name}/zarr.json") for s in array_specs(final)}
+    write_meta(store, f"{MARKER_GROUP}/zarr.json", group_meta({}))
+    write_meta(store, f"{CONTROL_GROUP}/zarr.json", group_meta({
+        "table_checksums": sums, "array_metadata_sha256": meta_sums, "attrs_sha256": attrs_sha256(final)}))
+
+
+def commit_shard(store: CacheStore, specs: list[ArraySpec], i: int, rows: slice, data: dict[str, Any],
+                 lease: LeaseToken | None, lease_store: CacheStore | None = None) -> None:
+    """Write shard `i` of every per-shard array in `specs` (one aligned write each, `data` keyed by array
+    name, with its "status"), then its done marker with the files' checksums; with `lease`, only while
+    that extraction lease is the current one of `lease_store` (the cache root; default `store`)."""
+    import zarr
+
+    marker = marker_key(i)
+    lease_store = lease_store or store
+    if lease is not None:
+        check_lease(lease_store, lease)
+    store.delete(marker)  # a rewrite must never leave the old checksums claiming the new data
+    spec_name = ""
+    try:
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            group = zarr.open_group(store.zarr_store(read_only=False), mode="r+")
+            for spec in specs:
+                spec_name = spec.name
+                group[spec.name][rows] = data[spec.name]
+    except Exception as exc:  # OSError locally; fsspec/botocore types on object storage
+        target = chunk_key(next(s for s in specs if s.name == spec_name), i) if spec_name else ""
+        raise store.failure(f"write shard {i} ({spec_name or 'open'}) of", target, exc) from exc
+    sums = {}
+    for spec in specs:
+        key = chunk_key(spec, i)
+        if not store.exists(key):
+            raise CacheError(f"{store.where(key)}: shard {i} of array {spec.name} was not written")
+        sums[spec.name] = store.sha256(key)
+    st = data["status"]
+    done = {"shard": i, "rows": [rows.start, rows.stop], "checksums": sums,
+            "ok": int((st == STATUS_OK).sum()), "failed": int((st == STATUS_FAILED).sum())}
+    if lease is not None:
+        check_lease(lease_store, lease)
+    write_meta(store, marker, group_meta({**done, "marker_sha256": marker_digest(done),
+                                           "written_by": f"egocache {__version__}"}))
+
+
+def check_finite(where: str, arrays: dict[str, np.ndarray], status: np.ndarray) -> None:
+    """CacheError naming the array and row if an ok row of any of `arrays` holds inf/NaN."""
+    ok = status == STATUS_OK
+    for name, values in arrays.items():
+        bad = ok & ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if bad.any():
+            raise CacheError(f"{where}: {name} of ok row {int(np.flatnonzero(bad)[0])} is not finite; an ok "
+                             "clip must hold finite values (fail the clip instead)")
+
+
+def check_teacher_outputs(where: str, teacher: dict[str, Any], m: int, features: np.ndarray,
+                          logits: dict[str, np.ndarray], aux: dict[str, np.ndarray], status: np.ndarray
+                          ) -> dict[str, np.ndarray]:
+    """A shard's teacher outputs checked against a `teacher` attributes section (heads, feature size,
+    auxiliary outputs; shapes; finite in ok rows), keyed by array name."""
+    heads, aux_dims = teacher["heads"], teacher.get("aux") or {}
+    if set(logits) != set(heads):
+        raise CacheError(f"{where}: logits for heads {sorted(logits)}, the teacher has {sorted(heads)}")
+    if set(aux) != set(aux_dims):
+        raise CacheError(f"{where}: auxiliary outputs {sorted(aux)}, the teacher declares {sorted(aux_dims)}")
+    data = {"features": np.asarray(features, dtype=np.float32),
+            **{f"logits_{h}": np.asarray(v, dtype=np.float32) for h, v in logits.items()},
+            **{f"aux_{a}": np.asarray(v, dtype=np.float32) for a, v in aux.items()}}
+    want = {"features": (m, teacher["feature_dim"]), **{f"logits_{h}": (m, len(n)) for h, n in heads.items()},
+            **{f"aux_{a}": (m, int(d)) for a, d in aux_dims.items()}}
+    for name, shape in want.items():
+        if data[name].shape != shape:
+            raise CacheError(f"{where}: {name} has shape {data[name].shape}, expected {shape}")
+    check_finite(where, data, status)
+    return data
+
+
 class CacheWriter:
     """Writes shards of one cache; cheap to construct, safe to use from many processes on disjoint shards."""
 
@@ -102,8 +194,6 @@ class CacheWriter:
                first_last: list[int] | None, attrs: dict[str, Any], shard_size: int = 256,
                frame_codec: str = "raw", jpeg_quality: int = 90) -> CacheWriter:
         """Create the store with every array at its final length, or reopen the same cache to resume."""
-        import zarr
-
         if frame_codec not in FRAME_CODECS:
             raise CacheError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
         if not 1 <= jpeg_quality <= 100 or shard_size < 1:
@@ -134,21 +224,7 @@ class CacheWriter:
                 return cls(store, existing)
         elif not _only_a_lease(store):
             raise CacheError(f"{path}: exists, is not empty and is not a cache; refusing to write")
-        try:
-            write_meta(store, "zarr.json", _group_meta(final))
-            group = zarr.open_group(store.zarr_store(read_only=False), mode="r+")
-            with zarr.config.set({"array.write_empty_chunks": True}):
-                for spec in array_specs(final):
-                    arr = create_array(group, spec, FORMAT_VERSION)
-                    if not spec.per_shard:
-                        arr[:] = table[spec.name]
-        except Exception as exc:  # zarr and fsspec raise many types; name the cache in one line
-            raise store.failure("create the cache", "", exc) from exc
-        sums = {s.name: store.sha256(chunk_key(s, 0)) for s in array_specs(final) if not s.per_shard}
-        meta_sums = {s.name: store.sha256(f"{s.name}/zarr.json") for s in array_specs(final)}
-        write_meta(store, f"{MARKER_GROUP}/zarr.json", _group_meta({}))
-        write_meta(store, control, _group_meta({"table_checksums": sums, "array_metadata_sha256": meta_sums,
-                                                "attrs_sha256": attrs_sha256(final)}))
+        create_arrays(store, final, table)
         return cls(store, final)
 
     @classmethod
@@ -182,54 +258,27 @@ class CacheWriter:
 
     def write_shard(self, i: int, features: np.ndarray, logits: dict[str, np.ndarray], imu: np.ndarray,
                     frames: np.ndarray, status: np.ndarray, errors: list[str],
-                    imu_present: np.ndarray | None = None, lease: LeaseToken | None = None) -> None:
+                    imu_present: np.ndarray | None = None, lease: LeaseToken | None = None,
+                    aux: dict[str, np.ndarray] | None = None) -> None:
         """Write every per-shard array of shard `i` in one aligned write each, then commit it.
 
         `imu_present` (0/1 per clip) is required by caches whose IMU section has a `mode` (new caches)
-        and refused by older ones. With `lease`, the shard is written and committed only while that
-        extraction lease is the cache's current one (CacheLockedError otherwise).
+        and refused by older ones; `aux` holds the teacher's auxiliary outputs when it declares any.
+        With `lease`, the shard is written and committed only while that extraction lease is the cache's
+        current one (CacheLockedError otherwise).
         """
-        import zarr
-
         rows = self.shard_slice(i)
         data = self._check_shard(i, rows.stop - rows.start, features, logits, imu, frames, status, errors,
                                  imu_present)
-        store, marker = self.store, marker_key(i)
-        if lease is not None:
-            check_lease(store, lease)
-        store.delete(marker)  # a rewrite must never leave the old checksums claiming the new data
-        spec_name = ""
-        try:
-            with zarr.config.set({"array.write_empty_chunks": True}):
-                group = zarr.open_group(store.zarr_store(read_only=False), mode="r+")
-                for spec in self.specs:
-                    spec_name = spec.name
-                    group[spec.name][rows] = data[spec.name]
-        except Exception as exc:  # OSError locally; fsspec/botocore types on object storage
-            target = chunk_key(next(s for s in self.specs if s.name == spec_name), i) if spec_name else ""
-            raise store.failure(f"write shard {i} ({spec_name or 'open'}) of", target, exc) from exc
-        sums = {}
-        for spec in self.specs:
-            key = chunk_key(spec, i)
-            if not store.exists(key):
-                raise CacheError(f"{store.where(key)}: shard {i} of array {spec.name} was not written")
-            sums[spec.name] = store.sha256(key)
-        st = data["status"]
-        done = {"shard": i, "rows": [rows.start, rows.stop], "checksums": sums,
-                "ok": int((st == STATUS_OK).sum()), "failed": int((st == STATUS_FAILED).sum())}
-        if lease is not None:
-            check_lease(store, lease)
-        write_meta(store, marker, _group_meta({**done, "marker_sha256": marker_digest(done),
-                                               "written_by": f"egocache {__version__}"}))
+        data.update(check_teacher_outputs(f"{self.path} shard {i}", self.attrs["teacher"], rows.stop - rows.start,
+                                          features, logits, aux or {}, data["status"]))
+        commit_shard(self.store, self.specs, i, rows, data, lease)
 
     def _check_shard(self, i: int, m: int, features: np.ndarray, logits: dict[str, np.ndarray],
                      imu: np.ndarray, frames: np.ndarray, status: np.ndarray,
                      errors: list[str], imu_present: np.ndarray | None) -> dict[str, Any]:
         """Validate one shard's arrays against the schema and return them keyed by array name."""
         where = f"{self.path} shard {i}"
-        heads = self.attrs["teacher"]["heads"]
-        if set(logits) != set(heads):
-            raise CacheError(f"{where}: logits for heads {sorted(logits)}, cache has {sorted(heads)}")
         frames = np.asarray(frames)
         if frames.dtype != np.uint8:
             raise CacheError(f"{where}: frames must be uint8, got {frames.dtype}")
@@ -241,10 +290,8 @@ class CacheWriter:
             raise CacheError(f"{where}: status must be 1 (ok) or 2 (failed), got {sorted(set(st.tolist()))}")
         if ((st == STATUS_FAILED) & (errs == "")).any() or ((st == STATUS_OK) & (errs != "")).any():
             raise CacheError(f"{where}: failed clips need a reason and ok clips an empty error string")
-        data: dict[str, Any] = {"features": np.asarray(features, dtype=np.float32),
-                                "imu": np.asarray(imu, dtype=np.float32), "frames": frames,
+        data: dict[str, Any] = {"imu": np.asarray(imu, dtype=np.float32), "frames": frames,
                                 "status": st, "error": errs}
-        data.update({f"logits_{h}": np.asarray(v, dtype=np.float32) for h, v in logits.items()})
         has_flag = any(s.name == "imu_present" for s in self.specs)
         if has_flag != (imu_present is not None):
             raise CacheError(f"{where}: imu_present is {'required' if has_flag else 'not part of this cache'}")
@@ -255,15 +302,12 @@ class CacheWriter:
         sam = self.attrs["sampling"]
         want_frames = (len(sam["positions"]), sam["frame_size"], sam["frame_size"], 3)
         for spec in self.specs:
+            if spec.name not in data:
+                continue                          # teacher outputs: check_teacher_outputs
             want = (m, *want_frames) if spec.name == "frames" else (m, *spec.shape[1:])
             if data[spec.name].shape != want:
                 raise CacheError(f"{where}: {spec.name} has shape {data[spec.name].shape}, expected {want}")
-        ok = st == STATUS_OK
-        for name in ("features", "imu", *(f"logits_{h}" for h in logits)):
-            bad = ok & ~np.isfinite(data[name].reshape(m, -1)).all(axis=1)
-            if bad.any():
-                raise CacheError(f"{where}: {name} of ok row {int(np.flatnonzero(bad)[0])} is not finite; an ok "
-                                 "clip must hold finite values (fail the clip instead)")
+        check_finite(where, {"imu": data["imu"]}, st)
         if self.attrs["frames"]["codec"] == "jpeg":
             data["frames"] = encode_jpeg_frames(frames, self.attrs["frames"]["quality"])
         return data
