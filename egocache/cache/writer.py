@@ -48,7 +48,7 @@ def _only_a_lease(store: CacheStore) -> bool:
 def _final_attrs(attrs: dict[str, Any], *, n: int, shard_size: int, table_sha: str, feature_dim: int,
                  heads: dict[str, list[str]], frame_size: int, frame_positions: list[float],
                  frames_for_n: dict[int, list[int]], first_last: list[int] | None,
-                 frame_codec: str, jpeg_quality: int) -> dict[str, Any]:
+                 frame_codec: str, jpeg_quality: int, aux: dict[str, int]) -> dict[str, Any]:
     """Root attributes: the caller's sections plus everything the writer knows (JSON-normalised)."""
     check_attr_sections(attrs)
     k = len(frame_positions)
@@ -66,7 +66,7 @@ def _final_attrs(attrs: dict[str, Any], *, n: int, shard_size: int, table_sha: s
         "layout": {"num_clips": n, "shard_size": shard_size, "num_shards": -(-n // shard_size),
                    "clip_table_sha256": table_sha},
         "teacher": merge_section("teacher", attrs["teacher"],
-                                 {"feature_dim": feature_dim, "heads": heads}),
+                                 {"feature_dim": feature_dim, "heads": heads, **({"aux": aux} if aux else {})}),
         "sampling": merge_section("sampling", attrs["sampling"], {
             **{key: attrs["sampling"].get(key, attrs["sampling"].get(alias))
                for key, alias in SAMPLING_ALIASES.items()},
@@ -192,7 +192,7 @@ class CacheWriter:
     def create(cls, path: str | CacheStore, *, clips: dict[str, Any], feature_dim: int, heads: dict[str, list[str]],
                frame_size: int, frame_positions: list[float], frames_for_n: dict[int, list[int]],
                first_last: list[int] | None, attrs: dict[str, Any], shard_size: int = 256,
-               frame_codec: str = "raw", jpeg_quality: int = 90) -> CacheWriter:
+               frame_codec: str = "raw", jpeg_quality: int = 90, aux: dict[str, int] | None = None) -> CacheWriter:
         """Create the store with every array at its final length, or reopen the same cache to resume."""
         if frame_codec not in FRAME_CODECS:
             raise CacheError(f"frame_codec must be one of {FRAME_CODECS}, got {frame_codec!r}")
@@ -207,7 +207,7 @@ class CacheWriter:
                              table_sha=table_sha256(table), feature_dim=feature_dim, heads=heads,
                              frame_size=frame_size, frame_positions=frame_positions,
                              frames_for_n=frames_for_n, first_last=first_last,
-                             frame_codec=frame_codec, jpeg_quality=jpeg_quality)
+                             frame_codec=frame_codec, jpeg_quality=jpeg_quality, aux=dict(aux or {}))
         store = open_store(path)
         path = store.url
         control = f"{CONTROL_GROUP}/zarr.json"

@@ -58,6 +58,7 @@ class ExtractSummary:
     frames_spanned_per_clip: float
     stage_seconds: dict[str, float]
     summary_file: str
+    group: str = ""                                              # an added teacher's group (teachers/<name>)
     failures: list[str] = field(default_factory=list)
     manifest_problems: list[str] = field(default_factory=list)
     clips_without_imu: int = 0                                   # ok clips flagged imu_present 0
@@ -257,8 +258,15 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
     cache = opts.cache if is_url(opts.cache) else os.path.abspath(opts.cache)
     with extraction_lock(cache) as lease, open_runner(opts.workers, opts.scheduler, device) as runner:
         spec, checkpoint_sha = runner.call(teacher_info, key)
-        check_teacher_heads(spec.heads, cache_heads, opts.checkpoint or opts.teacher)
         attrs = cache_attrs(opts, device, spec, checkpoint_sha, manifest)
+        existing = existing_teacher(cache)
+        if existing is not None and not same_teacher(existing, attrs["teacher"]):
+            summary = add_teacher(opts, cache, manifest, key, spec, attrs, runner, lease, log=log)
+            summary.seconds = round(time.perf_counter() - t_start, 3)
+            lease.check()
+            write_summary(summary)
+            return summary
+        check_teacher_heads(spec.heads, cache_heads, opts.checkpoint or opts.teacher)
         attrs["sampling"]["frame_sets"] = {sel: {str(n): idx for n, idx in by_n.items()}
                                            for sel, by_n in frame_sets.items()}
         table = clip_table(manifest.clips, heads, attrs["sampling"]["clip_seconds"])
@@ -266,7 +274,7 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
             cache, clips=table, feature_dim=spec.feature_dim,
             heads={h: list(manifest.class_names[h]) for h in heads}, frame_size=opts.frame_size,
             frame_positions=positions, frames_for_n=frames_for_n, first_last=first_last, attrs=attrs,
-            shard_size=opts.shard_size, frame_codec=opts.frame_codec)
+            shard_size=opts.shard_size, frame_codec=opts.frame_codec, aux=dict(spec.aux))
         done = writer.done_shards()
         jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]),
                          teacher=key, heads=cache_heads, frame_size=opts.frame_size, positions=tuple(positions),
@@ -288,15 +296,120 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
     return summary
 
 
-def read_outcome(cache: str) -> tuple[np.ndarray, list[str], np.ndarray | None]:
-    """Status (0 pending, 1 ok, 2 failed), failure reason and (new caches) imu_present of every clip."""
+TEACHER_IDENTITY = ("name", "config", "checkpoint_sha256", "overrides")
+
+
+def existing_teacher(cache: str) -> dict[str, Any] | None:
+    """The teacher section of the cache at `cache` if a cache has been created there, else None."""
+    from egocache.cache import open_store, read_attrs
+    from egocache.cache.schema import CONTROL_GROUP
+
+    store = open_store(cache)
+    if not store.exists("zarr.json") or not store.exists(f"{CONTROL_GROUP}/zarr.json"):
+        return None
+    return read_attrs(store)["teacher"]
+
+
+def same_teacher(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two teacher sections describe the same model and weights (so a run resumes, not adds)."""
+    return all(json.dumps(a.get(k), sort_keys=True) == json.dumps(b.get(k), sort_keys=True) for k in TEACHER_IDENTITY)
+
+
+def group_name(opts: ExtractOptions) -> str:
+    """The name of the group an added teacher gets: --teacher-name, else the registered name or spec stem."""
+    from pathlib import Path
+
+    from egocache.pipeline.teachers import is_spec_file
+
+    if opts.teacher_name:
+        return opts.teacher_name
+    return Path(opts.teacher).stem if is_spec_file(opts.teacher) else opts.teacher
+
+
+def check_same_clips(cache: str, manifest: Any) -> None:
+    """CacheError unless the manifest's clips are the cache's rows: same ids, splits and centres, in order."""
+    from egocache.cache import open_store
+    from egocache.cache.info import zarr_group
+    from egocache.cache.schema import read_array
+
+    store = open_store(cache)
+    group = zarr_group(store)()
+    ids = read_array(group, "clip_id", store.url).tolist()
+    splits = read_array(group, "split", store.url).tolist()
+    centres = (read_array(group, "start_s", store.url) + read_array(group, "end_s", store.url)) / 2
+    mine = [c.clip_id for c in manifest.clips]
+    if ids != mine:
+        first = next((i for i, (a, b) in enumerate(zip(ids, mine)) if a != b), min(len(ids), len(mine)))
+        raise CacheError(f"{cache}: the annotations give other clips than the cache holds ({len(mine)} clips, the "
+                         f"cache {len(ids)}; first difference at row {first}); a teacher is added for the cache's "
+                         "own clips: give the annotations and data options it was extracted with")
+    moved = [i for i, (a, c) in enumerate(zip(splits, manifest.clips)) if a != c.split]
+    if moved:
+        raise CacheError(f"{cache}: clip {ids[moved[0]]} is in split {splits[moved[0]]!r} in the cache but "
+                         f"{manifest.clips[moved[0]].split!r} in the annotations (another split seed or protocol?)")
+    far = np.flatnonzero(np.abs(centres - np.array([c.centre_s for c in manifest.clips])) > 1e-6)
+    if len(far):
+        raise CacheError(f"{cache}: clip {ids[far[0]]} is centred at {centres[far[0]]:.6f} s in the cache but "
+                         f"{manifest.clips[far[0]].centre_s:.6f} s in the annotations")
+
+
+def add_teacher(opts: ExtractOptions, cache: str, manifest: Any, key: TeacherKey, spec: Any,
+                attrs: dict[str, Any], runner: LocalRunner | DaskRunner, lease: Any,
+                log: Callable[[str], None]) -> ExtractSummary:
+    """Add the teacher of `opts` to the existing cache as the group teachers/<name>: decode each clip
+    for it with the cache's own frame plan (the pixels a fresh extraction with it would give it), run
+    it and write its outputs shard by shard, resumable; frames and IMU are left as they are."""
+    from egocache.cache import open_store, read_attrs
+    from egocache.cache.teachers import TeacherGroupWriter, group_key
+
+    root = read_attrs(open_store(cache))
+    name = group_name(opts)
+    check_same_clips(cache, manifest)
+    cache_heads = root["teacher"]["heads"]
+    heads = {h: cache_heads[h] for h, c in spec.heads.items() if h in cache_heads and len(cache_heads[h]) == c}
+    if not heads:
+        raise EgocacheError(f"{opts.checkpoint or opts.teacher}: the teacher's heads "
+                            f"{', '.join(f'{h}:{c}' for h, c in spec.heads.items())} include none of the cache's "
+                            f"({', '.join(f'{h}:{len(n)}' for h, n in cache_heads.items())})")
+    log(f"{cache}: its teacher is {root['teacher']['name']}; adding {opts.teacher} as teachers/{name} "
+        f"(heads {', '.join(heads)}); frames and IMU are kept")
+    teacher = {**attrs["teacher"], "feature_dim": int(spec.feature_dim), "heads": heads, "aux": dict(spec.aux)}
+    sampling = {k: attrs["sampling"][k] for k in ("t", "stride", "clip_seconds", "clip_span_frames_at_30fps")}
+    writer = TeacherGroupWriter.create(cache, name, teacher=teacher, sampling=sampling)
+    done = writer.done_shards()
+    sam = root["sampling"]
+    jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]), teacher=key,
+                     heads=tuple((h, len(n)) for h, n in heads.items()), frame_size=int(sam["frame_size"]),
+                     positions=tuple(sam["positions"]), batch_size=opts.batch_size,
+                     decode_threads=opts.decode_threads, imu_mode="none", torch_threads=opts.torch_threads,
+                     lease=lease.token, group=name)
+            for i in range(writer.num_shards) if i not in done]
+    todo = sum(len(j.clips) for j in jobs)
+    t_run = time.perf_counter()
+    results = run_jobs(runner, jobs, total=len(manifest.clips), initial=len(manifest.clips) - todo,
+                       strict=opts.strict, progress=opts.progress)
+    run_s = time.perf_counter() - t_run
+    status, errors, _ = read_outcome(cache, group=name)
+    summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=writer.num_shards,
+                        resumed=len(done), run_s=run_s, total_s=0.0)
+    summary.group = name
+    summary.summary_file = f"{cache}/{group_key(name)}/{SUMMARY_FILE}"
+    return summary
+
+
+def read_outcome(cache: str, group: str = "") -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """Status (0 pending, 1 ok, 2 failed), failure reason and (new caches) imu_present of every clip, of
+    the cache's own teacher or of the added teacher `group`."""
     from egocache.cache import open_store, read_attrs
     from egocache.cache.info import zarr_group
     from egocache.cache.rows import read_small_column
     from egocache.cache.schema import array_specs, read_array
+    from egocache.cache.teachers import group_key, read_group_attrs
 
     store = open_store(cache)
-    attrs, group = read_attrs(store), zarr_group(store)
+    attrs = read_group_attrs(store, group) if group else read_attrs(store)
+    store = store.child(group_key(group)) if group else store
+    group = zarr_group(store)
     present = (read_small_column(store, group, attrs, "imu_present")
                if any(s.name == "imu_present" for s in array_specs(attrs)) else None)
     return (read_small_column(store, group, attrs, "status"), read_array(group(), "error", store.url).tolist(),
@@ -325,19 +438,26 @@ def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult
 
 
 def write_summary(summary: ExtractSummary) -> None:
-    """Write the summary into its cache as the attributes of the zarr group `_egocache/extract`."""
+    """Write the summary into its cache (or its teacher group) as the attributes of the zarr group
+    `_egocache/extract` there."""
     from egocache.cache import open_store
+    from egocache.cache.teachers import group_key
     from egocache.cache.writer import write_meta
 
-    write_meta(open_store(summary.cache), SUMMARY_FILE, {"zarr_format": 3, "node_type": "group",
-                                                         "attributes": {"summary": summary.to_dict()}})
+    store = open_store(summary.cache)
+    store = store.child(group_key(summary.group)) if summary.group else store
+    write_meta(store, SUMMARY_FILE, {"zarr_format": 3, "node_type": "group",
+                                     "attributes": {"summary": summary.to_dict()}})
 
 
-def read_summary(cache: str) -> dict[str, Any]:
-    """The summary the last extraction into `cache` wrote (CacheError if there is none)."""
+def read_summary(cache: str, group: str = "") -> dict[str, Any]:
+    """The summary the last extraction into `cache` (or of its added teacher `group`) wrote (CacheError if
+    there is none)."""
     from egocache.cache import open_store
+    from egocache.cache.teachers import group_key
 
     store = open_store(cache)
+    store = store.child(group_key(group)) if group else store
     try:
         return json.loads(store.read(SUMMARY_FILE))["attributes"]["summary"]
     except (OSError, ValueError, KeyError) as exc:
@@ -348,7 +468,7 @@ def format_summary(summary: ExtractSummary, max_lines: int = 20) -> str:
     """Human-readable summary: counts, speed, decode work, time per stage, first failures and problems."""
     s = summary
     lines = [
-        f"cache {s.cache}: {s.clips_ok}/{s.clips} clips ok, {s.clips_failed} failed "
+        f"cache {s.cache}{f' teacher {s.group}' if s.group else ''}: {s.clips_ok}/{s.clips} clips ok, {s.clips_failed} failed "
         f"({s.shards_run} shards extracted, {s.shards_resumed} already done)",
         f"{s.seconds:.1f} s, {s.clips_per_s:.2f} clips/s; frames decoded per clip "
         f"{s.frames_decoded_per_clip:.1f} (spanned {s.frames_spanned_per_clip:.1f})",

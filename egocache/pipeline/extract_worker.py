@@ -57,6 +57,7 @@ class ShardJob:
     keep_backwards_imu: bool = False
     torch_threads: int = 1              # torch CPU threads in the process running the task (0: default)
     lease: Any = None                   # the run's cache.lease.LeaseToken: shards are written only under it
+    group: str = ""                     # an added teacher's group (teachers/<name>): only its outputs are written
 
 
 @dataclass
@@ -112,9 +113,11 @@ def check_teacher_heads(teacher_heads: dict[str, int], heads: tuple[tuple[str, i
 class _ShardBuffers:
     """The shard's output arrays, zero-filled, with per-row status and reason."""
 
-    def __init__(self, m: int, feature_dim: int, heads: dict[str, int], k: int, size: int, window: int):
+    def __init__(self, m: int, feature_dim: int, heads: dict[str, int], aux: dict[str, int], k: int, size: int,
+                 window: int):
         self.features = np.zeros((m, feature_dim), np.float32)
         self.logits = {h: np.zeros((m, c), np.float32) for h, c in heads.items()}
+        self.aux = {a: np.zeros((m, d), np.float32) for a, d in aux.items()}
         self.imu = np.zeros((m, window, 6), np.float32)
         self.frames = np.zeros((m, k, size, size, 3), np.uint8)
         self.imu_present = np.zeros(m, np.int8)
@@ -126,7 +129,7 @@ class _ShardBuffers:
         self.status[row] = STATUS_FAILED
         self.errors[row] = reason
         self.features[row] = 0
-        for v in self.logits.values():
+        for v in [*self.logits.values(), *self.aux.values()]:
             v[row] = 0
         self.imu[row] = 0
         self.imu_present[row] = 0
@@ -234,13 +237,26 @@ def _teach_unit(job: ShardJob, model: Any, good: list[int], clips: np.ndarray | 
     t0 = time.perf_counter()
     feats, logits = run_teacher(model, clips, job.teacher.device, job.batch_size)
     logits = {h: logits[h] for h in buf.logits}
-    finite = np.isfinite(feats).all(axis=1) & np.all([np.isfinite(v).all(axis=1) for v in logits.values()], axis=0)
+    aux = teacher_aux(model, feats, job.teacher.device) if buf.aux else {}
+    outputs = [feats, *logits.values(), *aux.values()]
+    finite = np.all([np.isfinite(v).all(axis=1) for v in outputs], axis=0)
     buf.features[good] = feats
     for h, v in logits.items():
         buf.logits[h][good] = v
+    for a, v in aux.items():
+        buf.aux[a][good] = v
     for r in np.asarray(good)[~finite]:
         buf.fail(int(r), "teacher: non-finite feature or logits (inf/NaN) for this clip")
     result.seconds["teacher"] += time.perf_counter() - t0
+
+
+def teacher_aux(model: Any, feats: np.ndarray, device: str) -> dict[str, np.ndarray]:
+    """The teacher's auxiliary outputs {name: (n, size)} float32 from its clip features (forward_aux)."""
+    import torch
+
+    with torch.inference_mode():
+        out = model.forward_aux(torch.from_numpy(feats).to(torch.device(device)))
+    return {a: v.float().cpu().numpy() for a, v in out.items()}
 
 
 def run_shard(job: ShardJob) -> ShardResult:
@@ -257,7 +273,8 @@ def run_shard(job: ShardJob) -> ShardResult:
     plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, job.positions, job.frame_size)
     m = len(job.clips)
     result = ShardResult(shard=job.shard, clips=m, ok=0, failures=[], frames_decoded=0, frames_spanned=0)
-    buf = _ShardBuffers(m, spec.feature_dim, dict(job.heads), len(job.positions), job.frame_size, IMU_WINDOW)
+    buf = _ShardBuffers(m, spec.feature_dim, dict(job.heads), dict(spec.aux), len(job.positions), job.frame_size,
+                        IMU_WINDOW)
     units = _work_units(job, chunk=max(UNIT_BATCHES * job.batch_size, 1))
     # One decode thread prepares the next unit while the teacher runs this one (decord and torch
     # release the GIL), so a GPU teacher waits on decoding only for the first unit of a task.
@@ -269,9 +286,15 @@ def run_shard(job: ShardJob) -> ShardResult:
                      if i + 1 < len(units) else None)
             _teach_unit(job, model, good, clips, buf, result)
     t0 = time.perf_counter()
-    writer = CacheWriter.open(job.cache)
-    writer.write_shard(job.shard, buf.features, buf.logits, buf.imu, buf.frames, buf.status, buf.errors,
-                       buf.imu_present if writer.has_imu_flags else None, lease=job.lease)
+    if job.group:
+        from egocache.cache.teachers import TeacherGroupWriter
+
+        TeacherGroupWriter.open(job.cache, job.group).write_shard(job.shard, buf.features, buf.logits, buf.aux,
+                                                                  buf.status, buf.errors, lease=job.lease)
+    else:
+        writer = CacheWriter.open(job.cache)
+        writer.write_shard(job.shard, buf.features, buf.logits, buf.imu, buf.frames, buf.status, buf.errors,
+                           buf.imu_present if writer.has_imu_flags else None, lease=job.lease, aux=buf.aux)
     result.seconds["write"] += time.perf_counter() - t0
     result.ok = int((buf.status == STATUS_OK).sum())
     result.failures = [(job.clips[r].clip_id, buf.errors[r]) for r in range(m) if buf.status[r] != STATUS_OK]

@@ -95,6 +95,9 @@ class ExtractOptions(DataOptions, TeacherOptions):
 
     cache: str = setting(path="new-cache", help="Output Zarr cache: a folder, or an fsspec URL such as "
                          "s3://bucket/cache.zarr (needs the s3 extra).")
+    teacher_name: str | None = setting(None, help="Into an existing cache of another teacher, the teacher is added "
+                                       "as the group teachers/NAME (frames and IMU are not rewritten); default: "
+                                       "its registered name or its spec file's stem.")
     frames: tuple[int, ...] = setting((1, 2, 4), min=1, help="Student frame counts N to store frames for "
                                                             "(train-student --frames picks one).")
     frame_selections: list[str] = setting(factory=lambda: ["uniform"], choices=FRAME_SELECTIONS,

@@ -35,6 +35,7 @@ class TeacherSpec:
     feature_dim: int                       # size of forward_features' output
     heads: dict[str, int]                  # head name -> number of classes, in output order
     config: dict[str, Any] = field(default_factory=dict)
+    aux: dict[str, int] = field(default_factory=dict)   # auxiliary output name -> size per clip (forward_aux)
     source_url: str = ""
     licence: str = ""
 
@@ -42,7 +43,7 @@ class TeacherSpec:
         """Plain JSON/YAML-safe dict (tuples become lists) for cache attributes and checkpoints."""
         out = dataclasses.asdict(self)
         out["mean"], out["std"] = list(self.mean), list(self.std)
-        out["heads"] = dict(self.heads)
+        out["heads"], out["aux"] = dict(self.heads), dict(self.aux)
         return out
 
 
@@ -82,6 +83,10 @@ class Teacher(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward_head(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         """Clip features -> {head name: logits (B, classes)}; never softmax outputs."""
+
+    def forward_aux(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Clip features -> {name: (B, size)} for each auxiliary output the spec declares (none by default)."""
+        return {}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Preprocessed clips -> (features, {head: logits})."""
