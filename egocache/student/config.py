@@ -69,6 +69,17 @@ class TrainConfig:
     tau: float | None = setting(None, min=0, min_open=True, default_text="10 for ego4d caches, else 1",
                                 help="KD temperature.")
     nce_tau: float = setting(0.1, min=0, min_open=True, help="InfoNCE temperature tau' (cosine similarity).")
+    # --- several teachers of one cache (cache/teachers.py; Radevski et al., ICCV 2023) ------------
+    teachers: list[str] = setting(factory=list, default_text="the cache's own teacher",
+                                  help="Distil from the ensemble of these cached teachers, comma-separated: the "
+                                       "cache's own teacher by its name and teachers added to the cache.")
+    teacher_weights: str = setting("equal", check=lambda v: parse_teacher_weights(v, None),
+                                   metavar="equal|adaptive|W1,W2,...",
+                                   help="Ensemble weights: equal, adaptive (per sample, the softmin of each "
+                                        "teacher's CE against the label) or fixed, one per --teachers.")
+    teacher_weight_tau: float = setting(1.0, min=0, min_open=True, help="Temperature of the adaptive softmin.")
+    feature_teacher: str | None = setting(None, default_text="the first of --teachers",
+                                          help="Teacher whose features the L1 terms match ('none': no L1 term).")
     pretrain_nce: float = setting(1.0, min=0, help="Weight of the pretrain stage's InfoNCE term (0: L1-pretrain "
                                                    "only, paper Table 1).")
     pretrain_l1: float = setting(1.0, min=0, help="Weight of the pretrain stage's feature L1 term (0: NCE-pretrain "
@@ -93,6 +104,12 @@ class TrainConfig:
         if self.pretrain_nce == 0 and self.pretrain_l1 == 0 and self.stage != "distill" and self.has_pretrain:
             raise ConfigError("--pretrain-nce and --pretrain-l1 are both 0: the pretrain stage would learn "
                               "nothing; use --stage distill to skip it")
+        parse_teacher_weights(self.teacher_weights, self.teachers)
+        if len(set(self.teachers)) != len(self.teachers):
+            raise ConfigError(f"--teachers {','.join(self.teachers)}: a teacher is named twice")
+        if self.feature_teacher not in (None, "none") and self.feature_teacher not in self.teachers:
+            raise ConfigError(f"--feature-teacher {self.feature_teacher}: not one of --teachers "
+                              f"({','.join(self.teachers) or 'none given'})")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready) of every field."""
@@ -113,9 +130,35 @@ class TrainConfig:
         return variant_spec(self.variant).imu
 
     @property
+    def feature_target(self) -> str | None:
+        """With --teachers: the teacher whose features the L1 terms match (None: no L1 term)."""
+        if not self.teachers or self.feature_teacher == "none":
+            return None
+        return self.feature_teacher or self.teachers[0]
+
+    @property
     def uses_teacher(self) -> bool:
         """Whether the distill stage reads the teacher's cached features and logits."""
         return variant_spec(self.variant).distill
+
+
+def parse_teacher_weights(text: str, teachers: list[str] | None) -> tuple[str, tuple[float, ...]]:
+    """'equal' | 'adaptive' | 'W1,W2,...' -> (weighting, fixed weights); ConfigError naming
+    --teacher-weights otherwise (with `teachers`, also when the count or the setting does not fit them)."""
+    text = text.strip().lower()
+    if text in ("equal", "adaptive"):
+        if teachers is not None and text == "adaptive" and not teachers:
+            raise ConfigError("--teacher-weights adaptive weighs several --teachers; none are given")
+        return text, ()
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--teacher-weights: expected equal, adaptive or comma-separated numbers, got {text!r}") from None
+    if min(weights) < 0 or sum(weights) <= 0 or not all(np.isfinite(weights)):
+        raise ConfigError(f"--teacher-weights {text}: weights must be >= 0 and not all 0")
+    if teachers is not None and len(weights) != len(teachers):
+        raise ConfigError(f"--teacher-weights {text}: {len(weights)} weights for {len(teachers)} --teachers")
+    return "fixed", weights
 
 
 def default_milestones(epochs: int) -> list[int]:
@@ -193,9 +236,15 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
                          "cannot train from it")
     if info.status.get("train", {}).get("ok", 0) == 0:
         raise CacheError(f"{path}: no usable clip in split 'train' (splits: {info.status})")
-    ds = CacheDataset(path, split="train", frames=cfg.frames, read_frames=False, require_imu=cfg.has_pretrain)
+    teachers = cfg.teachers if cfg.uses_teacher or pretrain else []
+    for name in teachers:
+        if name != info.teacher["name"] and name in info.teachers and info.teachers[name]["done_shards"] < info.num_shards:
+            raise CacheError(f"{path}: teacher {name} is not complete ({info.teachers[name]['done_shards']}/"
+                             f"{info.num_shards} shards); resume `egocache extract --teacher-name {name}`")
+    ds = CacheDataset(path, split="train", frames=cfg.frames, read_frames=False, require_imu=cfg.has_pretrain,
+                      teachers=teachers)
     val = (CacheDataset(path, split="validation", frames=cfg.frames, read_frames=False,
-                        require_imu=cfg.has_pretrain) if "validation" in info.splits else None)
+                        require_imu=cfg.has_pretrain, teachers=teachers) if "validation" in info.splits else None)
     skipped = {"train": ds.skipped_without_imu, "validation": val.skipped_without_imu if val else 0}
     if len(ds) == 0:
         raise CacheError(f"{path}: none of the {ds.skipped_without_imu} training clips has IMU, which variant "
@@ -206,8 +255,9 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
         b = ds[list(range(start, min(start + 4096, len(ds))))]
         imu = b["imu"].double().reshape(-1, n_ch).numpy() if n_ch else np.zeros((0, 0))
         s1, s2 = s1 + imu.sum(0), s2 + (imu ** 2).sum(0)
-        feat_max = max(feat_max, float(b["feature"].abs().max()))
-        logit_max = max([logit_max, *(float(v.abs().max()) for v in b["logits"].values())])
+        outs = list(b["teachers"].values()) if teachers else [b]
+        feat_max = max([feat_max, *(float(o["feature"].abs().max()) for o in outs)])
+        logit_max = max([logit_max, *(float(v.abs().max()) for o in outs for v in o["logits"].values())])
     count = max(len(ds) * int(info.imu.get("window", 0)), 1)
     std = np.sqrt(np.maximum(s2 / count - (s1 / count) ** 2, 0.0))
     if cfg.has_pretrain and (n_ch != 6 or not (std > 0).any()):
@@ -222,10 +272,13 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
         resolved = resolve_config(cfg, dataset=str(info.source.get("dataset", "")), heads=list(info.heads))
     except ValueError as exc:
         raise CacheError(f"{path}: {exc}") from exc
+    ident = {"root": info.attrs, "teachers": {n: info.teachers[n]["teacher"] for n in teachers if n in info.teachers}}
+    target = cfg.feature_target
     facts = CacheFacts(
-        cache_id=hashlib.sha256(json.dumps(info.attrs, sort_keys=True).encode()).hexdigest(),
+        cache_id=hashlib.sha256(json.dumps(ident if teachers else info.attrs, sort_keys=True).encode()).hexdigest(),
         dataset=str(info.source.get("dataset", "")), heads={h: list(v) for h, v in info.heads.items()},
-        feature_dim=int(info.feature_dim), train_clips=len(ds), val_clips=len(val) if val else 0,
+        feature_dim=int(info.teachers[target]["teacher"]["feature_dim"] if target in info.teachers
+                        else info.feature_dim), train_clips=len(ds), val_clips=len(val) if val else 0,
         skipped_without_imu=skipped,
         imu_std=[float(s) if s > 0 else 1.0 for s in std],
         motion_verbs=info.source.get("motion_pair_verbs"))

@@ -12,6 +12,11 @@ Choices the paper leaves open, fixed here:
 - CE-only variants (visimu, visonly) use L = CE (weight 1, not 1-α, which would shrink their
   learning rate 20x); distilling variants use L = α·KD + (1-α)·CE + β·L1.
 - InfoNCE negatives are the other clips of the same (per-process) batch.
+- Several teachers (`teachers`, cached in one cache): KD is against their ensemble's logits, per head
+  the weighted sum of the logits of the teachers that have the head (Radevski et al., ICCV 2023):
+  weights equal, fixed (normalised over those teachers), or adaptive, the per-sample softmin of each
+  teacher's CE against the label divided by `weight_tau` (equal where the label is unknown). The L1
+  term matches one named teacher's features (`feature_teacher`), or is off.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch.nn.functional as F
 
 IGNORE_LABEL = -1
 _DATASET_TAU = {"ego4d": 10.0, "epic100": 1.0}
+WEIGHTINGS = ("equal", "fixed", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,24 @@ class LossConfig:
     kd_tau_squared: bool = True   # scale KD by τ² (Hinton's convention)
     pretrain_nce: float = 1.0     # weights of the self-supervised stage's InfoNCE and L1 (Table 1's
     pretrain_l1: float = 1.0      # "NCE-pretrain" / "L1-pretrain" rows switch one off)
+    teachers: tuple[str, ...] = ()           # an ensemble of cached teachers (empty: the cache's own)
+    weighting: str = "equal"                 # equal, fixed (weights) or adaptive (per-sample softmin)
+    weights: tuple[float, ...] = ()          # fixed weights, one per teacher
+    weight_tau: float = 1.0                  # temperature of the adaptive softmin
+    feature_teacher: str | None = None       # with teachers: whose features L1 matches (None: no L1)
 
     def __post_init__(self) -> None:
         """Reject weights and temperatures outside their meaningful range."""
+        if self.weighting not in WEIGHTINGS or self.weight_tau <= 0:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS} with weight_tau > 0, got {self.weighting!r}, "
+                             f"{self.weight_tau}")
+        if (self.weighting == "fixed") != bool(self.weights) or (
+                self.weights and (len(self.weights) != len(self.teachers) or min(self.weights) < 0
+                                  or sum(self.weights) <= 0)):
+            raise ValueError(f"fixed weights need one weight >= 0 per teacher {self.teachers} (not all 0), "
+                             f"got {self.weights}")
+        if self.feature_teacher is not None and self.feature_teacher not in self.teachers:
+            raise ValueError(f"feature_teacher {self.feature_teacher!r} is not one of the teachers {self.teachers}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if self.beta < 0 or self.pretrain_nce < 0 or self.pretrain_l1 < 0:
@@ -81,6 +102,46 @@ def info_nce(pred: torch.Tensor, target: torch.Tensor, tau: float = 0.1) -> torc
     return F.cross_entropy(sim / tau, torch.arange(sim.shape[0], device=sim.device))
 
 
+def teacher_weights(logits: torch.Tensor, labels: torch.Tensor | None, members: list[int], cfg: LossConfig
+                    ) -> torch.Tensor:
+    """(B, K) weights of the K teachers whose stacked logits (B, K, C) are given, rows summing to 1;
+    `members` are their indices in cfg.teachers (for fixed weights); adaptive weights are equal where
+    the label is unknown (-1, or a head without labels)."""
+    b, k, c = logits.shape
+    if cfg.weighting == "fixed":
+        w = torch.tensor([cfg.weights[i] for i in members], dtype=torch.float32, device=logits.device)
+        if float(w.sum()) <= 0:
+            w = torch.ones_like(w)
+        return (w / w.sum()).expand(b, k)
+    equal = torch.full((b, k), 1.0 / k, device=logits.device)
+    if cfg.weighting == "equal" or labels is None:
+        return equal
+    known = labels != IGNORE_LABEL
+    target = torch.where(known, labels, torch.zeros_like(labels)).repeat_interleave(k)
+    ce = F.cross_entropy(logits.float().reshape(b * k, c), target, reduction="none").reshape(b, k)
+    return torch.where(known[:, None], torch.softmax(-ce / cfg.weight_tau, dim=1), equal)
+
+
+def ensemble_logits(batch: dict, head: str, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
+    """The teacher ensemble's logits (B, C) for `head` and each member's mean weight, or None if no
+    teacher of cfg.teachers has the head."""
+    outs = batch["teachers"]
+    members = [i for i, t in enumerate(cfg.teachers) if head in outs[t]["logits"]]
+    if not members:
+        return None
+    z = torch.stack([outs[cfg.teachers[i]]["logits"][head].float() for i in members], dim=1)
+    w = teacher_weights(z, batch["label"].get(head), members, cfg)
+    return (w.unsqueeze(-1) * z).sum(1), {cfg.teachers[i]: w[:, j].mean().detach() for j, i in enumerate(members)}
+
+
+def feature_target(batch: dict, cfg: LossConfig) -> torch.Tensor | None:
+    """The teacher features the L1 terms match: the cache's own teacher's, the named one's of an
+    ensemble, or None (an ensemble without feature_teacher: no L1 term)."""
+    if not cfg.teachers:
+        return batch["feature"]
+    return batch["teachers"][cfg.feature_teacher]["feature"] if cfg.feature_teacher else None
+
+
 def _mean(terms: list[torch.Tensor]) -> torch.Tensor:
     """Average of a non-empty list of scalar losses."""
     return torch.stack(terms).mean()
@@ -104,16 +165,29 @@ def student_loss(out: dict, batch: dict, cfg: LossConfig, *, distill: bool) -> d
         else ce_loss(logits[ce_heads[0]], labels[ce_heads[0]])
     if not distill:
         return {"loss": ce, "ce": ce.detach()}
-    teacher = batch["logits"]
+    weights: dict[str, list[torch.Tensor]] = {}
+    if cfg.teachers:
+        teacher = {}
+        for h in logits:
+            got = ensemble_logits(batch, h, cfg)
+            if got is not None:
+                teacher[h] = got[0]
+                for name, w in got[1].items():
+                    weights.setdefault(name, []).append(w)
+    else:
+        teacher = batch["logits"]
     kd_heads = [h for h in logits if h in teacher]
     if not kd_heads:
         raise ValueError(f"no head shared with the teacher: student heads {sorted(logits)}, "
                          f"teacher heads {sorted(teacher)}")
     kd = _mean([kd_loss(logits[h], teacher[h], cfg.tau, tau_squared=cfg.kd_tau_squared)
                 for h in kd_heads])
-    l1 = feature_l1(out["feature"], batch["feature"])
+    target = feature_target(batch, cfg)
+    l1 = feature_l1(out["feature"], target) if target is not None else torch.zeros((), device=kd.device)
     loss = cfg.alpha * kd + (1.0 - cfg.alpha) * ce + cfg.beta * l1
-    return {"loss": loss, "kd": kd.detach(), "ce": ce.detach(), "l1": l1.detach()}
+    parts = {"loss": loss, "kd": kd.detach(), "ce": ce.detach(), "l1": l1.detach()}
+    parts.update({f"w_{name}": _mean(ws) for name, ws in weights.items() if len(cfg.teachers) > 1})
+    return parts
 
 
 def pretrain_loss(out: dict, batch: dict, cfg: LossConfig) -> dict[str, torch.Tensor]:
@@ -123,5 +197,6 @@ def pretrain_loss(out: dict, batch: dict, cfg: LossConfig) -> dict[str, torch.Te
     teacher "feature". Returns "loss" and its detached parts "nce" and "l1".
     """
     nce = info_nce(out["pred_imu"], out["imu_feature"], cfg.nce_tau)
-    l1 = feature_l1(out["feature"], batch["feature"])
+    target = feature_target(batch, cfg)
+    l1 = feature_l1(out["feature"], target) if target is not None else torch.zeros((), device=nce.device)
     return {"loss": cfg.pretrain_nce * nce + cfg.pretrain_l1 * l1, "nce": nce.detach(), "l1": l1.detach()}

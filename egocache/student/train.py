@@ -36,7 +36,7 @@ from torch.utils.data import Sampler
 from tqdm import tqdm
 
 from egocache.errors import CheckpointError, EgocacheError
-from egocache.student.config import CacheFacts, TrainConfig, check_cache
+from egocache.student.config import CacheFacts, TrainConfig, check_cache, parse_teacher_weights
 from egocache.core.device import resolve_device
 from egocache.core.files import write_json_atomic
 from egocache.core.order import epoch_permutation
@@ -259,8 +259,11 @@ class StageRun:
         self.train_ds = self._dataset("train", frozen)
         self.val_ds = self._dataset("validation", frozen) if self.stage == "distill" and facts.val_clips else None
         self.val_ds_segments = _base(self.val_ds).segment_ids if self.val_ds is not None else []
+        weighting, weights = parse_teacher_weights(cfg.teacher_weights, cfg.teachers)
         self.losses = LossConfig(alpha=cfg.alpha, beta=cfg.beta, tau=float(cfg.tau or 1.0), nce_tau=cfg.nce_tau,
-                                 pretrain_nce=cfg.pretrain_nce, pretrain_l1=cfg.pretrain_l1)
+                                 pretrain_nce=cfg.pretrain_nce, pretrain_l1=cfg.pretrain_l1,
+                                 teachers=tuple(cfg.teachers), weighting=weighting, weights=weights,
+                                 weight_tau=cfg.teacher_weight_tau, feature_teacher=cfg.feature_target)
 
     def _init_path(self) -> Path | None:
         """Checkpoint the distill stage starts from: `init`, else OUT/pretrain/last.pt if it exists."""
@@ -282,7 +285,8 @@ class StageRun:
 
         cfg, rt = self.cfg, self.rt
         common = dict(split=split, frames=cfg.frames, require_imu=cfg.has_pretrain,
-                      selection=cfg.frame_selection, selection_seed=cfg.seed)
+                      selection=cfg.frame_selection, selection_seed=cfg.seed,
+                      teachers=cfg.teachers if self.student.distill or self.stage == "pretrain" else [])
         if not frozen:
             return CacheDataset(cfg.cache, **common)
         first_last = self.stage == "pretrain"
