@@ -81,15 +81,18 @@ def cache(tmp_path_factory) -> str:
     path = make_test_cache(tmp_path_factory.mktemp("ens"), n_train=32, n_val_segments=4)
     rng = np.random.default_rng(1)
     teacher = {"name": "other-test", "config": {}, "checkpoint_sha256": None, "feature_dim": 6,
-               "heads": {"verb": VERBS}}
+               "heads": {"verb": VERBS}, "aux": {"object_score": 3, "ego_score": 1}}
     w = TeacherGroupWriter.create(path, "other", teacher=teacher, sampling={"t": 4, "stride": 2})
     for i in range(w.num_shards):
         m = w.shard_slice(i).stop - w.shard_slice(i).start
         status, errors = np.ones(m, np.int8), [""] * m
         if i == 0:
             status[0], errors[0] = 2, "decode: clip outside the video"
+        score = rng.dirichlet(np.ones(3), size=m).astype(np.float32)
         w.write_shard(i, rng.normal(size=(m, 6)).astype(np.float32),
-                      {"verb": rng.normal(size=(m, len(VERBS))).astype(np.float32)}, {}, status, errors)
+                      {"verb": rng.normal(size=(m, len(VERBS))).astype(np.float32)},
+                      {"object_score": score, "ego_score": rng.uniform(size=(m, 1)).astype(np.float32)},
+                      status, errors)
     return path
 
 
@@ -112,7 +115,32 @@ def test_cli_distils_an_adaptive_ensemble_with_the_l1_term_on_a_named_teacher(ca
     assert any(v.shape[0] == 6 for k, v in ckpt["model"].items() if "feature" in k or "proj" in k)
 
 
+def test_cli_adds_auxiliary_targets_of_a_cached_teacher(cache, tmp_path):
+    res = CliRunner().invoke(main, args(cache, tmp_path / "run", "--aux", "other/object_score:0.5,ego_score:0.1:bce"))
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "run" / "metrics.json").read_text()
+    assert "aux_object_score" in text and "aux_ego_score" in text
+    ckpt = load_student_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["model_config"]["aux"] == {"object_score": 3, "ego_score": 1}
+    assert ckpt["model"]["aux_heads.object_score.weight"].shape[0] == 3
+
+
+def test_aux_loss_terms():
+    from egocache.student.losses import aux_loss
+
+    target = torch.tensor([[0.2, 0.8]])
+    pred = torch.log(target)
+    assert float(aux_loss(pred, target, "kl")) == pytest.approx(0.0, abs=1e-6)
+    assert float(aux_loss(torch.zeros(1, 2), target, "mse")) == pytest.approx((0.04 + 0.64) / 2)
+    torch.testing.assert_close(aux_loss(torch.zeros(1, 2), target, "bce"), torch.tensor(np.log(2), dtype=torch.float32))
+
+
 @pytest.mark.parametrize("extra,message", [
+    (["--aux", "nope:1"], "no teacher of the cache declares 'nope' (declared auxiliary outputs: other/object_score, "
+                          "other/ego_score)"),
+    (["--aux", "ego_score:1"], "its values are not distributions"),
+    (["--aux", "object_score"], "expected [TEACHER/]NAME:WEIGHT"),
+    (["--aux", "object_score:1", "--variant", "visonly"], "trains on labels only"),
     (["--teachers", f"{ROOT},nope"], "no teacher 'nope' in this cache; its teachers: synthetic-test, other"),
     (["--teachers", f"{ROOT},other", "--teacher-weights", "1,2,3"], "3 weights for 2 --teachers"),
     (["--teachers", "other", "--feature-teacher", ROOT], "--feature-teacher synthetic-test: not one of --teachers"),

@@ -80,6 +80,10 @@ class TrainConfig:
     teacher_weight_tau: float = setting(1.0, min=0, min_open=True, help="Temperature of the adaptive softmin.")
     feature_teacher: str | None = setting(None, default_text="the first of --teachers",
                                           help="Teacher whose features the L1 terms match ('none': no L1 term).")
+    aux: list[str] = setting(factory=list, check=lambda v: [parse_aux(a) for a in v],
+                             metavar="[TEACHER/]NAME:WEIGHT[:kl|bce|mse],...",
+                             help="Auxiliary distillation targets a cached teacher declares (Ego-Exo), each with its "
+                                  "loss weight and loss: kl (a distribution, the default), bce (values in [0, 1]) or mse.")
     pretrain_nce: float = setting(1.0, min=0, help="Weight of the pretrain stage's InfoNCE term (0: L1-pretrain "
                                                    "only, paper Table 1).")
     pretrain_l1: float = setting(1.0, min=0, help="Weight of the pretrain stage's feature L1 term (0: NCE-pretrain "
@@ -161,6 +165,24 @@ def parse_teacher_weights(text: str, teachers: list[str] | None) -> tuple[str, t
     return "fixed", weights
 
 
+AUX_LOSSES = ("kl", "bce", "mse")
+
+
+def parse_aux(text: str) -> tuple[str | None, str, float, str]:
+    """'[TEACHER/]NAME:WEIGHT[:LOSS]' -> (teacher or None, output name, weight, loss); ConfigError naming --aux."""
+    parts = text.strip().split(":")
+    where, _, name = parts[0].rpartition("/")
+    try:
+        weight = float(parts[1]) if len(parts) in (2, 3) else -1.0
+    except ValueError:
+        weight = -1.0
+    loss = parts[2] if len(parts) == 3 else "kl"
+    if not name or weight < 0 or not np.isfinite(weight) or loss not in AUX_LOSSES:
+        raise ConfigError(f"--aux {text}: expected [TEACHER/]NAME:WEIGHT[:{'|'.join(AUX_LOSSES)}] with a weight >= 0, "
+                          "e.g. object_score:0.5")
+    return where or None, name, weight, loss
+
+
 def default_milestones(epochs: int) -> list[int]:
     """The paper's decay epochs scaled to `epochs`: 30/40 of 50, 90/120 of 150."""
     return sorted({max(1, round(f * epochs)) for f in MILESTONE_FRACTIONS})
@@ -201,6 +223,30 @@ class CacheFacts:
     imu_std: list[float]             # per-channel std of the training IMU windows (1 where a channel is flat)
     skipped_without_imu: dict[str, int]  # clips of each split left out because they have no IMU window
     motion_verbs: list[str] | None   # attrs source.motion_pair_verbs, if the cache lists them
+    aux: list[tuple[str, str, int, float, str]] = dataclasses.field(default_factory=list)
+    # --aux resolved: (teacher, output, size, weight, loss) each
+
+
+def resolve_aux(info: Any, specs: list[str]) -> list[tuple[str, str, int, float, str]]:
+    """The --aux targets as (teacher, output, size, weight, loss), found among the cache's teachers'
+    declared auxiliary outputs; CacheError naming the target when it is absent or ambiguous."""
+    from egocache.errors import CacheError
+
+    declared = {info.teacher["name"]: info.teacher.get("aux") or {},
+                **{n: g["teacher"].get("aux") or {} for n, g in info.teachers.items()}}
+    out = []
+    for text in specs:
+        teacher, name, weight, loss = parse_aux(text)
+        found = [t for t, outs in declared.items() if name in outs and teacher in (None, t)]
+        if len(found) != 1:
+            have = ", ".join(f"{t}/{a}" for t, outs in declared.items() for a in outs) or "none"
+            raise CacheError(f"{info.path}: --aux {text}: {'no' if not found else 'more than one'} teacher of the "
+                             f"cache declares {name!r} (declared auxiliary outputs: {have})"
+                             + ("; name it as TEACHER/NAME" if found else ""))
+        if any(name == o[1] for o in out):
+            raise CacheError(f"{info.path}: --aux {text}: a target named {name!r} is given twice")
+        out.append((found[0], name, int(declared[found[0]][name]), weight, loss))
+    return out
 
 
 def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
@@ -236,7 +282,11 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
                          "cannot train from it")
     if info.status.get("train", {}).get("ok", 0) == 0:
         raise CacheError(f"{path}: no usable clip in split 'train' (splits: {info.status})")
+    aux = resolve_aux(info, cfg.aux) if cfg.uses_teacher else []
+    if cfg.aux and not cfg.uses_teacher:
+        raise CacheError(f"--aux: variant {cfg.variant} trains on labels only; auxiliary targets need a distilling variant")
     teachers = cfg.teachers if cfg.uses_teacher or pretrain else []
+    teachers = list(dict.fromkeys([*teachers, *(t for t, *_ in aux)]))   # the aux teachers are read, not ensembled
     for name in teachers:
         if name != info.teacher["name"] and name in info.teachers and info.teachers[name]["done_shards"] < info.num_shards:
             raise CacheError(f"{path}: teacher {name} is not complete ({info.teachers[name]['done_shards']}/"
@@ -253,6 +303,8 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     s1, s2, feat_max, logit_max = np.zeros(n_ch), np.zeros(n_ch), 0.0, 0.0
     for start in range(0, len(ds), 4096):
         b = ds[list(range(start, min(start + 4096, len(ds))))]
+        for t, name, _, _, loss in aux:
+            check_aux_values(path, f"{t}/{name}", b["teachers"][t]["aux"][name], loss)
         imu = b["imu"].double().reshape(-1, n_ch).numpy() if n_ch else np.zeros((0, 0))
         s1, s2 = s1 + imu.sum(0), s2 + (imu ** 2).sum(0)
         outs = list(b["teachers"].values()) if teachers else [b]
@@ -281,8 +333,21 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
                         else info.feature_dim), train_clips=len(ds), val_clips=len(val) if val else 0,
         skipped_without_imu=skipped,
         imu_std=[float(s) if s > 0 else 1.0 for s in std],
-        motion_verbs=info.source.get("motion_pair_verbs"))
+        motion_verbs=info.source.get("motion_pair_verbs"), aux=aux)
     return facts, resolved
+
+
+def check_aux_values(path: str, name: str, values: Any, loss: str) -> None:
+    """CacheError unless an auxiliary target's cached values suit its loss (kl: rows that are
+    distributions; bce: values in [0, 1])."""
+    from egocache.errors import CacheError
+
+    v = values.double()
+    if loss == "kl" and (bool((v < -1e-6).any()) or bool(((v.sum(1) - 1).abs() > 1e-3).any())):
+        raise CacheError(f"{path}: --aux {name}: its values are not distributions (rows >= 0 summing to 1), which "
+                         "the kl loss needs; give it :bce or :mse")
+    if loss == "bce" and (bool((v < 0).any()) or bool((v > 1).any())):
+        raise CacheError(f"{path}: --aux {name}: values outside [0, 1], which the bce loss needs; give it :mse")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,9 @@ Choices the paper leaves open, fixed here:
   weights equal, fixed (normalised over those teachers), or adaptive, the per-sample softmin of each
   teacher's CE against the label divided by `weight_tau` (equal where the label is unknown). The L1
   term matches one named teacher's features (`feature_teacher`), or is off.
+- Auxiliary targets (Ego-Exo, `aux`): a cached teacher's named per-clip outputs, each predicted by a
+  linear head on the student feature and added with its weight: KL for a distribution (an object
+  score), BCE with logits for values in [0, 1], or MSE.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class LossConfig:
     weights: tuple[float, ...] = ()          # fixed weights, one per teacher
     weight_tau: float = 1.0                  # temperature of the adaptive softmin
     feature_teacher: str | None = None       # with teachers: whose features L1 matches (None: no L1)
+    aux: tuple[tuple[str, str, float, str], ...] = ()   # auxiliary targets (teacher, output, weight, loss)
 
     def __post_init__(self) -> None:
         """Reject weights and temperatures outside their meaningful range."""
@@ -142,6 +146,17 @@ def feature_target(batch: dict, cfg: LossConfig) -> torch.Tensor | None:
     return batch["teachers"][cfg.feature_teacher]["feature"] if cfg.feature_teacher else None
 
 
+def aux_loss(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """One auxiliary distillation term: kl (target a distribution: soft-target cross-entropy minus the
+    target's entropy, i.e. KL), bce (targets in [0, 1], predictions logits) or mse."""
+    pred, target = pred.float(), target.float()
+    if loss == "kl":
+        return F.kl_div(F.log_softmax(pred, dim=-1), target, reduction="batchmean")
+    if loss == "bce":
+        return F.binary_cross_entropy_with_logits(pred, target)
+    return F.mse_loss(pred, target)
+
+
 def _mean(terms: list[torch.Tensor]) -> torch.Tensor:
     """Average of a non-empty list of scalar losses."""
     return torch.stack(terms).mean()
@@ -185,7 +200,12 @@ def student_loss(out: dict, batch: dict, cfg: LossConfig, *, distill: bool) -> d
     target = feature_target(batch, cfg)
     l1 = feature_l1(out["feature"], target) if target is not None else torch.zeros((), device=kd.device)
     loss = cfg.alpha * kd + (1.0 - cfg.alpha) * ce + cfg.beta * l1
-    parts = {"loss": loss, "kd": kd.detach(), "ce": ce.detach(), "l1": l1.detach()}
+    aux = {f"aux_{name}": aux_loss(out["aux"][name], batch["teachers"][t]["aux"][name], kind)
+           for t, name, _, kind in cfg.aux}
+    for (_, _, weight, _), term in zip(cfg.aux, aux.values()):
+        loss = loss + weight * term
+    parts = {"loss": loss, "kd": kd.detach(), "ce": ce.detach(), "l1": l1.detach(),
+             **{k: v.detach() for k, v in aux.items()}}
     parts.update({f"w_{name}": _mean(ws) for name, ws in weights.items() if len(cfg.teachers) > 1})
     return parts
 

@@ -10,6 +10,7 @@ isolates the IMU input rather than the depth of the head.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ class Student(nn.Module):
     """An EgoDistill student; forward(batch) -> {"feature": (B,feature_dim), "logits": {head: (B,C)}}."""
 
     def __init__(self, spec: VariantSpec, *, frames: int, feature_dim: int, heads: dict[str, int],
-                 imu_out_channels: int = 128, imu_dropout: float = 0.1) -> None:
+                 imu_out_channels: int = 128, imu_dropout: float = 0.1, aux: dict[str, int] | None = None) -> None:
         super().__init__()
         self.spec = spec
         self.frames = frames
@@ -67,7 +68,7 @@ class Student(nn.Module):
         self.head_classes = dict(heads)
         self.config = dict(variant=spec.name, frames=frames, feature_dim=feature_dim,
                            heads=dict(heads), imu_out_channels=imu_out_channels,
-                           imu_dropout=imu_dropout)
+                           imu_dropout=imu_dropout, **({"aux": dict(aux)} if aux else {}))
         self.image_encoder = ImageEncoder()
         self.gru = nn.GRU(FEATURE_DIM, FEATURE_DIM, num_layers=1, batch_first=True) \
             if frames > 1 else None
@@ -82,6 +83,8 @@ class Student(nn.Module):
         else:
             self.projection = _mlp(FEATURE_DIM, HIDDEN, feature_dim)
         self.classifiers = nn.ModuleDict({h: nn.Linear(feature_dim, c) for h, c in heads.items()})
+        # auxiliary distillation targets (train-student --aux): one linear head each on the feature
+        self.aux_heads = nn.ModuleDict({a: nn.Linear(feature_dim, int(d)) for a, d in (aux or {}).items()})
         self.image_frozen = False
 
     @property
@@ -144,7 +147,10 @@ class Student(nn.Module):
         `imu` is required by the IMU variants and ignored by the vis-only ones.
         """
         feature = self.embed(self.aggregate(img_feats), imu)
-        return {"feature": feature, "logits": self.forward_head(feature)}
+        out: dict[str, Any] = {"feature": feature, "logits": self.forward_head(feature)}
+        if len(self.aux_heads):
+            out["aux"] = {a: head(feature) for a, head in self.aux_heads.items()}
+        return out
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
         """Batch with "frames" uint8 (B,N,H,W,3) and "imu" (B,T,6) -> {"feature", "logits"}."""
@@ -181,10 +187,11 @@ class Student(nn.Module):
 
 def build_student(variant: str, *, frames: int, feature_dim: int, heads: dict[str, int],
                   imu_out_channels: int = 128, imu_dropout: float = 0.1,
-                  image_weights: str | os.PathLike | None = None) -> Student:
+                  image_weights: str | os.PathLike | None = None, aux: dict[str, int] | None = None) -> Student:
     """Build a student variant for N frames, the cache's feature size and heads {name: classes}.
 
-    `image_weights` is a torchvision ResNet-18 ImageNet state_dict file loaded strictly into f_I.
+    `image_weights` is a torchvision ResNet-18 ImageNet state_dict file loaded strictly into f_I; `aux`
+    {name: size} adds a linear head per auxiliary distillation target.
     `Student.config` holds these arguments (except the weights path) so build_student(**config)
     rebuilds the same architecture from a checkpoint.
     """
@@ -197,7 +204,7 @@ def build_student(variant: str, *, frames: int, feature_dim: int, heads: dict[st
         raise ValueError(f"heads must map at least one head name to a class count >= 1, got {heads}")
     student = Student(spec, frames=frames, feature_dim=feature_dim,
                       heads={h: int(c) for h, c in heads.items()},
-                      imu_out_channels=imu_out_channels, imu_dropout=imu_dropout)
+                      imu_out_channels=imu_out_channels, imu_dropout=imu_dropout, aux=aux)
     if image_weights is not None:
         load_image_weights(student.image_encoder.backbone, image_weights)
     return student

@@ -225,7 +225,8 @@ class StageRun:
         torch.manual_seed(cfg.seed)
         student = build_student(cfg.variant, frames=cfg.frames, feature_dim=facts.feature_dim,
                                 heads={h: len(facts.heads[h]) for h in cfg.heads},
-                                image_weights=cfg.image_weights)
+                                image_weights=cfg.image_weights,
+                                aux={name: size for _, name, size, _, _ in facts.aux} or None)
         init = self._init_path() if self.stage == "distill" and self.state is None else None
         if self.state is not None:
             student.load_state_dict(self.state["model"])
@@ -263,7 +264,8 @@ class StageRun:
         self.losses = LossConfig(alpha=cfg.alpha, beta=cfg.beta, tau=float(cfg.tau or 1.0), nce_tau=cfg.nce_tau,
                                  pretrain_nce=cfg.pretrain_nce, pretrain_l1=cfg.pretrain_l1,
                                  teachers=tuple(cfg.teachers), weighting=weighting, weights=weights,
-                                 weight_tau=cfg.teacher_weight_tau, feature_teacher=cfg.feature_target)
+                                 weight_tau=cfg.teacher_weight_tau, feature_teacher=cfg.feature_target,
+                                 aux=tuple((t, name, weight, loss) for t, name, _, weight, loss in facts.aux))
 
     def _init_path(self) -> Path | None:
         """Checkpoint the distill stage starts from: `init`, else OUT/pretrain/last.pt if it exists."""
@@ -286,7 +288,8 @@ class StageRun:
         cfg, rt = self.cfg, self.rt
         common = dict(split=split, frames=cfg.frames, require_imu=cfg.has_pretrain,
                       selection=cfg.frame_selection, selection_seed=cfg.seed,
-                      teachers=cfg.teachers if self.student.distill or self.stage == "pretrain" else [])
+                      teachers=(list(dict.fromkeys([*cfg.teachers, *(t for t, *_ in self.facts.aux)]))
+                                if self.student.distill or self.stage == "pretrain" else []))
         if not frozen:
             return CacheDataset(cfg.cache, **common)
         first_last = self.stage == "pretrain"
