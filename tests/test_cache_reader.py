@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -170,3 +171,16 @@ def test_frame_selections_read_their_stored_frames(tmp_path):
     old = make_test_cache(tmp_path, name="old.zarr", n_train=4, n_val_segments=1)
     with pytest.raises(CacheError, match="frame selection 'last'; the cache has uniform N in \\[1, 2\\]"):
         CacheDataset(old, frames=1, selection="last")
+
+
+def test_a_shard_file_truncated_in_place_while_open_is_one_line_not_sigbus(tmp_path):
+    from egocache.errors import CacheError
+
+    path = make_cache(tmp_path / "c.zarr", fail_shard=None)
+    ds = CacheDataset(path, split="train", frames=1)
+    ds[[0, 1, 2]]                                        # maps the files of shard 0
+    frames = os.path.join(path, "frames", "c", "0", "0", "0", "0", "0")
+    with open(frames, "r+b") as fh:                     # in place, not by rename: the mapping sees it
+        fh.truncate(100)
+    with pytest.raises(CacheError, match=r"frames/c/0/0/0/0/0: file shrank from \d+ to 100 bytes"):
+        ds[[0, 1, 2]]

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import simplejpeg
 
-from egocache.cache.rows import Request, ShardFiles
+from egocache.cache.rows import Request, ShardFiles, chunk_groups, take_rows
 from egocache.cache.schema import ArraySpec, array_specs, chunk_key, load_json_object
 from egocache.cache.store import CacheStore, open_store
 from egocache.errors import CacheError, CacheFormatError
@@ -108,7 +108,11 @@ class FrameReader:
     def requests(self, rows: np.ndarray, stored: list[int], out: np.ndarray
                  ) -> tuple[list[Request], Callable[[], None]]:
         """The reads that fill `out` with the frames of `rows` (direct layout), and what to run after them
-        (JPEG decoding). Each clip's shard index entries are read first, one small read per clip."""
+        (JPEG decoding). Each clip's shard index entries are read first, one small read per clip. Raw
+        frames of a local cache are gathered here at once instead (no requests left)."""
+        if self.codec == "raw" and self.store.local:
+            self._gather_local(rows, stored, out)
+            return [], lambda: None
         r, k = self.spec.chunk_rows, self.spec.shape[1]
         index_bytes = r * k * 16 + 4
         entries = np.empty((len(rows), k, 2), dtype="<u8")
@@ -144,6 +148,44 @@ class FrameReader:
             self.files.map(lambda item: self._decode_vlen(*item), blobs)
 
         return reqs, decode
+
+    def _gather_local(self, rows: np.ndarray, stored: list[int], out: np.ndarray) -> None:
+        """Raw frames of a local cache: per shard file, its index entries and then its frames gathered by
+        numpy straight from the file's map (one fancy index each), every entry checked against the file."""
+        r, k = self.spec.chunk_rows, self.spec.shape[1]
+        index_bytes, frame_bytes = r * k * 16 + 4, out[0, 0].nbytes
+        n = len(stored)
+        flat = out.reshape(len(rows) * n, frame_bytes)       # row b * n + j: clip b's j-th frame
+        for c, sel in chunk_groups(rows, r):
+            key = chunk_key(self.spec, c)
+            view = self.files.view(key)
+            where = self.store.where(key)
+            if len(view) < index_bytes:
+                raise CacheError(f"{where}: shard file truncated ({len(view)} bytes, index needs {index_bytes})")
+            at_end = self.index_location == "end"
+            first = len(view) - index_bytes if at_end else 0
+            lo, hi = (0, first) if at_end else (index_bytes, len(view))   # where the frame chunks may lie
+            index = view[first:first + r * k * 16].view("<u8").reshape(r, k, 2)
+            entries = index[rows[sel] % r][:, stored]
+            off, nb = entries[..., 0], entries[..., 1]
+            missing = off == _MISSING
+            if missing.any():
+                b, j = np.argwhere(missing)[0]
+                raise CacheError(f"{where}: no frame stored for row {int(rows[sel][b])} position {stored[j]}")
+            if (nb != frame_bytes).any():
+                raise CacheFormatError(f"{where}: raw frame chunk of {int(nb[nb != frame_bytes][0])} bytes, "
+                                       f"expected {frame_bytes}")
+            if (off < lo).any() or (off + nb > hi).any():
+                raise CacheError(f"{where}: a frame chunk lies outside the shard's data (damaged or truncated); "
+                                 f"run `egocache verify {self.store.url}`")
+            rel = off - lo
+            if (rel % frame_bytes == 0).all():     # zarr writes the chunks back to back: gathers
+                chunks = view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes)
+                at = (sel[:, None] * n + np.arange(n)).reshape(-1)
+                take_rows(chunks, (rel // frame_bytes).reshape(-1), flat, at)
+            else:
+                for b, j in np.ndindex(*off.shape):
+                    flat[sel[b] * n + j] = view[int(off[b, j]):int(off[b, j]) + frame_bytes]
 
     @staticmethod
     def _decode_vlen(buf: np.ndarray, out: np.ndarray, where: str) -> None:

@@ -192,10 +192,13 @@ class CacheDataset(Dataset):
             small = {n: v[idx] for n, v in st.memory.items()}
         else:
             small = st.rows.allocate(len(rows))  # type: ignore[union-attr]
-            reqs = st.rows.requests(rows, small)  # type: ignore[union-attr]
         added = {n: r.allocate(len(rows)) for n, r in st.groups.items()}
-        for n, r in st.groups.items():
-            reqs += r.requests(rows, added[n])
+        readers = [(st.rows, small)] if st.memory is None else []
+        for reader, out in [*readers, *((r, added[n]) for n, r in st.groups.items())]:
+            if self.store.local:
+                reader.gather(rows, out)        # straight from the files' maps
+            else:
+                reqs += reader.requests(rows, out)
         got = None
         if st.frames is not None:
             s = st.frames.size

@@ -2,15 +2,21 @@
 
 Format 2 stores every fixed-size per-clip array uncompressed (schema.direct_rows), so row r of an
 array lives at a fixed offset of one file: chunk r // R, byte (r % R) * row_bytes. A process reads
-the rows of a batch straight into the batch's arrays (`os.preadv` from cached file descriptors, or
-concurrent ranged GETs on object storage) and holds nothing per clip: memory per DataLoader worker
-does not grow with the cache. The clip table's string columns (split, segment_id) are decoded here
+the rows of a batch straight into the batch's arrays (copied out of read-only memory maps of the
+files, or concurrent ranged GETs on object storage) and holds nothing per clip: memory per DataLoader
+worker does not grow with the cache (mapped pages are the shared page cache, not the process's own).
+A mapped file that shrinks under the reader would raise SIGBUS on access, killing the process without
+a message; egocache's writers replace files by rename (the mapping keeps the old inode), and before
+each batch the reader checks every mapped file's size again (fstat), so a file truncated in place by
+another program is a one-line CacheError instead (a truncation within that microsecond window is the
+remaining risk). The clip table's string columns (split, segment_id) are decoded here
 from their one chunk (vlen-utf8 + zstd) when they have that layout, ~2.5x faster than through zarr;
 anything else is read through zarr.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import resource
 from collections import OrderedDict
@@ -38,8 +44,8 @@ def io_threads() -> int:
 class ShardFiles:
     """Reads byte ranges of a cache's files into arrays; one per process (file descriptors, a thread pool).
 
-    Local caches: a bounded LRU of open file descriptors and `os.preadv` of runs of adjacent ranges,
-    files read in parallel threads (preadv releases the GIL). Object storage: one concurrent batch of
+    Local caches: a bounded LRU of open files, each memory-mapped read-only, ranges copied out of the
+    maps by numpy in parallel threads (the copies release the GIL). Object storage: one concurrent batch of
     ranged GETs (fsspec `cat_ranges`). Every range is checked against the file's size first.
     """
 
@@ -49,6 +55,7 @@ class ShardFiles:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.max_open = max(8, min(256, (soft if soft > 0 else 1024) // 4))
         self._open: OrderedDict[str, tuple[int, int]] = OrderedDict()    # key -> (fd, size), local
+        self._maps: dict[str, np.ndarray] = {}                           # key -> uint8 view of its mmap
         self._sizes: OrderedDict[str, int] = OrderedDict()               # key -> size, object storage
         self._pool: ThreadPoolExecutor | None = None
         self.pid = os.getpid()
@@ -86,11 +93,29 @@ class ShardFiles:
     def _evict(self, keep: int) -> None:
         """Close the least recently used descriptors beyond the limit (never the `keep` newest)."""
         while len(self._open) > max(self.max_open, keep):
-            _, (fd, _) = self._open.popitem(last=False)
+            key, (fd, _) = self._open.popitem(last=False)
+            self._maps.pop(key, None)      # the map closes with its last view
             os.close(fd)
+
+    def view(self, key: str) -> np.ndarray:
+        """The bytes of local file `key` as a read-only uint8 array over its map (mapped once while the file
+        is open), after checking that the file has not shrunk since it was opened (a shrunk mapping raises
+        SIGBUS when read)."""
+        fd, size = self._fd(key)
+        now = os.fstat(fd).st_size
+        if now < size:
+            raise CacheError(f"{self.store.where(key)}: file shrank from {size} to {now} bytes while being read "
+                             f"(truncated in place?); run `egocache verify {self.store.url}`")
+        view = self._maps.get(key)
+        if view is None:
+            view = (np.frombuffer(mmap.mmap(fd, size, access=mmap.ACCESS_READ), np.uint8) if size
+                    else np.zeros(0, np.uint8))
+            self._maps[key] = view
+        return view
 
     def close(self) -> None:
         """Close every descriptor and the thread pool."""
+        self._maps.clear()
         while self._open:
             os.close(self._open.popitem()[1][0])
         if self._pool is not None:
@@ -132,6 +157,13 @@ class ShardFiles:
             else:
                 self._read_remote(part)
 
+    def check_size(self, key: str, expect: int) -> None:
+        """CacheError naming file `key` unless it is exactly `expect` bytes."""
+        size = self.size(key)
+        if size != expect:
+            raise CacheError(f"{self.store.where(key)}: file is {size} bytes, expected {expect} (damaged or "
+                             f"truncated); run `egocache verify {self.store.url}`")
+
     def _check(self, key: str, items: list[tuple[int, np.ndarray]], expect: int) -> None:
         """Refuse a file whose size is not the expected one, or that ends before a read does."""
         size = self.size(key)
@@ -142,21 +174,11 @@ class ShardFiles:
                              f"run `egocache verify {self.store.url}`")
 
     def _read_local(self, groups: dict[str, list[tuple[int, np.ndarray]]]) -> None:
-        """preadv every file's runs; the files split by bytes over the reading threads (one task each)."""
+        """Copy every range out of its file's map, in this thread (warm, reading threads only contended
+        for the cores: benchmarks/cache_read.py)."""
         self._evict(keep=len(groups))
-        fds = {key: self._fd(key)[0] for key in groups}
-        jobs = [(fds[key], self.store.where(key), items) for key, items in groups.items()]
-        if len(jobs) < 2 or self.threads < 2:
-            for job in jobs:
-                _preadv_runs(*job)
-            return
-        shares: list[list[tuple[int, str, list[tuple[int, np.ndarray]]]]] = [[] for _ in range(self.threads)]
-        load = [0] * self.threads
-        for job in sorted(jobs, key=lambda j: -sum(out.nbytes for _, out in j[2])):
-            i = load.index(min(load))                # greedy: the least loaded thread takes the next file
-            shares[i].append(job)
-            load[i] += sum(out.nbytes for _, out in job[2])
-        list(self._threads().map(lambda share: [_preadv_runs(*job) for job in share], [s for s in shares if s]))
+        for key, items in groups.items():
+            _copy_ranges(self.view(key), items)
 
     def _read_remote(self, groups: dict[str, list[tuple[int, np.ndarray]]]) -> None:
         """One concurrent batch of ranged GETs; each merged run is copied into its arrays."""
@@ -190,14 +212,36 @@ def _runs(items: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarra
     return runs
 
 
-def _preadv_runs(fd: int, where: str, items: list[tuple[int, np.ndarray]]) -> None:
-    """preadv each run of back-to-back ranges of one file straight into its arrays."""
-    for run in _runs(items):
-        start = run[0][0]
-        want = run[-1][0] + run[-1][1].nbytes - start
-        got = os.preadv(fd, [memoryview(out).cast("B") for _, out in run], start)
-        if got != want:
-            raise CacheError(f"{where}: short read at byte {start} ({got} of {want})")
+_LARGE_ROW_BYTES = 64 * 1024       # rows at least this long (frames) are copied run by run, no temporary
+
+
+def _copy_ranges(view: np.ndarray, items: list[tuple[int, np.ndarray]]) -> None:
+    """Copy each (offset, array) range of a mapped file (`view`, sizes checked by the caller) into its array."""
+    for off, out in items:
+        out.reshape(-1).view(np.uint8)[:] = view[off:off + out.nbytes]
+
+
+def chunk_groups(rows: np.ndarray, r: int) -> list[tuple[int, np.ndarray]]:
+    """(chunk, positions in `rows`) of the rows falling in each chunk of `r` rows, chunks ascending."""
+    chunk = rows // r
+    order = np.argsort(chunk, kind="stable")
+    cuts = np.flatnonzero(np.diff(chunk[order])) + 1
+    return [(int(chunk[part[0]]), part) for part in np.split(order, cuts) if len(part)]
+
+
+def take_rows(src: np.ndarray, idx: np.ndarray, dst: np.ndarray, at: np.ndarray) -> None:
+    """dst[at[i]] = src[idx[i]] for 2-D byte arrays (dst C-contiguous). Large rows (frames) are copied
+    once each, run by run of adjacent positions (np.take into a view: no temporary); small rows
+    through numpy's fancy assignment (one temporary, fewer calls)."""
+    if len(at) == 0:
+        return
+    if src.shape[1] < _LARGE_ROW_BYTES:
+        dst[at] = src[idx]
+        return
+    cuts = np.flatnonzero(np.diff(at) != 1) + 1
+    for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(at)]):
+        # indices were checked by the caller; mode "raise" would buffer `out`
+        np.take(src, idx[a:b], axis=0, out=dst[at[a]:at[a] + b - a], mode="clip")
 
 
 def _check_uncompressed(store: CacheStore, spec: ArraySpec, prefix: str = "") -> None:
@@ -243,10 +287,29 @@ class RowReader:
                 reqs.append((self.prefix + chunk_key(spec, row // r), (row % r) * nb, dst[b:b + 1], size))
         return reqs
 
+    def gather(self, rows: np.ndarray, out: dict[str, np.ndarray]) -> None:
+        """Fill out[name] with rows `rows` of every array of a local cache: one numpy gather per chunk
+        file from its map (what `requests` + read_into do range by range, for object storage)."""
+        groups: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for spec in self.specs:
+            r, nb = spec.chunk_rows, self.row_bytes[spec.name]
+            flat = out[spec.name].reshape(len(rows), -1).view(np.uint8).reshape(len(rows), nb)
+            if r not in groups:
+                groups[r] = chunk_groups(rows, r)
+            for c, sel in groups[r]:
+                key = self.prefix + chunk_key(spec, c)
+                self.files.check_size(key, r * nb)
+                src = self.files.view(key).reshape(r, nb)
+                take_rows(src, rows[sel] % r, flat, sel)
+
     def read(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """{array: (len(rows), ...)} rows read straight from the store."""
+        rows = np.asarray(rows, np.int64)
         out = self.allocate(len(rows))
-        self.files.read_into(self.requests(np.asarray(rows, np.int64), out))
+        if self.files.store.local:
+            self.gather(rows, out)
+        else:
+            self.files.read_into(self.requests(rows, out))
         return out
 
 
