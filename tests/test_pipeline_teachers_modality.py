@@ -69,6 +69,15 @@ def test_flow_is_clipped_scaled_deterministic_and_checks_its_input():
     flow = clip_flow(clip, clip_px=1.0)
     assert flow.max() <= 1.0 and flow.min() >= -1.0 and np.isclose(flow[0, 0].max(), 1.0)
     assert np.array_equal(clip_flow(clip), clip_flow(clip.copy()))
+    import cv2
+
+    threads = cv2.getNumThreads()
+    try:                                                 # the same bits on one OpenCV thread or several
+        cv2.setNumThreads(1)
+        alone = clip_flow(clip)
+    finally:
+        cv2.setNumThreads(threads)
+    assert np.array_equal(alone, clip_flow(clip))
     still = np.repeat(clip[:, :1], 3, axis=1)
     assert np.abs(clip_flow(still)).max() < 1e-3
     with pytest.raises(ValueError, match="at least 2 frames"):
