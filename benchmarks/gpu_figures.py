@@ -91,7 +91,7 @@ def latency(out: Path, dry: bool) -> None:
     model = create_teacher("mformer-tiny" if dry else "mformer").to(dev).eval()
     spec = model.spec
     student = build_student("egodistill", frames=1, feature_dim=spec.feature_dim, heads=dict(spec.heads)).to(dev).eval()
-    x = teacher_inputs(spec.num_frames, spec.img_size, batch, dev)
+    x = teacher_inputs(model, batch, dev)
     s_in = student_inputs(1, size, batch, dev)
     figures: dict[str, Any] = {"batch": batch, "student_frame_size": size, "teacher": spec.name,
                                "paper_ms_a40": PAPER_MS}

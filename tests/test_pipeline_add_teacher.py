@@ -93,3 +93,17 @@ def test_refusals_name_the_problem(added, tmp_path):
     changed = CliRunner().invoke(main, [*cli_args(ds, cache), "--teacher-option", "depth=1",
                                         "--teacher-name", "short"])
     assert changed.exit_code != 0 and "teacher group 'short' exists with different attributes" in changed.output
+
+
+def test_an_object_score_teacher_is_added_with_its_auxiliary_output(added):
+    ds, cache, _, _, _ = added
+    res = CliRunner().invoke(main, [*cli_args(ds, cache), "--teacher", "objects-tiny", "--json"])
+    assert res.exit_code == 0, res.output
+    group = read_arrays(os.path.join(cache, "teachers", "objects-tiny"))
+    score = group["aux_object_score"]
+    assert score.shape == (NUM_CLIPS, group["logits_noun"].shape[1])
+    np.testing.assert_allclose(score.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(score, np.exp(group["logits_noun"]) / np.exp(group["logits_noun"]).sum(1, keepdims=True),
+                               rtol=1e-4, atol=1e-6)
+    assert verify_cache(str(cache)).ok
+    assert "aux object_score" in CliRunner().invoke(main, ["info", str(cache)]).output

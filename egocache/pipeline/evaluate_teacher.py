@@ -40,7 +40,7 @@ from egocache.core.files import write_json_atomic
 from egocache.core.metrics import Predictions, evaluate_predictions
 from egocache.errors import ClipError, ConfigError, EgocacheError
 from egocache.pipeline.datasets import Clip
-from egocache.pipeline.extract_worker import TeacherKey, check_teacher_heads, load_teacher
+from egocache.pipeline.extract_worker import TeacherKey, load_teacher, shared_heads
 from egocache.pipeline.frames import ClipFrames, FramePlan, decode_clip_frames
 from egocache.pipeline.options import TeacherTestOptions, parse_views
 from egocache.pipeline.sampling import segment_clip_centres
@@ -159,7 +159,7 @@ def evaluate_teacher(opts: TeacherTestOptions, *, log: Callable[[str], None] = p
     fixed_heads = checkpoint or is_spec_file(opts.teacher)     # a checkpoint's or an external model's own
     model = load_teacher(TeacherKey(teacher_reference(opts.teacher), checkpoint, () if fixed_heads else heads,
                                     tuple(sorted(opts.teacher_overrides)), device))
-    check_teacher_heads(model.spec.heads, heads, opts.checkpoint or opts.teacher)
+    heads = shared_heads(model.spec.heads, heads, opts.checkpoint or opts.teacher)
     spec = model.spec
     plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, (), opts.frame_size, spatial_crops=crops)
     multi = f"{temporal}x{crops}" if (temporal, crops) != (1, 1) else None

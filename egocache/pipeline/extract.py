@@ -32,7 +32,7 @@ from egocache import __version__
 from egocache.core.device import resolve_device
 from egocache.errors import CacheError, ClipError, EgocacheError, ManifestError
 from egocache.pipeline.extract_worker import (STAGES, ShardJob, ShardResult, TeacherKey, check_teacher_heads,
-                                              load_teacher, run_shard)
+                                              load_teacher, run_shard, shared_heads)
 from egocache.pipeline.datasets.preflight import Preflight
 from egocache.pipeline.options import ExtractOptions
 from egocache.pipeline.sampling import clip_seconds, clip_span_frames, student_positions
@@ -366,11 +366,8 @@ def add_teacher(opts: ExtractOptions, cache: str, manifest: Any, key: TeacherKey
     name = group_name(opts)
     check_same_clips(cache, manifest)
     cache_heads = root["teacher"]["heads"]
-    heads = {h: cache_heads[h] for h, c in spec.heads.items() if h in cache_heads and len(cache_heads[h]) == c}
-    if not heads:
-        raise EgocacheError(f"{opts.checkpoint or opts.teacher}: the teacher's heads "
-                            f"{', '.join(f'{h}:{c}' for h, c in spec.heads.items())} include none of the cache's "
-                            f"({', '.join(f'{h}:{len(n)}' for h, n in cache_heads.items())})")
+    kept = shared_heads(spec.heads, tuple((h, len(n)) for h, n in cache_heads.items()), opts.checkpoint or opts.teacher)
+    heads = {h: cache_heads[h] for h, _ in kept}
     log(f"{cache}: its teacher is {root['teacher']['name']}; adding {opts.teacher} as teachers/{name} "
         f"(heads {', '.join(heads)}); frames and IMU are kept")
     teacher = {**attrs["teacher"], "feature_dim": int(spec.feature_dim), "heads": heads, "aux": dict(spec.aux)}

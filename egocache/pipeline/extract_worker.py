@@ -21,7 +21,7 @@ import numpy as np
 
 from egocache.errors import ClipError, EgocacheError, IMUError
 from egocache.pipeline.datasets import Clip
-from egocache.pipeline.teachers.base import run_teacher
+from egocache.pipeline.teachers.base import run_teacher_aux
 from egocache.pipeline.frames import FramePlan, decode_planned, plan_video_clips
 
 STATUS_OK = 1
@@ -99,6 +99,16 @@ def load_teacher(key: TeacherKey) -> Any:
                                    **dict(key.overrides))
         _TEACHERS[key] = model.to(torch.device(key.device)).eval()
     return _TEACHERS[key]
+
+
+def shared_heads(teacher_heads: dict[str, int], heads: tuple[tuple[str, int], ...], source: str
+                 ) -> tuple[tuple[str, int], ...]:
+    """The dataset heads the teacher has with the same class count (a teacher trained on some heads,
+    e.g. objects-tiny on nouns, is scored or added on those); EgocacheError naming `source` if none."""
+    kept = tuple((h, n) for h, n in heads if teacher_heads.get(h) == n)
+    if not kept:
+        check_teacher_heads(teacher_heads, heads, source)
+    return kept
 
 
 def check_teacher_heads(teacher_heads: dict[str, int], heads: tuple[tuple[str, int], ...], source: str) -> None:
@@ -235,9 +245,8 @@ def _teach_unit(job: ShardJob, model: Any, good: list[int], clips: np.ndarray | 
     if not good:
         return
     t0 = time.perf_counter()
-    feats, logits = run_teacher(model, clips, job.teacher.device, job.batch_size)
+    feats, logits, aux = run_teacher_aux(model, clips, job.teacher.device, job.batch_size)
     logits = {h: logits[h] for h in buf.logits}
-    aux = teacher_aux(model, feats, job.teacher.device) if buf.aux else {}
     outputs = [feats, *logits.values(), *aux.values()]
     finite = np.all([np.isfinite(v).all(axis=1) for v in outputs], axis=0)
     buf.features[good] = feats
@@ -248,15 +257,6 @@ def _teach_unit(job: ShardJob, model: Any, good: list[int], clips: np.ndarray | 
     for r in np.asarray(good)[~finite]:
         buf.fail(int(r), "teacher: non-finite feature or logits (inf/NaN) for this clip")
     result.seconds["teacher"] += time.perf_counter() - t0
-
-
-def teacher_aux(model: Any, feats: np.ndarray, device: str) -> dict[str, np.ndarray]:
-    """The teacher's auxiliary outputs {name: (n, size)} float32 from its clip features (forward_aux)."""
-    import torch
-
-    with torch.inference_mode():
-        out = model.forward_aux(torch.from_numpy(feats).to(torch.device(device)))
-    return {a: v.float().cpu().numpy() for a, v in out.items()}
 
 
 def run_shard(job: ShardJob) -> ShardResult:

@@ -9,7 +9,9 @@ into memory before training: right for the small configs and CPU runs; `max_fram
 whose frames would not fit. Clips that cannot be decoded are reported one line each and skipped.
 
 Training: AdamW (no weight decay on biases and norms) with linear warm-up and cosine decay,
-cross-entropy summed over the heads (label -1 ignored), bf16 autocast on CUDA. Each clip gets one
+cross-entropy summed over the heads (label -1 ignored), bf16 autocast on CUDA. The heads are the
+dataset's, or those of them the teacher's registration names (teachers.trained_heads: objects-tiny
+trains noun only); the checkpoint's class_names and the evaluation cover those heads. Each clip gets one
 random zoom-crop shared by all its frames, so the motion between frames is kept. No horizontal flip:
 it would swap left/right head motions (e.g. a yaw to one side or the other) without swapping their
 labels. Data order and crops are pure functions of (seed, epoch, batch) (core/order.py).
@@ -49,7 +51,7 @@ from egocache.pipeline.datasets import Clip, Manifest
 from egocache.pipeline.frames import FramePlan, decode_clip_frames
 from egocache.pipeline.options import TeacherTrainConfig
 from egocache.pipeline.teachers import (Teacher, TeacherSpec, create_teacher, is_spec_file, read_teacher_checkpoint,
-                                        save_teacher_checkpoint)
+                                        save_teacher_checkpoint, trained_heads)
 from egocache.pipeline.teachers.base import run_teacher
 
 GRAD_CLIP_NORM = 1.0
@@ -306,7 +308,9 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
         return done
     for line in manifest.problems:
         log(f"skipped annotation {line}")
-    heads = {h: len(names) for h, names in manifest.class_names.items()}
+    # the dataset's heads, or those of them the teacher's registration trains (objects-tiny: noun)
+    heads = trained_heads(cfg.teacher, {h: len(names) for h, names in manifest.class_names.items()})
+    class_names = {h: manifest.class_names[h] for h in heads}
     train = [c for c in manifest.clips if c.split == "train"]
     val = [c for c in manifest.clips if c.split == "validation"]
     if not train:
@@ -314,7 +318,7 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
     device = resolve_device(cfg.device)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
-        model = build_teacher(cfg, heads, manifest.class_names, log)
+        model = build_teacher(cfg, heads, class_names, log)
         spec = model.spec
         plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, (), cfg.frame_size)
         need_gb = (len(train) + len(val)) * spec.num_frames * spec.img_size ** 2 * 3 / 1e9
@@ -340,7 +344,7 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
     metrics, logits_path = None, None
     if val_data.clip_ids:
         _, logits = run_teacher(model, val_data.frames, device, cfg.batch_size)
-        metrics = evaluate_predictions(val_data.predictions(logits), manifest.class_names,
+        metrics = evaluate_predictions(val_data.predictions(logits), class_names,
                                        motion_verbs=manifest.motion_pair_verbs)
         logits_path = out.with_suffix(".val.npz")
         write_atomic(logits_path, lambda tmp: np.savez(tmp, clip_ids=np.array(val_data.clip_ids),
@@ -350,7 +354,7 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
     eval_s = time.perf_counter() - t0
     model.cpu()
     save_teacher_checkpoint(model, out, cfg=_train_cfg_yaml(cfg, spec), epoch=cfg.epochs,
-                            extra={"optimizer_state": fit.opt.state_dict(), "class_names": manifest.class_names})
+                            extra={"optimizer_state": fit.opt.state_dict(), "class_names": class_names})
     summary = {
         "teacher": cfg.teacher, "checkpoint": str(out), "init_checkpoint": cfg.checkpoint,
         "dataset": cfg.dataset, "manifest_sha256": manifest.sha256, "heads": heads,

@@ -133,11 +133,11 @@ def teacher_row(name: str, teacher: dict[str, Any], heads: dict[str, int], metri
     build_heads = None if external else heads
     with contextlib.nullcontext() if external else torch.device("meta"):
         meta = create_teacher(teacher["name"], heads=build_heads, **overrides)
-    gflops, params_m = teacher_cost(meta, teacher["num_frames"], teacher["img_size"])
+    gflops, params_m = teacher_cost(meta)
     ms = None
     if latency:
         model = create_teacher(teacher["name"], heads=build_heads, **overrides).to(device).eval()
-        x = teacher_inputs(teacher["num_frames"], teacher["img_size"], batch, device)
+        x = teacher_inputs(model, batch, device)
         ms = latency_ms(lambda: model(x), batch=batch, device=device, repeats=repeats)
     acc: dict[str, float | None] = {}
     per_class: dict[str, float] = {}

@@ -25,10 +25,11 @@ def student_inputs(frames: int, frame_size: int, batch: int, device: torch.devic
     return {"frames": frames.to(device), "imu": imu.to(device)}
 
 
-def teacher_inputs(num_frames: int, img_size: int, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A batch of normalised teacher input (B,3,T,S,S), what `Teacher.forward` takes after preprocess."""
+def teacher_inputs(teacher: nn.Module, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A batch of normalised teacher input (B, *teacher.input_shape()), what `Teacher.forward` takes after
+    preprocess ((B,3,T,S,S) for an RGB video teacher; flow-tiny's is 2 channels, T-1 fields)."""
     gen = torch.Generator().manual_seed(0)
-    return torch.randn(batch, 3, num_frames, img_size, img_size, generator=gen).to(device)
+    return torch.randn(batch, *teacher.input_shape(), generator=gen).to(device)
 
 
 def student_cost(student: Student, frame_size: int) -> tuple[float, float]:
@@ -43,10 +44,10 @@ def student_cost(student: Student, frame_size: int) -> tuple[float, float]:
     return flops / 1e9, params / 1e6
 
 
-def teacher_cost(teacher: nn.Module, num_frames: int, img_size: int) -> tuple[float, float]:
+def teacher_cost(teacher: nn.Module) -> tuple[float, float]:
     """(GFLOPs per clip view, parameters in millions) of a teacher; works on the meta device."""
     device = next(teacher.parameters()).device
-    flops = count_flops(teacher, (teacher_inputs(num_frames, img_size, 1, device),))
+    flops = count_flops(teacher, (teacher_inputs(teacher, 1, device),))
     return flops / 1e9, count_params(teacher) / 1e6
 
 

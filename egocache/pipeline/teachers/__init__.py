@@ -16,6 +16,12 @@ file, or a module:factory entry point, with its clip geometry, normalisation, he
 the same functions build, describe and measure it, and only the input settings can be overridden.
 torchvision's video models (tvvideo.py) are registered where torchvision imports; elsewhere asking
 for one is a one-line error saying so.
+
+Modality teachers (issue 13): flow-tiny (a 3-D CNN over Farneback optical flow that its preprocess
+computes from the RGB frames) and objects-tiny (a centre-frame noun classifier with the auxiliary
+output object_score). A registration may give `aux` (heads -> {aux name: size}: the spec's aux outputs
+follow the heads' class counts) and `train_heads` (the dataset heads train-teacher trains; None: all
+of them): `trained_heads(name, dataset_heads)` applies it.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any, Callable
 import torch
 
 from egocache.errors import CheckpointError, EgocacheError
-from egocache.pipeline.teachers import external, mformer, tvvideo
+from egocache.pipeline.teachers import convnet, external, flow, mformer, objects, tvvideo
 from egocache.pipeline.teachers.base import Teacher, TeacherSpec
 from egocache.pipeline.teachers.checkpoint import (checkpoint_sha256, load_state_strict,
                                                    load_teacher_checkpoint, read_teacher_checkpoint,
@@ -38,7 +44,7 @@ from egocache.pipeline.teachers.checkpoint import (checkpoint_sha256, load_state
 
 __all__ = ["Teacher", "TeacherSpec", "checkpoint_sha256", "create_teacher", "is_spec_file", "list_teachers",
            "load_teacher_checkpoint", "read_teacher_checkpoint", "register_teacher",
-           "save_teacher_checkpoint", "teacher_reference", "teacher_spec", "teacher_stats"]
+           "save_teacher_checkpoint", "teacher_reference", "teacher_spec", "teacher_stats", "trained_heads"]
 
 is_spec_file = external.is_spec_file
 
@@ -54,6 +60,8 @@ class _Entry:
     build: Callable[[TeacherSpec], Teacher]
     read_heads: Callable[[dict[str, torch.Tensor], dict[str, int]], dict[str, int]]
     official_overrides: Callable[[str], dict[str, Any]]          # from an official YAML cfg
+    aux: Callable[[dict[str, int]], dict[str, int]] | None = None  # heads -> aux output sizes
+    train_heads: tuple[str, ...] | None = None                   # dataset heads it trains (None: all)
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -61,13 +69,27 @@ _REGISTRY: dict[str, _Entry] = {}
 
 def register_teacher(name: str, *, spec: TeacherSpec, config: Any, build: Callable[[TeacherSpec], Teacher],
                      read_heads: Callable[[dict[str, torch.Tensor], dict[str, int]], dict[str, int]],
-                     official_overrides: Callable[[str], dict[str, Any]]) -> None:
+                     official_overrides: Callable[[str], dict[str, Any]],
+                     aux: Callable[[dict[str, int]], dict[str, int]] | None = None,
+                     train_heads: tuple[str, ...] | None = None) -> None:
     """Add a teacher under `name`; a name registered twice raises."""
     if name in _REGISTRY:
         raise EgocacheError(f"teacher {name!r} is already registered")
     if spec.name != name or spec.config != dataclasses.asdict(config):
         raise EgocacheError(f"teacher {name!r}: its spec's name/config disagree with the registration")
-    _REGISTRY[name] = _Entry(spec, config, build, read_heads, official_overrides)
+    _REGISTRY[name] = _Entry(spec, config, build, read_heads, official_overrides, aux, train_heads)
+
+
+def trained_heads(name: str, dataset_heads: dict[str, int]) -> dict[str, int]:
+    """The heads of `dataset_heads` that train-teacher trains for teacher `name` (its `train_heads`)."""
+    keep = _entry(name).train_heads
+    if keep is None:
+        return dict(dataset_heads)
+    out = {h: c for h, c in dataset_heads.items() if h in keep}
+    if not out:
+        raise EgocacheError(f"teacher {name} trains the head(s) {', '.join(keep)}; the dataset has "
+                            f"{', '.join(dataset_heads) or 'none'}")
+    return out
 
 
 def list_teachers() -> list[str]:
@@ -141,10 +163,11 @@ def _resolve(name: str, heads: dict[str, int] | None, overrides: dict[str, Any])
                  if k in SPEC_OVERRIDES}
     cfg = dataclasses.replace(entry.config, **cfg_over)
     cfg.check()
+    heads = _check_heads(name, heads) if heads is not None else entry.spec.heads
     return dataclasses.replace(
-        entry.spec, **spec_over, heads=_check_heads(name, heads) if heads is not None else entry.spec.heads,
-        num_frames=cfg.num_frames, img_size=cfg.img_size, feature_dim=cfg.feature_dim,
-        config=dataclasses.asdict(cfg))
+        entry.spec, **spec_over, heads=heads, num_frames=cfg.num_frames, img_size=cfg.img_size,
+        feature_dim=cfg.feature_dim, config=dataclasses.asdict(cfg),
+        aux=entry.aux(heads) if entry.aux is not None else entry.spec.aux)
 
 
 def _external_spec(path: str, heads: dict[str, int] | None, overrides: dict[str, Any]) -> TeacherSpec:
@@ -222,7 +245,7 @@ def teacher_stats(name: str, **overrides: Any) -> dict[str, Any]:
     where = contextlib.nullcontext() if is_spec_file(name) else torch.device("meta")
     with where:
         model = create_teacher(name, **overrides)
-        clip = torch.zeros(1, 3, model.spec.num_frames, model.spec.img_size, model.spec.img_size)
+        clip = torch.zeros(1, *model.input_shape())
     params = count_params(model)
     macs = count_flops(model, clip)
     return {"name": name, "params": params, "params_m": params / 1e6, "macs": macs, "gflops": macs / 1e9}
@@ -233,6 +256,11 @@ register_teacher("mformer", spec=mformer.BASE_SPEC, config=mformer.BASE_CONFIG, 
 register_teacher("mformer-tiny", spec=mformer.TINY_SPEC, config=mformer.TINY_CONFIG,
                  build=mformer.MotionFormer, read_heads=mformer.heads_from_state,
                  official_overrides=mformer.official_overrides)
+register_teacher("flow-tiny", spec=flow.TINY_SPEC, config=flow.TINY_CONFIG, build=flow.FlowTeacher,
+                 read_heads=convnet.heads_from_state, official_overrides=convnet.no_official_overrides)
+register_teacher("objects-tiny", spec=objects.TINY_SPEC, config=objects.TINY_CONFIG, build=objects.ObjectsTeacher,
+                 read_heads=convnet.heads_from_state, official_overrides=convnet.no_official_overrides,
+                 aux=objects.aux_sizes, train_heads=objects.TRAIN_HEADS)
 if tvvideo.available():   # guarded: without torchvision these names are absent, not broken
     for _name in tvvideo.ARCHS:
         _spec, _config = tvvideo.default_spec(_name)

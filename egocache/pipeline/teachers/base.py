@@ -35,9 +35,9 @@ class TeacherSpec:
     feature_dim: int                       # size of forward_features' output
     heads: dict[str, int]                  # head name -> number of classes, in output order
     config: dict[str, Any] = field(default_factory=dict)
-    aux: dict[str, int] = field(default_factory=dict)   # auxiliary output name -> size per clip (forward_aux)
     source_url: str = ""
     licence: str = ""
+    aux: dict[str, int] = field(default_factory=dict)   # auxiliary output name -> per-clip vector size
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict (tuples become lists) for cache attributes and checkpoints."""
@@ -48,9 +48,17 @@ class TeacherSpec:
 
 
 class Teacher(nn.Module, abc.ABC):
-    """A video model with the shared teacher interface: preprocess, forward_features, forward_head."""
+    """A video model with the shared teacher interface: preprocess, forward_features, forward_head.
+
+    A teacher whose input is not normalised RGB (e.g. optical flow) overrides `preprocess` and
+    `input_shape`; one with auxiliary outputs (spec.aux) overrides `forward_aux`.
+    """
 
     spec: TeacherSpec
+
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one preprocessed clip, what forward_features takes per sample: (3, T, S, S) here."""
+        return (3, self.spec.num_frames, self.spec.img_size, self.spec.img_size)
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B,T,H,W,3) RGB frames -> normalised float (B,3,T,S,S) in the weights' channel order.
@@ -85,7 +93,7 @@ class Teacher(nn.Module, abc.ABC):
         """Clip features -> {head name: logits (B, classes)}; never softmax outputs."""
 
     def forward_aux(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Clip features -> {name: (B, size)} for each auxiliary output the spec declares (none by default)."""
+        """Clip features -> {aux name: (B, spec.aux[name]) float}; none unless the spec declares some."""
         return {}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -118,17 +126,35 @@ def run_teacher(model: Teacher, clips: np.ndarray, device: str | torch.device, b
     Inference as extraction runs it (eval mode, bf16 autocast on CUDA, float32 on CPU); teacher
     fine-tuning evaluates with it too, so its figures are those of the cached outputs.
     """
+    feats, logits, _ = _run(model, clips, device, batch_size, with_aux=False)
+    return feats, logits
+
+
+def run_teacher_aux(model: Teacher, clips: np.ndarray, device: str | torch.device, batch_size: int
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """As run_teacher, plus the auxiliary outputs {name: (n, spec.aux[name])} float32 (forward_aux)."""
+    return _run(model, clips, device, batch_size, with_aux=True)
+
+
+def _run(model: Teacher, clips: np.ndarray, device: str | torch.device, batch_size: int, *, with_aux: bool
+         ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(features, logits, aux) of `clips` batch by batch; aux is {} unless `with_aux`."""
     model.eval()
+    spec = model.spec
     if len(clips) == 0:
-        return (np.zeros((0, model.spec.feature_dim), np.float32),
-                {h: np.zeros((0, c), np.float32) for h, c in model.spec.heads.items()})
-    feats, logits = [], []
+        return (np.zeros((0, spec.feature_dim), np.float32),
+                {h: np.zeros((0, c), np.float32) for h, c in spec.heads.items()},
+                {a: np.zeros((0, c), np.float32) for a, c in spec.aux.items()} if with_aux else {})
+    feats, logits, aux = [], [], []
     dev = torch.device(device)
     with torch.inference_mode():
         for lo in range(0, len(clips), batch_size):
             x = torch.from_numpy(clips[lo:lo + batch_size]).to(dev)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 f, out = model(model.preprocess(x))
+                extra = model.forward_aux(f) if with_aux else {}
             feats.append(f.float().cpu().numpy())
             logits.append({h: v.float().cpu().numpy() for h, v in out.items()})
-    return (np.concatenate(feats), {h: np.concatenate([b[h] for b in logits]) for h in logits[0]})
+            aux.append({a: v.float().cpu().numpy() for a, v in extra.items()})
+    return (np.concatenate(feats), {h: np.concatenate([b[h] for b in logits]) for h in logits[0]},
+            {a: np.concatenate([b[a] for b in aux]) for a in aux[0]})
