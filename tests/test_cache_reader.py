@@ -184,3 +184,15 @@ def test_a_shard_file_truncated_in_place_while_open_is_one_line_not_sigbus(tmp_p
         fh.truncate(100)
     with pytest.raises(CacheError, match=r"frames/c/0/0/0/0/0: file shrank from \d+ to 100 bytes"):
         ds[[0, 1, 2]]
+
+
+def test_open_files_stay_within_the_limit_and_reads_stay_right(tmp_path):
+    path = make_cache(tmp_path / "c.zarr", fail_shard=None)
+    want = CacheDataset(path, split="validation", frames=1)[[0, 1, 2, 3]]
+    ds = CacheDataset(path, split="validation", frames=1)
+    files = ds._load().files
+    files.max_open = 3                          # fewer than the files one batch touches
+    got = ds[[0, 1, 2, 3]]
+    assert len(files._open) <= 3 and len(files._maps) <= 3
+    for key in ("frames", "imu", "feature"):
+        np.testing.assert_array_equal(got[key].numpy(), want[key].numpy())

@@ -76,9 +76,12 @@ class ShardFiles:
         return self._sizes[key]
 
     def _fd(self, key: str) -> tuple[int, int]:
-        """(fd, size) of local file `key`, opened once and kept while recently used."""
+        """(fd, size) of local file `key`, opened once and kept while recently used (at most `max_open`:
+        opening one more closes the least recently used; a view taken from its map stays valid, the
+        map living as long as a view of it does)."""
         got = self._open.get(key)
         if got is None:
+            self._evict(keep=0, room=1)
             path = self.store.where(key)
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -90,9 +93,10 @@ class ShardFiles:
         self._open.move_to_end(key)
         return got
 
-    def _evict(self, keep: int) -> None:
-        """Close the least recently used descriptors beyond the limit (never the `keep` newest)."""
-        while len(self._open) > max(self.max_open, keep):
+    def _evict(self, keep: int, room: int = 0) -> None:
+        """Close the least recently used descriptors beyond the limit, leaving `room` for new ones (never
+        the `keep` newest)."""
+        while self._open and len(self._open) + room > max(self.max_open, keep):
             key, (fd, _) = self._open.popitem(last=False)
             self._maps.pop(key, None)      # the map closes with its last view
             os.close(fd)
