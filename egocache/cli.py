@@ -367,7 +367,8 @@ def synth_command(as_json: bool, **values: Any) -> None:
     size = parse_size(opts.size)
     summary = synthesize(opts.out, videos=opts.videos, seed=opts.seed, size=size, fps=opts.fps,
                          duration_s=opts.duration, validation_share=opts.validation_share,
-                         imu_layout=opts.imu_layout, rgb_frames=opts.rgb_frames, progress=not as_json)
+                         imu_layout=opts.imu_layout, rgb_frames=opts.rgb_frames, audio=opts.audio,
+                         progress=not as_json)
     if as_json:
         echo_json(summary.to_dict())
         return
