@@ -47,7 +47,7 @@ def test_extract_writes_every_clip_and_what_students_need(dataset, reference):
     assert (summary.clips, summary.clips_ok, summary.clips_failed) == (NUM_CLIPS, NUM_CLIPS, 0)
     assert summary.shards_run == NUM_CLIPS and summary.failures == [] and summary.manifest_problems == []
     assert 0 < summary.frames_spanned_per_clip <= summary.frames_decoded_per_clip
-    assert summary.clips_per_s > 0 and set(summary.stage_seconds) == {"decode", "imu", "teacher", "write"}
+    assert summary.clips_per_s > 0 and set(summary.stage_seconds) == {"decode", "imu", "audio", "teacher", "write"}
     assert read_summary(str(cache)) == json.loads(json.dumps(summary.to_dict()))
 
     arrays = read_arrays(cache)

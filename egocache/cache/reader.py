@@ -71,7 +71,7 @@ class CacheDataset(Dataset):
     def __init__(self, path: str | os.PathLike, *, split: str = "train", frames: int = 1,
                  read_frames: bool = True, first_last: bool = False, require_imu: bool = False,
                  selection: str = "uniform", selection_seed: int = 0, whole_pool: bool = False,
-                 direct: bool | None = None) -> None:
+                 direct: bool | None = None, read_audio: bool = False, require_audio: bool = False) -> None:
         """Index `split`'s ok clips of the cache at `path` (a folder or an fsspec URL) for a
         `frames`-frame (N) student.
 
@@ -79,6 +79,10 @@ class CacheDataset(Dataset):
         fixed by `selection_seed`; `whole_pool` returns all of the pool instead). `require_imu` keeps only clips with their IMU window (imu_present;
         caches older than that flag have IMU for every ok clip); `skipped_without_imu` counts the others.
         `read_frames=False` leaves frames out of the items; `direct=False` forces zarr frame reads.
+        `read_audio` adds each clip's log spectrogram ("audio", (201, frames) in the cache's dtype, float16 by
+        default; zeros where audio_present is 0), read directly from the shards like the IMU;
+        `require_audio` keeps only clips with their audio window (`skipped_without_audio` counts the
+        others). Both refuse a cache without audio (CacheError).
         """
         self.store = open_store(path)
         self.path = self.store.url
@@ -110,6 +114,15 @@ class CacheDataset(Dataset):
         self.skipped_without_imu = int((usable & ~present).sum()) if require_imu else 0
         if require_imu:
             usable &= present
+        if (read_audio or require_audio) and "audio_present" not in specs:
+            raise CacheError(f"{self.path}: has no audio (extracted with --audio none, or by an egocache from "
+                             "before audio); re-extract with --audio optional or required")
+        self.read_audio = read_audio
+        self.skipped_without_audio = 0
+        if require_audio:
+            heard = read_small_column(self.store, group, attrs, "audio_present", files) == 1
+            self.skipped_without_audio = int((usable & ~heard).sum())
+            usable &= heard
         index = np.int32 if self.info.num_clips < 2**31 else np.int64
         self.rows: np.ndarray = np.flatnonzero(usable).astype(index)
         # only the int32 segment code of each clip is kept: the ids themselves (a Python str per
@@ -117,7 +130,8 @@ class CacheDataset(Dataset):
         self._segment = _factorize(read_strings(self.store, group, specs["segment_id"])[self.rows])[1]
         self._segment_names: list[str] | None = None
         heads = list(self.info.heads)
-        self._small = ["features", "imu", *(f"logits_{h}" for h in heads), *(f"label_{h}" for h in heads)]
+        self._small = ["features", "imu", *(f"logits_{h}" for h in heads), *(f"label_{h}" for h in heads),
+                       *(["audio"] if read_audio else [])]
         self._direct_rows = all(direct_rows(specs[n], int(attrs["format_version"])) for n in self._small)
         self._state: _Process | None = None
         files.close()
@@ -195,6 +209,8 @@ class CacheDataset(Dataset):
             "label": {h: torch.from_numpy(small[f"label_{h}"]) for h in heads},
             "row": torch.from_numpy(rows), "segment": torch.from_numpy(self._segment[idx].astype(np.int64)),
         }
+        if self.read_audio:
+            out["audio"] = torch.from_numpy(small["audio"])
         if got is not None:
             if self.read_frames:
                 frames = got[:, :len(self._stored)]

@@ -1,0 +1,165 @@
+"""Audio in the cache: reading a video's track (resampled to 16 kHz mono), a clip's log spectrogram, and
+extraction writing the audio / audio_present arrays that verify checks and the reader returns."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from egocache.cache import CacheDataset, open_cache
+from egocache.cache.verify import verify_cache
+from egocache.errors import AudioError, CacheError
+from egocache.pipeline.audio import (AUDIO_RATE_HZ, FREQ_BINS, LOG_EPS, clip_spectrogram, read_audio,
+                                     spectrogram_frames)
+from egocache.pipeline.extract import extract
+from egocache.synth import synthesize
+from extract_data import NUM_CLIPS, make_dataset, options, read_arrays
+from media import encode_frames
+
+CLIP_S = 64 / 30
+
+
+def write_av(path: Path, *, seconds: float, rate: int, tones: tuple[float, ...], start_s: float = 0.0,
+             video: bool = True) -> str:
+    """An .mp4 (a few grey H.264 frames unless not `video`) with an AAC track at `rate` of one channel per
+    tone in `tones` (Hz; 2 tones: stereo), silent before `start_s`."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    samples = np.stack([0.3 * np.sin(2 * np.pi * f * t) * (t >= start_s) for f in tones]).astype(np.float32)
+    layout = "mono" if len(tones) == 1 else "stereo"
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(10)) if video else None
+        sound = out.add_stream("aac", rate=rate)
+        sound.layout = layout
+        if stream is not None:
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+            encode_frames(out, stream, (np.full((32, 32, 3), 128, np.uint8) for _ in range(int(seconds * 10))))
+        for a in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, a:a + 1024].T.reshape(1, -1)),
+                                               format="flt", layout=layout)
+            frame.sample_rate, frame.pts = rate, a
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode():
+            out.mux(packet)
+    return str(path)
+
+
+def peak_bins(spec: np.ndarray) -> np.ndarray:
+    """The strongest frequency bin of each frame."""
+    return spec.argmax(axis=0)
+
+
+def test_a_tone_at_48khz_stereo_peaks_in_its_bin_at_16khz_mono(tmp_path):
+    path = write_av(tmp_path / "a.mp4", seconds=4.0, rate=48000, tones=(1000.0, 1000.0))
+    track = read_audio(path)
+    assert track.samples.dtype == np.float32 and track.samples.ndim == 1
+    assert abs(len(track.samples) - 4.0 * AUDIO_RATE_HZ) < 0.1 * AUDIO_RATE_HZ and abs(track.start_s) < 0.05
+    spec = clip_spectrogram(track, 1.0, CLIP_S)
+    assert spec.shape == (FREQ_BINS, spectrogram_frames(CLIP_S)) == (201, 211) and spec.dtype == np.float32
+    assert (peak_bins(spec) == 25).all()                           # 1000 Hz / (16000 / 400) Hz per bin
+
+
+def test_44k1_stereo_is_down_mixed_to_mono(tmp_path):
+    path = write_av(tmp_path / "b.mp4", seconds=3.0, rate=44100, tones=(600.0, 2000.0))
+    spec = clip_spectrogram(read_audio(path), 0.5, CLIP_S)
+    mean = spec.mean(axis=1)
+    assert set(np.argsort(mean)[-2:].tolist()) == {15, 50}          # both channels' tones: 600 Hz and 2 kHz
+    assert abs(mean[15] - mean[50]) < 1.0
+
+
+def test_a_span_read_gives_the_whole_read_and_times_line_up(tmp_path):
+    path = write_av(tmp_path / "c.mp4", seconds=8.0, rate=48000, tones=(1000.0,), start_s=5.0)
+    whole, span = read_audio(path), read_audio(path, 4.0, 4.0 + CLIP_S)
+    assert span.start_s > 2.0 and span.end_s < 8.0                   # decoded from a seek, not from 0 s
+    a, b = clip_spectrogram(whole, 4.0, CLIP_S), clip_spectrogram(span, 4.0, CLIP_S)
+    strong = a > np.log(1e-2)                       # (silence's log magnitudes are the resampler's rounding)
+    assert strong.sum() > 100 and np.abs(a - b)[strong].max() < 0.15
+    loud = a[25] > 0.0                               # the tone starts 1 s (100 hops) into the window
+    assert not loud[:97].any() and loud[100:].all()
+
+
+def test_no_audio_track_and_windows_beyond_the_track(tmp_path):
+    from media import write_video
+
+    silent = write_video(tmp_path / "silent.mp4", seconds=2.0, fps=10, audio=False)
+    with pytest.raises(AudioError, match="no audio track"):
+        read_audio(silent)
+    with pytest.raises(AudioError, match="RGB-frame folder"):
+        read_audio(str(tmp_path))
+    track = read_audio(write_av(tmp_path / "d.mp4", seconds=3.0, rate=16000, tones=(1000.0,)))
+    with pytest.raises(AudioError, match="past the end .* 0 % covered"):
+        clip_spectrogram(track, 3.5, CLIP_S)
+    with pytest.raises(AudioError, match="before the start"):
+        clip_spectrogram(track, -2.0, CLIP_S)
+    partly = clip_spectrogram(track, 1.5, CLIP_S)                      # 1.5 of its 2.13 s inside the track
+    assert (peak_bins(partly[:, :140]) == 25).all() and np.allclose(partly[:, -60:], np.log(LOG_EPS), atol=0.01)
+
+
+# --- extraction -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("audio") / "ds")
+
+
+@pytest.fixture(scope="module")
+def with_audio(dataset, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("aud") / "c.zarr"
+    return cache, extract(options(dataset, cache))
+
+
+def test_extraction_writes_audio_that_verify_checks(with_audio, tmp_path):
+    import shutil
+
+    cache, summary = with_audio
+    assert summary.clips_ok == NUM_CLIPS and summary.clips_without_audio == 0 and "audio" in summary.stage_seconds
+    arrays = read_arrays(cache)
+    assert arrays["audio"].shape == (NUM_CLIPS, 201, 211) and arrays["audio"].dtype == np.float16
+    assert (arrays["audio_present"] == 1).all() and np.isfinite(arrays["audio"]).all()
+    info = open_cache(str(cache))
+    assert info.audio is not None and info.audio["rate_hz"] == 16000 and info.audio["n_fft"] == 400
+    assert (info.audio["hop"], info.audio["window"], info.audio["frames"], info.audio["mode"]) == (160, "hann", 211,
+                                                                                                   "optional")
+    assert "audio      201x211 log spectrogram" in info.summary()
+    assert verify_cache(str(cache)).ok
+    broken = tmp_path / "broken.zarr"
+    shutil.copytree(cache, broken)
+    shard = broken / "audio" / "c" / "3" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[1000] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    report = verify_cache(str(broken))
+    assert not report.ok and any("shard 3" in p and "array audio" in p and "checksum" in p for p in report.problems)
+
+
+def test_the_reader_returns_audio_and_filters_on_it(with_audio):
+    cache, _ = with_audio
+    ds = CacheDataset(str(cache), split="validation", read_frames=False, read_audio=True, require_audio=True)
+    batch = ds[list(range(len(ds)))]
+    want = read_arrays(cache)["audio"][ds.rows]
+    assert batch["audio"].shape == (len(ds), 201, 211) and np.array_equal(batch["audio"].numpy(), want)
+    assert ds.skipped_without_audio == 0 and "audio" not in CacheDataset(str(cache), read_frames=False)[0]
+
+
+def test_videos_without_audio_are_flagged_or_fail_and_none_writes_no_audio(tmp_path):
+    ds = synthesize(str(tmp_path / "mute"), videos=2, seed=0, size=(96, 64), duration_s=10.0, audio=False)
+    summary = extract(options(ds, tmp_path / "opt.zarr"))
+    arrays = read_arrays(tmp_path / "opt.zarr")
+    assert summary.clips_ok == NUM_CLIPS and summary.clips_without_audio == NUM_CLIPS
+    assert (arrays["audio_present"] == 0).all() and not arrays["audio"].any()
+    assert all("no audio track" in line for line in summary.without_audio)
+    ds_audio = CacheDataset(str(tmp_path / "opt.zarr"), split="validation", read_frames=False, require_audio=True)
+    assert len(ds_audio) == 0 and ds_audio.skipped_without_audio == 6
+    failed = extract(options(ds, tmp_path / "req.zarr", audio="required"))
+    assert failed.clips_failed == NUM_CLIPS and all("audio: " in f and "no audio track" in f for f in failed.failures)
+    extract(options(ds, tmp_path / "none.zarr", audio="none"))
+    arrays = read_arrays(tmp_path / "none.zarr")
+    assert "audio" not in arrays and "audio_present" not in arrays
+    assert "audio" not in open_cache(str(tmp_path / "none.zarr")).attrs and verify_cache(str(tmp_path / "none.zarr")).ok
+    with pytest.raises(CacheError, match="has no audio"):
+        CacheDataset(str(tmp_path / "none.zarr"), read_frames=False, read_audio=True)
