@@ -113,6 +113,21 @@ def with_audio(dataset, tmp_path_factory):
     return cache, extract(options(dataset, cache))
 
 
+@pytest.fixture(scope="module")
+def mute(tmp_path_factory):
+    """The same dataset without sound tracks."""
+    return synthesize(str(tmp_path_factory.mktemp("mute") / "ds"), videos=2, seed=0, size=(96, 64), duration_s=10.0,
+                      audio=False)
+
+
+@pytest.fixture(scope="module")
+def no_audio_cache(mute, tmp_path_factory):
+    """A cache extracted with --audio none."""
+    cache = tmp_path_factory.mktemp("none") / "none.zarr"
+    extract(options(mute, cache, audio="none"))
+    return cache
+
+
 def test_extraction_writes_audio_that_verify_checks(with_audio, tmp_path):
     import shutil
 
@@ -146,8 +161,8 @@ def test_the_reader_returns_audio_and_filters_on_it(with_audio):
     assert ds.skipped_without_audio == 0 and "audio" not in CacheDataset(str(cache), read_frames=False)[0]
 
 
-def test_videos_without_audio_are_flagged_or_fail_and_none_writes_no_audio(tmp_path):
-    ds = synthesize(str(tmp_path / "mute"), videos=2, seed=0, size=(96, 64), duration_s=10.0, audio=False)
+def test_videos_without_audio_are_flagged_or_fail_and_none_writes_no_audio(mute, no_audio_cache, tmp_path):
+    ds = mute
     summary = extract(options(ds, tmp_path / "opt.zarr"))
     arrays = read_arrays(tmp_path / "opt.zarr")
     assert summary.clips_ok == NUM_CLIPS and summary.clips_without_audio == NUM_CLIPS
@@ -157,9 +172,37 @@ def test_videos_without_audio_are_flagged_or_fail_and_none_writes_no_audio(tmp_p
     assert len(ds_audio) == 0 and ds_audio.skipped_without_audio == 6
     failed = extract(options(ds, tmp_path / "req.zarr", audio="required"))
     assert failed.clips_failed == NUM_CLIPS and all("audio: " in f and "no audio track" in f for f in failed.failures)
-    extract(options(ds, tmp_path / "none.zarr", audio="none"))
-    arrays = read_arrays(tmp_path / "none.zarr")
+    arrays = read_arrays(no_audio_cache)
     assert "audio" not in arrays and "audio_present" not in arrays
-    assert "audio" not in open_cache(str(tmp_path / "none.zarr")).attrs and verify_cache(str(tmp_path / "none.zarr")).ok
+    info = open_cache(str(no_audio_cache))
+    assert "audio" not in info.attrs and info.audio is None and verify_cache(str(no_audio_cache)).ok
     with pytest.raises(CacheError, match="has no audio"):
-        CacheDataset(str(tmp_path / "none.zarr"), read_frames=False, read_audio=True)
+        CacheDataset(str(no_audio_cache), read_frames=False, read_audio=True)
+
+
+def test_listentolook_trains_from_an_extracted_cache_with_the_cli_and_refuses_one_without_audio(
+        with_audio, no_audio_cache, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from egocache.cli import main
+
+    cache, _ = with_audio
+    args = ["train-student", "--variant", "listentolook", "--epochs", "1", "--pretrain-epochs", "1",
+            "--batch-size", "1", "--num-workers", "0", "--freeze-image-encoder", "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--cache", str(cache), "--out", str(tmp_path / "ltl")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ltl" / "metrics.json").read_text())
+    assert metrics["variant"] == "listentolook" and metrics["top1_acc"] is not None
+    assert (tmp_path / "ltl" / "pretrain" / "last.pt").is_file()
+    report = tmp_path / "report"
+    result = CliRunner().invoke(main, ["benchmark", "--cache", str(cache), "--runs", str(tmp_path / "ltl"), "--out",
+                                       str(report), "--no-latency"])
+    assert result.exit_code == 0, result.output
+    models = json.loads((report / "report.json").read_text())["models"]
+    assert [m["variant"] for m in models] == ["teacher", "listentolook"] and models[1]["gflops"] > 0
+    assert "| listentolook | 1 |" in (report / "report.md").read_text()
+    assert (report / "accuracy_vs_gflops.png").stat().st_size > 0
+    result = CliRunner().invoke(main, [*args, "--cache", str(no_audio_cache), "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "has no audio" in result.output and len(result.output.strip().splitlines()) == 1
