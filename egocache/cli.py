@@ -211,7 +211,8 @@ def _ablations(opts: BenchmarkOptions) -> None:
     result = run_ablations(cache, opts.out, seeds=tuple(opts.seeds), parts=tuple(opts.ablation_parts),
                            frames=tuple(opts.ablation_frames), base={**base, **dict(opts.student_options),
                                                                      "device": opts.device},
-                           workers=opts.jobs, threads=opts.threads, skip_verify=opts.skip_verify, log=log)
+                           workers=opts.jobs, threads=opts.threads, skip_verify=opts.skip_verify, log=log,
+                           variants=tuple(opts.ablation_variants))
     click.echo(result.files["md"].read_text())
     click.echo("\n".join(f"{k}: {p}" for k, p in result.files.items()))
 
