@@ -178,6 +178,8 @@ def test_videos_without_audio_are_flagged_or_fail_and_none_writes_no_audio(mute,
     assert "audio" not in info.attrs and info.audio is None and verify_cache(str(no_audio_cache)).ok
     with pytest.raises(CacheError, match="has no audio"):
         CacheDataset(str(no_audio_cache), read_frames=False, read_audio=True)
+    with pytest.raises(CacheError, match="begun without audio: resume it with --audio none"):
+        extract(options(ds, no_audio_cache))                       # the default --audio optional
 
 
 def test_listentolook_trains_from_an_extracted_cache_with_the_cli_and_refuses_one_without_audio(

@@ -129,8 +129,10 @@ class CacheWriter:
             if store.exists(control):
                 if differs:
                     what = ("a different clip table" if "layout" in differs else "different attributes")
+                    hint = ("; it was begun without audio: resume it with --audio none" if "audio" in differs
+                            and "audio" not in existing else "")
                     raise CacheError(f"{path}: an existing cache has {what} (differs in {differs}); "
-                                     f"choose another path or delete it")
+                                     f"choose another path or delete it{hint}")
                 return cls(store, existing)
         elif not _only_a_lease(store):
             raise CacheError(f"{path}: exists, is not empty and is not a cache; refusing to write")
