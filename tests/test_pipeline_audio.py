@@ -208,3 +208,29 @@ def test_listentolook_trains_from_an_extracted_cache_with_the_cli_and_refuses_on
     assert (report / "accuracy_vs_gflops.png").stat().st_size > 0
     result = CliRunner().invoke(main, [*args, "--cache", str(no_audio_cache), "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and "has no audio" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_each_video_is_decoded_once_per_shard_and_long_gaps_split_the_pass(tmp_path, monkeypatch):
+    import egocache.pipeline.audio as audio_mod
+    from egocache.pipeline.datasets import Clip
+    from egocache.pipeline.extract_worker import ShardJob, ShardResult, TeacherKey, _audio_windows, _ShardBuffers
+
+    path = write_av(tmp_path / "long.mp4", seconds=100.0, rate=16000, tones=(1000.0,), video=False)
+    calls: list[tuple[float, float]] = []
+    real = audio_mod.read_audio
+
+    def counting(p: str, start: float | None = None, end: float | None = None):
+        calls.append((start, end))
+        return real(p, start, end)
+
+    monkeypatch.setattr(audio_mod, "read_audio", counting)
+    centres = (5.0, 8.0, 9.5, 95.0)
+    clips = tuple(Clip(f"s{i}/0", f"s{i}", "v", path, "train", c, c - 1, c + 1, {"verb": 0}, None, ())
+                  for i, c in enumerate(centres))
+    job = ShardJob(cache="", shard=0, clips=clips, teacher=TeacherKey("t", None, (), (), "cpu"), heads=(),
+                   frame_size=8, positions=(0.5,), batch_size=1, audio_mode="optional", audio_seconds=CLIP_S)
+    buf = _ShardBuffers(len(clips), 4, {}, 1, 8, 422, (FREQ_BINS, spectrogram_frames(CLIP_S)))
+    _audio_windows(job, buf, ShardResult(0, len(clips), 0, [], 0, 0))
+    assert calls == [pytest.approx((5.0 - CLIP_S / 2, 9.5 + CLIP_S / 2)), pytest.approx((95.0 - CLIP_S / 2,
+                                                                                         95.0 + CLIP_S / 2))]
+    assert buf.audio_present.tolist() == [1, 1, 1, 1] and (peak_bins(buf.audio[3]) == 25).all()

@@ -27,6 +27,7 @@ from egocache.pipeline.frames import FramePlan, decode_planned, plan_video_clips
 STATUS_OK = 1
 STATUS_FAILED = 2
 UNIT_BATCHES = 4   # clips per decode-ahead unit, in teacher batches
+AUDIO_GAP_S = 60.0  # a shard's clips of one video more than this far apart get separate audio decodes
 
 
 @dataclass(frozen=True)
@@ -175,26 +176,31 @@ def _imu_windows(job: ShardJob, rows: list[int], buf: _ShardBuffers, result: Sha
 
 
 def _audio_windows(job: ShardJob, buf: _ShardBuffers, result: ShardResult) -> None:
-    """Fill the log spectrogram of every ok row, decoding each video's audio once for the shard (the span
-    its clips need). Under --audio required a clip without its window fails; under optional it stays,
-    flagged without audio (zeros, audio_present 0), reason kept."""
+    """Fill the log spectrogram of every ok row, decoding each video's audio once for the shard: one pass
+    over the span its clips need (a new pass only after a gap of AUDIO_GAP_S without clips, so a long
+    video's audio is never held whole). Under --audio required a clip without its window fails; under
+    optional it stays, flagged without audio (zeros, audio_present 0), reason kept."""
     from egocache.pipeline.audio import clip_spectrogram, read_audio
 
     if buf.audio is None:
         return
     t0 = time.perf_counter()
     half = job.audio_seconds / 2.0
+    spans: list[tuple[str, list[tuple[int, float]]]] = []
     for path, rows in _video_groups(job.clips).items():
-        rows = [r for r in rows if buf.status[r] == STATUS_OK]
-        if not rows:
-            continue
-        starts = [job.clips[r].centre_s - half for r in rows]      # the clip table's start_s
+        ok = sorted(((r, job.clips[r].centre_s - half) for r in rows if buf.status[r] == STATUS_OK),
+                    key=lambda rs: rs[1])                      # start_s as the clip table has it
+        for r, start in ok:
+            if not spans or spans[-1][0] != path or start - spans[-1][1][-1][1] > AUDIO_GAP_S:
+                spans.append((path, []))
+            spans[-1][1].append((r, start))
+    for path, clips in spans:
         track: Any
         try:
-            track = read_audio(path, min(starts), max(starts) + job.audio_seconds)
+            track = read_audio(path, clips[0][1], clips[-1][1] + job.audio_seconds)
         except AudioError as exc:
             track = exc
-        for r, start in zip(rows, starts):
+        for r, start in clips:
             try:
                 if isinstance(track, AudioError):
                     raise track
