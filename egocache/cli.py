@@ -211,7 +211,8 @@ def _ablations(opts: BenchmarkOptions) -> None:
     result = run_ablations(cache, opts.out, seeds=tuple(opts.seeds), parts=tuple(opts.ablation_parts),
                            frames=tuple(opts.ablation_frames), base={**base, **dict(opts.student_options),
                                                                      "device": opts.device},
-                           workers=opts.jobs, threads=opts.threads, skip_verify=opts.skip_verify, log=log)
+                           workers=opts.jobs, threads=opts.threads, skip_verify=opts.skip_verify, log=log,
+                           variants=tuple(opts.ablation_variants))
     click.echo(result.files["md"].read_text())
     click.echo("\n".join(f"{k}: {p}" for k, p in result.files.items()))
 
@@ -367,7 +368,8 @@ def synth_command(as_json: bool, **values: Any) -> None:
     size = parse_size(opts.size)
     summary = synthesize(opts.out, videos=opts.videos, seed=opts.seed, size=size, fps=opts.fps,
                          duration_s=opts.duration, validation_share=opts.validation_share,
-                         imu_layout=opts.imu_layout, rgb_frames=opts.rgb_frames, progress=not as_json)
+                         imu_layout=opts.imu_layout, rgb_frames=opts.rgb_frames, audio=opts.audio,
+                         progress=not as_json)
     if as_json:
         echo_json(summary.to_dict())
         return

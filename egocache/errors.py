@@ -45,5 +45,9 @@ class IMUError(ClipError):
     """An IMU stream is missing, broken, or does not cover a clip's window."""
 
 
+class AudioError(ClipError):
+    """A video has no audio track, its track cannot be decoded, or it does not cover a clip's window."""
+
+
 class DependencyError(EgocacheError):
     """An optional dependency (a pip extra, e.g. egocache[deploy]) that a command needs is not installed."""

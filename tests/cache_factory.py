@@ -3,7 +3,8 @@
 `create`/`write`/`make_cache`: a 10-clip cache with values derived from the row (cache format tests).
 `make_test_cache`: a learnable cache for student tests. Each clip's verb label leaves a learnable trace everywhere a student looks: the frames carry a
 class-coloured square, the IMU a class-specific sinusoid, and the teacher feature/logits a noisy
-class prototype. Training clips are one per segment; validation segments have `eval_clips` clips.
+class prototype (and, with `audio`, the spectrogram a class-specific band). Training clips are one per
+segment; validation segments have `eval_clips` clips.
 """
 
 from __future__ import annotations
@@ -92,11 +93,14 @@ def make_test_cache(tmp_path: Path, *, name: str = "cache.zarr", n_train: int = 
                     eval_clips: int = 2, frame_size: int = 32, feature_dim: int = 16,
                     frame_counts: tuple[int, ...] = (1, 2), first_last: bool = True, imu: bool = True,
                     features: bool = True, shard_size: int = 64, seed: int = 0,
-                    attrs_extra: dict[str, Any] | None = None, selections: tuple[str, ...] = ("uniform",)) -> str:
+                    attrs_extra: dict[str, Any] | None = None, selections: tuple[str, ...] = ("uniform",),
+                    audio: bool = False, audio_seconds: float = 0.5) -> str:
     """Write a cache of `n_train` train clips and `n_val_segments` x `eval_clips` validation clips.
 
     Frames are noise with a class-coloured centre square; the top-left pixel of each holds the index of
-    its stored position (so tests can tell which stored frames a read returns).
+    its stored position (so tests can tell which stored frames a read returns). With `audio`, the cache has
+    an audio section for windows of `audio_seconds` (short: fast students) and log spectrograms that are
+    noise plus a loud band at bin 20 + 25 * verb; every 8th clip has none (audio_present 0).
     """
     rng = np.random.default_rng(seed)
     path = str(Path(tmp_path) / name)
@@ -116,6 +120,10 @@ def make_test_cache(tmp_path: Path, *, name: str = "cache.zarr", n_train: int = 
     positions, sets, fl = student_positions(frame_counts, first_last, selections)
     for_n = sets["uniform"]
     attrs = {**cache_attrs("synthetic-test", {}, motion_pair_verbs=MOTION_VERBS), **(attrs_extra or {})}
+    if audio:
+        from egocache.pipeline.audio import audio_attrs
+
+        attrs["audio"] = audio_attrs(audio_seconds, "optional", "float16")
     attrs["sampling"] = {**attrs["sampling"], "frame_sets": {sel: {str(k): v for k, v in by_n.items()}
                                                              for sel, by_n in sets.items()}}
     writer = CacheWriter.create(path, clips=clips, feature_dim=feature_dim,
@@ -141,7 +149,14 @@ def make_test_cache(tmp_path: Path, *, name: str = "cache.zarr", n_train: int = 
         imu_arr = (wave + 0.2 * rng.normal(size=(m, 422, 6))).astype(np.float32) if imu else \
             np.zeros((m, 422, 6), np.float32)
         imu_arr -= imu_arr.mean(axis=1, keepdims=True)
+        sound = {}
+        if audio:
+            bins, width = attrs["audio"]["freq_bins"], attrs["audio"]["frames"]
+            spec = rng.normal(-10.0, 1.0, size=(m, bins, width)).astype(np.float32)
+            spec[np.arange(m), 20 + 25 * v] += 8.0
+            present = (np.arange(rows.start, rows.stop) % 8 != 7).astype(np.int8)
+            sound = {"audio": spec * present[:, None, None], "audio_present": present}
         writer.write_shard(i, feats if features else np.zeros_like(feats),
                            logits if features else {h: np.zeros_like(x) for h, x in logits.items()},
-                           imu_arr, frames, np.ones(m, np.int8), [""] * m)
+                           imu_arr, frames, np.ones(m, np.int8), [""] * m, **sound)
     return path

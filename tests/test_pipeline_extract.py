@@ -47,7 +47,7 @@ def test_extract_writes_every_clip_and_what_students_need(dataset, reference):
     assert (summary.clips, summary.clips_ok, summary.clips_failed) == (NUM_CLIPS, NUM_CLIPS, 0)
     assert summary.shards_run == NUM_CLIPS and summary.failures == [] and summary.manifest_problems == []
     assert 0 < summary.frames_spanned_per_clip <= summary.frames_decoded_per_clip
-    assert summary.clips_per_s > 0 and set(summary.stage_seconds) == {"decode", "imu", "teacher", "write"}
+    assert summary.clips_per_s > 0 and set(summary.stage_seconds) == {"decode", "imu", "audio", "teacher", "write"}
     assert read_summary(str(cache)) == json.loads(json.dumps(summary.to_dict()))
 
     arrays = read_arrays(cache)
@@ -209,7 +209,7 @@ def test_decoding_of_the_next_unit_overlaps_the_teacher(dataset, tmp_path, monke
     import egocache.pipeline.extract_worker as worker
 
     events: list[tuple[str, float, float]] = []
-    real_decode, real_teacher = worker._prepare_unit, worker.run_teacher
+    real_decode, real_teacher = worker._prepare_unit, worker.run_teacher_aux
 
     def timed(name, fn):
         def wrapper(*args, **kwargs):
@@ -222,7 +222,7 @@ def test_decoding_of_the_next_unit_overlaps_the_teacher(dataset, tmp_path, monke
         return wrapper
 
     monkeypatch.setattr(worker, "_prepare_unit", timed("decode", real_decode))
-    monkeypatch.setattr(worker, "run_teacher", timed("teacher", real_teacher))
+    monkeypatch.setattr(worker, "run_teacher_aux", timed("teacher", real_teacher))
     monkeypatch.setattr(worker, "UNIT_BATCHES", 1)
     summary = extract(options(dataset, tmp_path / "c.zarr", shard_size=64, batch_size=1, progress=False))
     assert summary.clips_ok == NUM_CLIPS

@@ -456,6 +456,74 @@ def test_appearance_verbs_show_in_one_frame_and_not_in_the_imu(stats):
     assert frame_acc >= 0.9 and imu_acc < 0.6
 
 
+AUDIO_BANDS_HZ = ((0, 300), (300, 700), (700, 1600), (1600, 2200), (2200, 2800), (2800, 5000), (5000, 7000))
+
+
+def segment_sound(ds: SynthSummary, rows: list[dict[str, str]]) -> np.ndarray:
+    """Log mean power of each segment's audio (decoded at 16 kHz mono as extraction does) in
+    AUDIO_BANDS_HZ (n, 7)."""
+    from egocache.pipeline.audio import log_spectrogram, read_audio
+
+    tracks = {v.video_id: read_audio(v.video_path) for v in ds.videos}
+    freq = np.arange(201) * 40.0
+    out = []
+    for r in rows:
+        track = tracks[r["video_id"]]
+        a, b = (int(round((seconds(r[k]) - track.start_s) * 16000)) for k in ("start_timestamp", "stop_timestamp"))
+        power = np.exp(2.0 * log_spectrogram(track.samples[a:b]).astype(np.float64))
+        out.append([np.log(power[(freq >= lo) & (freq < hi)].mean()) for lo, hi in AUDIO_BANDS_HZ])
+    return np.array(out)
+
+
+def test_every_video_has_a_sound_track_and_the_rest_is_the_same_without_it(small, tmp_path):
+    ds = small[0]
+    meta = json.loads(open(ds.meta_json).read())
+    assert meta["audio"]["rate_hz"] == 24000 and set(meta["audio"]["verb_sounds"]) == set(VERBS)
+    for v in ds.videos:
+        with av.open(v.video_path) as container:
+            (audio,) = container.streams.audio
+            assert (audio.codec_context.name, audio.rate, audio.channels) == ("aac", 24000, 1)
+            assert float(audio.duration * audio.time_base) == pytest.approx(v.duration_s, abs=0.05)
+    kw = dict(videos=1, seed=3, size=(32, 24), duration_s=8.0, imu_layout="epic100")
+    with_audio, without = (synthesize(str(tmp_path / name), audio=flag, **kw)
+                           for name, flag in (("with", True), ("without", False)))
+    a, b = file_hashes(with_audio.root), file_hashes(without.root)
+    video = "P01/videos/P01_101.MP4"
+    assert {k for k in a if a[k] != b[k]} == {video, "synth.json"}      # annotations, IMU: same bytes
+    frames = []
+    for root in (with_audio.root, without.root):
+        with av.open(os.path.join(root, video)) as container:
+            frames.append([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+            has_audio = bool(container.streams.audio)
+        assert has_audio == (root == with_audio.root)
+    assert len(frames[0]) == 240 and all(np.array_equal(x, y) for x, y in zip(*frames))
+
+
+def test_audio_tells_the_appearance_verbs_apart_and_no_motion_pair(stats):
+    """The rule of synth/audio.py as a user hears it: cut, pour and wash sound different from each other
+    and louder than the motion pairs; a pair's two verbs sound alike."""
+    rows = rows_of(stats)
+    x, y = segment_sound(stats, rows), [r["verb"] for r in rows]
+    app = [i for i, v in enumerate(y) if v in APPEARANCE_VERBS]
+    acc = nearest_centroid_cv(x[app], [y[i] for i in app], [rows[i] for i in app])
+    pairs = []
+    for pair in MOTION_PAIRS:
+        idx = [i for i, v in enumerate(y) if v in pair]
+        pairs.append(nearest_centroid_cv(x[idx], [y[i] for i in idx], [rows[i] for i in idx]))
+    loud = x[:, 1:].max(axis=1)                       # the loudest band above the hum
+    app_loud = np.median(loud[app])
+    pair_loud = np.median(loud[[i for i, v in enumerate(y) if v not in APPEARANCE_VERBS]])
+    print(f"audio: appearance verbs {acc:.2f} (chance 0.33), motion pairs {np.round(pairs, 2)} (chance 0.5), "
+          f"median loudest band {app_loud:.1f} vs {pair_loud:.1f}")
+    assert acc >= 0.85 and np.mean(pairs) < 0.65 and max(pairs) < 0.75 and app_loud > pair_loud + 2.0
+    meta = json.loads(open(stats.meta_json).read())
+    sounds = meta["segment_audio"]
+    played = [sounds.get(r["narration_id"]) for r in rows]
+    for verb, (sound, p) in ((v, (d["sound"], d["probability"])) for v, d in meta["audio"]["verb_sounds"].items()):
+        got = [s for s, v in zip(played, y) if v == verb]
+        assert set(got) <= {sound, None} and abs(np.mean([s is not None for s in got]) - p) < 0.3
+
+
 def test_the_clip_shows_the_head_motion_for_pitch_and_yaw_pairs(stats):
     """Where the head turns with the action, two of the 16 frames of the centre clip (0.53 s apart) show
     which way the scene beside the object moved."""

@@ -68,6 +68,33 @@ def test_plan_shares_settings_between_tables_and_pretrains_between_variants():
     assert labels[0].startswith("GT only") and labels[1] == "without KD" and labels[-1] == "EgoDistill (all)"
 
 
+def test_fig3_takes_the_listentolook_curve_with_its_own_audio_pretrain():
+    specs = plan(("fig3",), (1, 2), ("egodistill", "listentolook"))
+    assert [s.name for s in specs] == ["egodistill-n1", "egodistill-n2", "listentolook-n1", "listentolook-n2"]
+    ltl = specs[2]
+    assert (ltl.pretrain_name, ltl.pretrain_variant) == ("pretrain-audio-n1-full", "listentolook")
+    assert RunSpec("listentolook", 1, pretrain=None).name == "listentolook-n1-nopretrain"
+    assert RunSpec("visimu", 1).pretrain_variant == "egodistill"
+
+
+def test_fig3_with_listentolook_trains_and_reports_it_next_to_egodistill(tmp_path):
+    audio = make_test_cache(tmp_path, name="audio.zarr", n_train=16, n_val_segments=4, eval_clips=1, audio=True)
+    out = tmp_path / "abl"
+    res = CliRunner().invoke(main, ["benchmark", "--ablations", "--cache", audio, "--out", str(out), "--seeds", "0",
+                                    "--ablation-parts", "fig3", "--ablation-frames", "1",
+                                    "--ablation-variants", "egodistill,listentolook", *SMALL])
+    assert res.exit_code == 0, res.output
+    rows = [r for r in csv.DictReader((out / "ablations.csv").open()) if r["table"] == "fig3"]
+    assert [r["variant"] for r in rows] == ["egodistill", "listentolook"] and float(rows[1]["gflops"]) > 0
+    assert (out / "runs" / "pretrain-audio-n1-full" / "seed0" / "pretrain" / "last.pt").is_file()
+    assert "EgoDistill > ListenToLook (N=1)" in (out / "report.md").read_text()
+    assert (out / "fig3_accuracy_vs_gflops.png").stat().st_size > 1000
+    plain = make_test_cache(tmp_path, name="plain.zarr", n_train=8, n_val_segments=2)
+    res = CliRunner().invoke(main, ["benchmark", "--ablations", "--cache", plain, "--out", str(tmp_path / "p"),
+                                    "--ablation-parts", "fig3", "--ablation-variants", "listentolook", *SMALL])
+    assert res.exit_code == 1 and "has no audio" in res.output and "Traceback" not in res.output
+
+
 # --- end to end ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

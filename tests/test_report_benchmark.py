@@ -81,6 +81,9 @@ def test_paper_configs_match_table3(tmp_path) -> None:
     assert 180 < teacher["gflops"] / n1["gflops"] < 210             # the paper's "200x fewer GFLOPs"
     assert by_name["egodistill-n4"]["gflops"] > by_name["egodistill-n2"]["gflops"] > n1["gflops"]
     assert "mformer" in result.output and "egodistill-n4" in result.output
+    ltl = by_name["listentolook-n1"]     # the audio CNN over 201x211 (0.043 GFLOPs) in place of the IMU's (0.047)
+    assert ltl["variant"] == "listentolook" and abs(ltl["gflops"] - n1["gflops"]) < 0.01
+    assert [m["name"] for m in data["models"]].index("listentolook-n1") == 4    # after egodistill
 
 
 def test_benchmark_needs_cache_and_runs() -> None:

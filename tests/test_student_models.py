@@ -13,6 +13,7 @@ from egocache.student.resnet import ResNet18, load_image_weights
 
 HEADS = {"verb": 5, "noun": 7}
 SIZE = 32
+AUDIO_SHAPE = (201, 40)
 
 # torchvision.models.resnet18().state_dict(): names and shapes, in order (written out by hand).
 TORCHVISION_RESNET18 = [
@@ -142,16 +143,18 @@ TORCHVISION_RESNET18 = [
 
 
 def _batch(n: int, b: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A tiny random cache-like batch: uint8 frames (b,n,32,32,3) and a (b,422,6) IMU window."""
+    """A tiny random cache-like batch: uint8 frames (b,n,32,32,3), a (b,422,6) IMU window and a (b,201,40)
+    float16 log spectrogram."""
     g = torch.Generator().manual_seed(seed)
     return {"frames": torch.randint(0, 256, (b, n, SIZE, SIZE, 3), generator=g, dtype=torch.uint8),
             "first_last": torch.randint(0, 256, (b, 2, SIZE, SIZE, 3), generator=g, dtype=torch.uint8),
-            "imu": torch.randn(b, 422, 6, generator=g)}
+            "imu": torch.randn(b, 422, 6, generator=g),
+            "audio": (torch.randn(b, *AUDIO_SHAPE, generator=g) - 5.0).half()}
 
 
 def _student(variant: str, n: int = 1):
     torch.manual_seed(0)
-    return build_student(variant, frames=n, feature_dim=24, heads=HEADS).eval()
+    return build_student(variant, frames=n, feature_dim=24, heads=HEADS, audio_shape=AUDIO_SHAPE).eval()
 
 
 def _torchvision_file(tmp_path, *, drop_counters: bool = False) -> tuple[str, dict]:
@@ -250,14 +253,16 @@ def test_every_variant_and_frame_count_has_the_documented_shapes(variant, n):
     with torch.no_grad():
         out = s(batch)
         img = s.image_features(batch["frames"])
-        again = s.forward_from_image_features(img, batch["imu"])
+        again = s.forward_from_image_features(img, s.sensor_input(batch))
     assert out["feature"].shape == (3, 24)
     assert {h: v.shape for h, v in out["logits"].items()} == {"verb": (3, 5), "noun": (3, 7)}
     assert img.shape == (3, n, 512)
     assert torch.allclose(again["feature"], out["feature"], atol=1e-5)
     assert (s.gru is not None) == (n > 1)
-    assert (s.imu_encoder is not None) == (s.fusion is not None) == (variant in ("egodistill", "visimu"))
-    assert s.distill == variant.endswith("distill")
+    assert (s.imu_encoder is not None) == (variant in ("egodistill", "visimu"))
+    assert (s.audio_encoder is not None) == (variant == "listentolook")
+    assert (s.fusion is not None) == (s.predictor is not None) == (variant in ("egodistill", "visimu", "listentolook"))
+    assert s.distill == (variant.endswith("distill") or variant == "listentolook")
 
 
 def test_gru_aggregates_frames_in_order_only_when_n_above_one():
@@ -275,14 +280,33 @@ def test_gru_aggregates_frames_in_order_only_when_n_above_one():
         assert torch.allclose(one.forward_from_image_features(img)["feature"], one.projection(img[:, 0]))
 
 
-def test_imu_changes_the_output_only_for_imu_variants():
+def test_imu_changes_the_output_only_for_imu_variants_and_audio_only_for_listentolook():
     batch = _batch(1)
-    other = {**batch, "imu": batch["imu"].flip(0)}
+    for key in ("imu", "audio"):
+        other = {**batch, key: batch[key].flip(0)}
+        with torch.no_grad():
+            for variant in ("egodistill", "visonly-distill", "listentolook"):
+                s = _student(variant)
+                changed = not torch.allclose(s(batch)["feature"], s(other)["feature"])
+                assert changed == (s.sensor_key == key), (variant, key)
+
+
+def test_listentolook_is_egodistill_with_a_2d_audio_cnn_in_place_of_the_imu_encoder():
+    ego, ltl = _student("egodistill", 2), _student("listentolook", 2)
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()  # noqa: E731
+                        if not k.startswith(("imu_encoder.", "audio_encoder."))}
+    assert shapes(ego) == shapes(ltl)                                   # same f_I, GRU, Π, h, heads
+    assert ltl.audio_encoder.out_dim == ego.imu_encoder.out_dim == 256
+    assert [type(m).__name__ for m in ltl.audio_encoder.cnn][:4] == ["Conv2d", "BatchNorm2d", "GELU", "Dropout"]
     with torch.no_grad():
-        for variant, uses_imu in (("egodistill", True), ("visonly-distill", False)):
-            s = _student(variant)
-            changed = not torch.allclose(s(batch)["feature"], s(other)["feature"])
-            assert changed == uses_imu, variant
+        out = ltl.pretrain_forward(_batch(2))
+    assert out["pred_imu"].shape == out["imu_feature"].shape == (3, 256) and out["feature"].shape == (3, 24)
+    with pytest.raises(ValueError, match="needs an 'audio'"):
+        ltl({"frames": _batch(2)["frames"]})
+    with pytest.raises(ValueError, match="audio must be"):
+        ltl({**_batch(2), "audio": torch.zeros(3, 100, 40)})
+    with pytest.raises(ValueError, match="needs audio_shape"):
+        build_student("listentolook", frames=1, feature_dim=8, heads=HEADS)
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -296,7 +320,7 @@ def test_bad_inputs_raise_clear_errors():
         s({**batch, "imu": batch["imu"][..., :3]})
     with pytest.raises(ConfigError, match="unknown student variant 'big'"):
         build_student("big", frames=1, feature_dim=8, heads=HEADS)
-    with pytest.raises(ValueError, match="no IMU branch"):
+    with pytest.raises(ValueError, match="no IMU or audio branch"):
         _student("visonly").pretrain_forward(_batch(1))
 
 

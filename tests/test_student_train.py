@@ -269,3 +269,22 @@ def test_runs_share_a_features_dir_and_compute_each_feature_file_once(cache, tmp
     computed = [line for line in logs if line.startswith("computing frozen image features")]
     assert len(computed) == 2 and {"train", "validation"} == {line.split()[6] for line in computed}
     assert len(list((tmp_path / "features").glob("*.npy"))) == 2 and not (tmp_path / "seed1" / "image_features").exists()
+
+
+def test_listentolook_pretrains_and_distils_from_audio_skipping_clips_without_it(tmp_path):
+    path = make_test_cache(tmp_path, n_train=16, n_val_segments=2, audio=True)
+    logs: list[str] = []
+    result = train_student(config(path, tmp_path / "run", variant="listentolook", epochs=1), progress=False,
+                           log=logs.append)
+    assert list(result) == ["pretrain", "distill"] and result["distill"]["top1_acc"] is not None
+    assert any("reads audio: skipping the clips without it 2 train, 0 validation" in line for line in logs)
+    ckpt = load_student_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["model_config"]["audio_shape"] == [201, 48]
+    assert any(k.startswith("audio_encoder.cnn.") for k in ckpt["model"]) and not any(
+        k.startswith("imu_encoder.") for k in ckpt["model"])
+    assert float(ckpt["model"]["audio_encoder.input_mean"].mean()) < -5.0      # set from the training spectrograms
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["needs_audio"] and not run["needs_imu"] and run["audio"]["n_fft"] == 400
+    plain = make_test_cache(tmp_path, name="plain.zarr", n_train=16, n_val_segments=2)
+    with pytest.raises(CacheError, match="has no audio .* variant listentolook"):
+        train_student(config(plain, tmp_path / "run2", variant="listentolook"), progress=False, log=quiet)

@@ -39,6 +39,7 @@ class CacheInfo:
     size_bytes: int | None             # None where not measured (a dataset's view of its cache)
     attrs: dict[str, Any] = field(repr=False)
     teachers: dict[str, dict[str, Any]] = field(default_factory=dict)   # added teachers (teachers/<name>)
+    audio: dict[str, Any] | None = None  # the audio section of a cache extracted with audio, else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (for `egocache info --json`)."""
@@ -66,6 +67,9 @@ class CacheInfo:
             f"first/last {s['first_last']}",
             f"imu        {self.imu['window']} samples at {self.imu['rate_hz']} Hz, channels "
             f"{self.imu['channels']}, centred={self.imu['centred']}",
+            *([f"audio      {self.audio['freq_bins']}x{self.audio['frames']} log spectrogram per clip "
+               f"({self.audio['rate_hz']} Hz mono, STFT {self.audio['n_fft']}/{self.audio['hop']} "
+               f"{self.audio['window']}), {self.audio['dtype']}"] if self.audio else []),
             f"source     {self.source['dataset']} (manifest sha256 "
             f"{str(self.source['manifest_sha256'])[:12]}...)",
         ]
@@ -154,7 +158,8 @@ def describe(store: CacheStore, attrs: dict[str, Any], split: np.ndarray, status
         teacher=teacher, heads=teacher["heads"], feature_dim=teacher["feature_dim"],
         sampling=attrs["sampling"], imu=attrs["imu"], source=attrs["source"], frames=attrs["frames"],
         created_by=attrs["created_by"], size_bytes=disk_size(store) if measure_size else None, attrs=attrs,
-        teachers=describe_teachers(store, split))
+        teachers=describe_teachers(store, split),
+        audio=attrs.get("audio") if isinstance(attrs.get("audio"), dict) else None)
 
 
 def open_cache(path: str | os.PathLike[str] | CacheStore) -> CacheInfo:

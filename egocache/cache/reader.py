@@ -73,7 +73,8 @@ class CacheDataset(Dataset):
     def __init__(self, path: str | os.PathLike, *, split: str = "train", frames: int = 1,
                  read_frames: bool = True, first_last: bool = False, require_imu: bool = False,
                  selection: str = "uniform", selection_seed: int = 0, whole_pool: bool = False,
-                 direct: bool | None = None, teachers: Sequence[str] = ()) -> None:
+                 direct: bool | None = None, teachers: Sequence[str] = (), read_audio: bool = False,
+                 require_audio: bool = False) -> None:
         """Index `split`'s ok clips of the cache at `path` (a folder or an fsspec URL) for a
         `frames`-frame (N) student.
 
@@ -84,6 +85,10 @@ class CacheDataset(Dataset):
         `teachers` names teachers whose outputs each item carries under "teachers" ({name: {"feature",
         "logits", "aux"}}): the cache's own teacher or ones added to it (cache/teachers.py); clips that
         an added teacher failed are left out (`skipped_by_teacher` counts them per teacher).
+        `read_audio` adds each clip's log spectrogram ("audio", (201, frames) in the cache's dtype, float16 by
+        default; zeros where audio_present is 0), read directly from the shards like the IMU;
+        `require_audio` keeps only clips with their audio window (`skipped_without_audio` counts the
+        others). Both refuse a cache without audio (CacheError).
         """
         self.store = open_store(path)
         self.path = self.store.url
@@ -123,6 +128,15 @@ class CacheDataset(Dataset):
             ok = read_small_column(gstore, zarr_group(gstore), gattrs, "status") == STATUS_OK
             self.skipped_by_teacher[name] = int((usable & ~ok).sum())
             usable &= ok
+        if (read_audio or require_audio) and "audio_present" not in specs:
+            raise CacheError(f"{self.path}: has no audio (extracted with --audio none, or by an egocache from "
+                             "before audio); re-extract with --audio optional or required")
+        self.read_audio = read_audio
+        self.skipped_without_audio = 0
+        if require_audio:
+            heard = read_small_column(self.store, group, attrs, "audio_present", files) == 1
+            self.skipped_without_audio = int((usable & ~heard).sum())
+            usable &= heard
         index = np.int32 if self.info.num_clips < 2**31 else np.int64
         self.rows: np.ndarray = np.flatnonzero(usable).astype(index)
         # only the int32 segment code of each clip is kept: the ids themselves (a Python str per
@@ -131,7 +145,8 @@ class CacheDataset(Dataset):
         self._segment_names: list[str] | None = None
         heads = list(self.info.heads)
         root_aux = [f"aux_{a}" for a in self.info.teacher.get("aux") or {}]
-        self._small = ["features", "imu", *(f"logits_{h}" for h in heads), *(f"label_{h}" for h in heads), *root_aux]
+        self._small = ["features", "imu", *(f"logits_{h}" for h in heads), *(f"label_{h}" for h in heads),
+                       *root_aux, *(["audio"] if read_audio else [])]
         self._direct_rows = all(direct_rows(specs[n], int(attrs["format_version"])) for n in self._small)
         self._state: _Process | None = None
         files.close()
@@ -195,10 +210,7 @@ class CacheDataset(Dataset):
         added = {n: r.allocate(len(rows)) for n, r in st.groups.items()}
         readers = [(st.rows, small)] if st.memory is None else []
         for reader, out in [*readers, *((r, added[n]) for n, r in st.groups.items())]:
-            if self.store.local:
-                reader.gather(rows, out)        # straight from the files' maps
-            else:
-                reqs += reader.requests(rows, out)
+            reqs += reader.requests(rows, out)
         got = None
         if st.frames is not None:
             s = st.frames.size
@@ -219,6 +231,8 @@ class CacheDataset(Dataset):
         }
         if self.teachers:
             out["teachers"] = {n: _teacher_item(added[n] if n in added else small) for n in self.teachers}
+        if self.read_audio:
+            out["audio"] = torch.from_numpy(small["audio"])
         if got is not None:
             if self.read_frames:
                 frames = got[:, :len(self._stored)]

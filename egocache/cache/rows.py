@@ -2,14 +2,17 @@
 
 Format 2 stores every fixed-size per-clip array uncompressed (schema.direct_rows), so row r of an
 array lives at a fixed offset of one file: chunk r // R, byte (r % R) * row_bytes. A process reads
-the rows of a batch straight into the batch's arrays (copied out of read-only memory maps of the
-files, or concurrent ranged GETs on object storage) and holds nothing per clip: memory per DataLoader
-worker does not grow with the cache (mapped pages are the shared page cache, not the process's own).
-A mapped file that shrinks under the reader would raise SIGBUS on access, killing the process without
-a message; egocache's writers replace files by rename (the mapping keeps the old inode), and before
-each batch the reader checks every mapped file's size again (fstat), so a file truncated in place by
-another program is a one-line CacheError instead (a truncation within that microsecond window is the
-remaining risk). The clip table's string columns (split, segment_id) are decoded here
+the rows of a batch straight into the batch's arrays (`os.preadv` from cached file descriptors, or
+concurrent ranged GETs on object storage) and holds nothing per clip: memory per DataLoader worker
+does not grow with the cache. Raw frames, the bulk of a batch, are gathered instead by numpy from
+read-only memory maps of their shard files (`view`, used by cache/frames.py): a copy out of mapped
+pages, where preadv paid the kernel's page-cache walk per range (0.65x a numpy memmap, now ~0.9x).
+Small arrays keep preadv: a random batch of a large cache touches hundreds of small files, and mapping
+each (and faulting its pages in) cost 3x in reads at 100k clips (benchmarks/scale.py). A mapped file
+that shrinks under the reader would raise SIGBUS on access, killing the process without a message;
+egocache's writers replace files by rename (the mapping keeps the old inode), and `view` checks the
+file's size again (fstat) before every read, so a file truncated in place by another program is a
+one-line CacheError instead (a truncation within that microsecond window is the remaining risk). The clip table's string columns (split, segment_id) are decoded here
 from their one chunk (vlen-utf8 + zstd) when they have that layout, ~2.5x faster than through zarr;
 anything else is read through zarr.
 """
@@ -44,8 +47,9 @@ def io_threads() -> int:
 class ShardFiles:
     """Reads byte ranges of a cache's files into arrays; one per process (file descriptors, a thread pool).
 
-    Local caches: a bounded LRU of open files, each memory-mapped read-only, ranges copied out of the
-    maps by numpy in parallel threads (the copies release the GIL). Object storage: one concurrent batch of
+    Local caches: a bounded LRU of open file descriptors and `os.preadv` of runs of adjacent ranges,
+    files read in parallel threads (preadv releases the GIL); frame shard files also mapped read-only
+    (`view`). Object storage: one concurrent batch of
     ranged GETs (fsspec `cat_ranges`). Every range is checked against the file's size first.
     """
 
@@ -178,11 +182,21 @@ class ShardFiles:
                              f"run `egocache verify {self.store.url}`")
 
     def _read_local(self, groups: dict[str, list[tuple[int, np.ndarray]]]) -> None:
-        """Copy every range out of its file's map, in this thread (warm, reading threads only contended
-        for the cores: benchmarks/cache_read.py)."""
+        """preadv every file's runs; the files split by bytes over the reading threads (one task each)."""
         self._evict(keep=len(groups))
-        for key, items in groups.items():
-            _copy_ranges(self.view(key), items)
+        fds = {key: self._fd(key)[0] for key in groups}
+        jobs = [(fds[key], self.store.where(key), items) for key, items in groups.items()]
+        if len(jobs) < 2 or self.threads < 2:
+            for job in jobs:
+                _preadv_runs(*job)
+            return
+        shares: list[list[tuple[int, str, list[tuple[int, np.ndarray]]]]] = [[] for _ in range(self.threads)]
+        load = [0] * self.threads
+        for job in sorted(jobs, key=lambda j: -sum(out.nbytes for _, out in j[2])):
+            i = load.index(min(load))                # greedy: the least loaded thread takes the next file
+            shares[i].append(job)
+            load[i] += sum(out.nbytes for _, out in job[2])
+        list(self._threads().map(lambda share: [_preadv_runs(*job) for job in share], [s for s in shares if s]))
 
     def _read_remote(self, groups: dict[str, list[tuple[int, np.ndarray]]]) -> None:
         """One concurrent batch of ranged GETs; each merged run is copied into its arrays."""
@@ -219,10 +233,14 @@ def _runs(items: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarra
 _LARGE_ROW_BYTES = 64 * 1024       # rows at least this long (frames) are copied run by run, no temporary
 
 
-def _copy_ranges(view: np.ndarray, items: list[tuple[int, np.ndarray]]) -> None:
-    """Copy each (offset, array) range of a mapped file (`view`, sizes checked by the caller) into its array."""
-    for off, out in items:
-        out.reshape(-1).view(np.uint8)[:] = view[off:off + out.nbytes]
+def _preadv_runs(fd: int, where: str, items: list[tuple[int, np.ndarray]]) -> None:
+    """preadv each run of back-to-back ranges of one file straight into its arrays."""
+    for run in _runs(items):
+        start = run[0][0]
+        want = run[-1][0] + run[-1][1].nbytes - start
+        got = os.preadv(fd, [memoryview(out).cast("B") for _, out in run], start)
+        if got != want:
+            raise CacheError(f"{where}: short read at byte {start} ({got} of {want})")
 
 
 def chunk_groups(rows: np.ndarray, r: int) -> list[tuple[int, np.ndarray]]:
@@ -291,29 +309,10 @@ class RowReader:
                 reqs.append((self.prefix + chunk_key(spec, row // r), (row % r) * nb, dst[b:b + 1], size))
         return reqs
 
-    def gather(self, rows: np.ndarray, out: dict[str, np.ndarray]) -> None:
-        """Fill out[name] with rows `rows` of every array of a local cache: one numpy gather per chunk
-        file from its map (what `requests` + read_into do range by range, for object storage)."""
-        groups: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for spec in self.specs:
-            r, nb = spec.chunk_rows, self.row_bytes[spec.name]
-            flat = out[spec.name].reshape(len(rows), -1).view(np.uint8).reshape(len(rows), nb)
-            if r not in groups:
-                groups[r] = chunk_groups(rows, r)
-            for c, sel in groups[r]:
-                key = self.prefix + chunk_key(spec, c)
-                self.files.check_size(key, r * nb)
-                src = self.files.view(key).reshape(r, nb)
-                take_rows(src, rows[sel] % r, flat, sel)
-
     def read(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """{array: (len(rows), ...)} rows read straight from the store."""
-        rows = np.asarray(rows, np.int64)
         out = self.allocate(len(rows))
-        if self.files.store.local:
-            self.gather(rows, out)
-        else:
-            self.files.read_into(self.requests(rows, out))
+        self.files.read_into(self.requests(np.asarray(rows, np.int64), out))
         return out
 
 

@@ -159,6 +159,7 @@ def array_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
                   "IMU window, channels in imu.channels order"),
         *([ArraySpec("imu_present", (n,), "int8", rows, True,
                      "1 if the clip has its IMU window, 0 if not (imu rows then zero)")] if "mode" in imu else []),
+        *audio_specs(attrs),
         frames,
         ArraySpec("status", (n,), "int8", rows, True, "0 pending, 1 ok, 2 failed"),
         ArraySpec("error", (n,), "string", rows, True, "reason a clip failed, empty if ok"),
@@ -168,6 +169,19 @@ def array_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
           for h in heads),
     ]
     return specs
+
+
+def audio_specs(attrs: dict[str, Any]) -> list[ArraySpec]:
+    """The audio arrays of a cache extracted with audio (root attribute section `audio`), else none."""
+    au = attrs.get("audio")
+    if not isinstance(au, dict):
+        return []
+    n, rows = attrs["layout"]["num_clips"], attrs["layout"]["shard_size"]
+    return [ArraySpec("audio", (n, int(au["freq_bins"]), int(au["frames"])), str(au.get("dtype", "float32")), rows,
+                      True, "log-magnitude spectrogram of the clip's audio window (audio section); zero where "
+                            "audio_present is 0"),
+            ArraySpec("audio_present", (n,), "int8", rows, True,
+                      "1 if the clip has its audio window, 0 if not (audio rows then zero)")]
 
 
 def chunk_key(spec: ArraySpec, chunk: int) -> str:
@@ -275,7 +289,8 @@ def direct_rows(spec: ArraySpec, version: int) -> bool:
     return version >= 2 and spec.name != "frames" and spec.dtype not in ("string", "variable_length_bytes")
 
 
-_DIMS = {"features": ("clip", "feature"), "imu": ("clip", "imu_sample", "imu_channel")}
+_DIMS = {"features": ("clip", "feature"), "imu": ("clip", "imu_sample", "imu_channel"),
+         "audio": ("clip", "audio_frequency", "audio_frame")}
 
 
 def _dimension_names(name: str, ndim: int) -> tuple[str, ...]:

@@ -111,6 +111,16 @@ def check_attr_consistency(attrs: dict[str, Any]) -> list[str]:
         out.append(f"sampling.first_last = {fl} does not index positions 0 and 1")
     if imu.get("channels") != list(IMU_CHANNELS):
         out.append(f"imu.channels {imu.get('channels')} is not the stored order {IMU_CHANNELS}")
+    au = attrs.get("audio")
+    if isinstance(au, dict):     # caches extracted with audio: the spectrogram's shape follows from its STFT
+        try:
+            bins, frames = int(au["n_fft"]) // 2 + 1, 1 + (int(au["window_samples"]) - int(au["n_fft"])) // int(au["hop"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            out.append(f"audio section lacks or garbles the STFT settings ({type(exc).__name__}: {exc})")
+        else:
+            if (au.get("freq_bins"), au.get("frames")) != (bins, frames):
+                out.append(f"audio.freq_bins/frames {au.get('freq_bins')}/{au.get('frames')} do not follow from "
+                           f"n_fft {au['n_fft']}, hop {au['hop']} and {au['window_samples']} samples ({bins}/{frames})")
     heads = attrs.get("teacher", {}).get("heads", {})
     if not heads or not all(isinstance(v, list) and v for v in heads.values()):
         out.append("teacher.heads must name the classes of at least one head")

@@ -219,8 +219,10 @@ class CacheWriter:
             if store.exists(control):
                 if differs:
                     what = ("a different clip table" if "layout" in differs else "different attributes")
+                    hint = ("; it was begun without audio: resume it with --audio none" if "audio" in differs
+                            and "audio" not in existing else "")
                     raise CacheError(f"{path}: an existing cache has {what} (differs in {differs}); "
-                                     f"choose another path or delete it")
+                                     f"choose another path or delete it{hint}")
                 return cls(store, existing)
         elif not _only_a_lease(store):
             raise CacheError(f"{path}: exists, is not empty and is not a cache; refusing to write")
@@ -242,6 +244,11 @@ class CacheWriter:
         return any(s.name == "imu_present" for s in self.specs)
 
     @property
+    def has_audio(self) -> bool:
+        """Whether this cache stores audio spectrograms (and their audio_present flag)."""
+        return any(s.name == "audio" for s in self.specs)
+
+    @property
     def num_shards(self) -> int:
         """Number of shards along the clip axis."""
         return int(self.attrs["layout"]["num_shards"])
@@ -259,20 +266,46 @@ class CacheWriter:
     def write_shard(self, i: int, features: np.ndarray, logits: dict[str, np.ndarray], imu: np.ndarray,
                     frames: np.ndarray, status: np.ndarray, errors: list[str],
                     imu_present: np.ndarray | None = None, lease: LeaseToken | None = None,
-                    aux: dict[str, np.ndarray] | None = None) -> None:
+                    aux: dict[str, np.ndarray] | None = None, *,
+                    audio: np.ndarray | None = None, audio_present: np.ndarray | None = None) -> None:
         """Write every per-shard array of shard `i` in one aligned write each, then commit it.
 
         `imu_present` (0/1 per clip) is required by caches whose IMU section has a `mode` (new caches)
-        and refused by older ones; `aux` holds the teacher's auxiliary outputs when it declares any.
-        With `lease`, the shard is written and committed only while that extraction lease is the cache's
-        current one (CacheLockedError otherwise).
+        and refused by older ones; `audio` (spectrograms) and `audio_present` likewise by caches with an
+        `audio` section, and refused by the others; `aux` holds the teacher's auxiliary outputs when it
+        declares any. With `lease`, the shard is written and committed only while that extraction lease
+        is the cache's current one (CacheLockedError otherwise).
         """
         rows = self.shard_slice(i)
         data = self._check_shard(i, rows.stop - rows.start, features, logits, imu, frames, status, errors,
                                  imu_present)
         data.update(check_teacher_outputs(f"{self.path} shard {i}", self.attrs["teacher"], rows.stop - rows.start,
                                           features, logits, aux or {}, data["status"]))
+        data.update(self._check_audio(i, rows.stop - rows.start, audio, audio_present, data["status"]))
         commit_shard(self.store, self.specs, i, rows, data, lease)
+
+    def _check_audio(self, i: int, m: int, audio: np.ndarray | None, present: np.ndarray | None,
+                     status: np.ndarray) -> dict[str, np.ndarray]:
+        """Validate one shard's audio arrays (cast to the cache's dtype) against the schema."""
+        where = f"{self.path} shard {i}"
+        spec = next((s for s in self.specs if s.name == "audio"), None)
+        if (spec is not None) != (audio is not None) or (audio is None) != (present is None):
+            raise CacheError(f"{where}: audio and audio_present are "
+                             f"{'required' if spec is not None else 'not part of this cache'}")
+        if spec is None:
+            return {}
+        data = {"audio": np.asarray(audio).astype(spec.dtype, copy=False),
+                "audio_present": np.asarray(present, dtype=np.int8)}
+        if data["audio"].shape != (m, *spec.shape[1:]) or data["audio_present"].shape != (m,):
+            raise CacheError(f"{where}: audio has shape {data['audio'].shape} and audio_present "
+                             f"{data['audio_present'].shape}, expected {(m, *spec.shape[1:])} and {(m,)}")
+        if not np.isin(data["audio_present"], (0, 1)).all():
+            raise CacheError(f"{where}: audio_present must be 0 or 1")
+        bad = (status == STATUS_OK) & (data["audio_present"] == 1) & ~np.isfinite(
+            data["audio"].reshape(m, -1)).all(axis=1)
+        if bad.any():
+            raise CacheError(f"{where}: audio of ok row {int(np.flatnonzero(bad)[0])} is not finite")
+        return data
 
     def _check_shard(self, i: int, m: int, features: np.ndarray, logits: dict[str, np.ndarray],
                      imu: np.ndarray, frames: np.ndarray, status: np.ndarray,
@@ -303,7 +336,7 @@ class CacheWriter:
         want_frames = (len(sam["positions"]), sam["frame_size"], sam["frame_size"], 3)
         for spec in self.specs:
             if spec.name not in data:
-                continue                          # teacher outputs: check_teacher_outputs
+                continue                          # teacher outputs and audio: checked on their own
             want = (m, *want_frames) if spec.name == "frames" else (m, *spec.shape[1:])
             if data[spec.name].shape != want:
                 raise CacheError(f"{where}: {spec.name} has shape {data[spec.name].shape}, expected {want}")

@@ -63,6 +63,8 @@ class ExtractSummary:
     manifest_problems: list[str] = field(default_factory=list)
     clips_without_imu: int = 0                                   # ok clips flagged imu_present 0
     without_imu: list[str] = field(default_factory=list)         # "clip_id: why" (this run's shards)
+    clips_without_audio: int = 0                                 # ok clips flagged audio_present 0
+    without_audio: list[str] = field(default_factory=list)       # "clip_id: why" (this run's shards)
     preflight: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +94,7 @@ def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: st
 
     The writer adds the teacher's feature_dim and heads (with class names) and the frame geometry.
     """
+    from egocache.pipeline.audio import AUDIO_DTYPE, audio_attrs
     from egocache.pipeline.imu import CHANNELS, IMU_RATE_HZ, IMU_WINDOW
     from egocache.pipeline.extract_worker import INIT_SEED
 
@@ -115,6 +118,7 @@ def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: st
                    "selection": dataclasses.asdict(manifest.selection), "split_seed": manifest.selection.split_seed,
                    "frames_source": opts.frames_source},
         "extract": {"tool": "egocache", "version": __version__},
+        **({} if opts.audio == "none" else {"audio": audio_attrs(clip_seconds(t, stride), opts.audio, AUDIO_DTYPE)}),
     }
 
 
@@ -280,7 +284,8 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
                          teacher=key, heads=cache_heads, frame_size=opts.frame_size, positions=tuple(positions),
                          batch_size=opts.batch_size, decode_threads=opts.decode_threads, imu_mode=opts.imu,
                          keep_backwards_imu=opts.imu_keep_backwards, torch_threads=opts.torch_threads,
-                         lease=lease.token)
+                         lease=lease.token, audio_mode=opts.audio,
+                         audio_seconds=float(attrs["sampling"]["clip_seconds"]))
                 for i in range(writer.num_shards) if i not in done]
         todo = sum(len(j.clips) for j in jobs)
         t_run = time.perf_counter()
@@ -291,6 +296,9 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
         summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=writer.num_shards,
                             resumed=len(done), run_s=run_s, total_s=time.perf_counter() - t_start)
         summary.clips_without_imu = int(((status == 1) & (present == 0)).sum()) if present is not None else 0
+        audio_present = read_audio_present(cache)
+        if audio_present is not None:
+            summary.clips_without_audio = int(((status == 1) & (audio_present == 0)).sum())
         lease.check()
         write_summary(summary)
     return summary
@@ -413,6 +421,18 @@ def read_outcome(cache: str, group: str = "") -> tuple[np.ndarray, list[str], np
             present)
 
 
+def read_audio_present(cache: str) -> np.ndarray | None:
+    """Every clip's audio_present flag, or None for a cache without audio."""
+    from egocache.cache import open_store, read_attrs
+    from egocache.cache.info import zarr_group
+    from egocache.cache.rows import read_small_column
+    from egocache.cache.schema import audio_specs
+
+    store = open_store(cache)
+    attrs = read_attrs(store)
+    return read_small_column(store, zarr_group(store), attrs, "audio_present") if audio_specs(attrs) else None
+
+
 def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult], status: np.ndarray,
               errors: list[str], *, shards: int, resumed: int, run_s: float, total_s: float
               ) -> ExtractSummary:
@@ -431,6 +451,7 @@ def summarize(cache: str, teacher: str, manifest: Any, results: list[ShardResult
         failures=[f"{manifest.clips[i].clip_id}: {errors[i] or 'not extracted'}" for i in failed_rows],
         manifest_problems=list(manifest.problems),
         without_imu=[f"{cid}: {why}" for r in results for cid, why in r.without_imu],
+        without_audio=[f"{cid}: {why}" for r in results for cid, why in r.without_audio],
         preflight=manifest.preflight.to_dict() if manifest.preflight else {})
 
 
@@ -473,7 +494,11 @@ def format_summary(summary: ExtractSummary, max_lines: int = 20) -> str:
     ]
     if s.clips_without_imu:
         lines.append(f"{s.clips_without_imu} ok clips have no IMU window (imu_present 0; IMU students skip them)")
+    if s.clips_without_audio:
+        lines.append(f"{s.clips_without_audio} ok clips have no audio window (audio_present 0; audio students "
+                     "skip them)")
     for title, items in (("failed clips", s.failures), ("clips kept without IMU", s.without_imu),
+                         ("clips kept without audio", s.without_audio),
                          ("annotation problems", s.manifest_problems)):
         if items:
             lines.append(f"{title} ({len(items)}):")

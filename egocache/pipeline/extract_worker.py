@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from egocache.errors import ClipError, EgocacheError, IMUError
+from egocache.errors import AudioError, ClipError, EgocacheError, IMUError
 from egocache.pipeline.datasets import Clip
 from egocache.pipeline.teachers.base import run_teacher_aux
 from egocache.pipeline.frames import FramePlan, decode_planned, plan_video_clips
@@ -27,6 +27,7 @@ from egocache.pipeline.frames import FramePlan, decode_planned, plan_video_clips
 STATUS_OK = 1
 STATUS_FAILED = 2
 UNIT_BATCHES = 4   # clips per decode-ahead unit, in teacher batches
+AUDIO_GAP_S = 60.0  # a shard's clips of one video more than this far apart get separate audio decodes
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class ShardJob:
     torch_threads: int = 1              # torch CPU threads in the process running the task (0: default)
     lease: Any = None                   # the run's cache.lease.LeaseToken: shards are written only under it
     group: str = ""                     # an added teacher's group (teachers/<name>): only its outputs are written
+    audio_mode: str = "none"            # required: a clip without its audio window fails; optional: flagged
+    audio_seconds: float = 0.0          # the audio window (the clip's span: centre ± audio_seconds / 2)
 
 
 @dataclass
@@ -73,9 +76,10 @@ class ShardResult:
     frames_spanned: int
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     without_imu: list[tuple[str, str]] = field(default_factory=list)
+    without_audio: list[tuple[str, str]] = field(default_factory=list)
 
 
-STAGES = ("decode", "imu", "teacher", "write")
+STAGES = ("decode", "imu", "audio", "teacher", "write")
 
 INIT_SEED = 0
 _TEACHERS: dict[TeacherKey, Any] = {}
@@ -124,13 +128,15 @@ class _ShardBuffers:
     """The shard's output arrays, zero-filled, with per-row status and reason."""
 
     def __init__(self, m: int, feature_dim: int, heads: dict[str, int], aux: dict[str, int], k: int, size: int,
-                 window: int):
+                 window: int, audio_shape: tuple[int, int] | None = None):
         self.features = np.zeros((m, feature_dim), np.float32)
         self.logits = {h: np.zeros((m, c), np.float32) for h, c in heads.items()}
         self.aux = {a: np.zeros((m, d), np.float32) for a, d in aux.items()}
         self.imu = np.zeros((m, window, 6), np.float32)
         self.frames = np.zeros((m, k, size, size, 3), np.uint8)
         self.imu_present = np.zeros(m, np.int8)
+        self.audio = np.zeros((m, *audio_shape), np.float32) if audio_shape else None
+        self.audio_present = np.zeros(m, np.int8)
         self.status = np.full(m, STATUS_OK, np.int8)
         self.errors = [""] * m
 
@@ -143,6 +149,9 @@ class _ShardBuffers:
             v[row] = 0
         self.imu[row] = 0
         self.imu_present[row] = 0
+        if self.audio is not None:
+            self.audio[row] = 0
+        self.audio_present[row] = 0
         self.frames[row] = 0
 
 
@@ -176,6 +185,45 @@ def _imu_windows(job: ShardJob, rows: list[int], buf: _ShardBuffers, result: Sha
             else:
                 result.without_imu.append((clip.clip_id, str(exc)))
     result.seconds["imu"] += time.perf_counter() - t0
+
+
+def _audio_windows(job: ShardJob, buf: _ShardBuffers, result: ShardResult) -> None:
+    """Fill the log spectrogram of every ok row, decoding each video's audio once for the shard: one pass
+    over the span its clips need (a new pass only after a gap of AUDIO_GAP_S without clips, so a long
+    video's audio is never held whole). Under --audio required a clip without its window fails; under
+    optional it stays, flagged without audio (zeros, audio_present 0), reason kept."""
+    from egocache.pipeline.audio import clip_spectrogram, read_audio
+
+    if buf.audio is None:
+        return
+    t0 = time.perf_counter()
+    half = job.audio_seconds / 2.0
+    spans: list[tuple[str, list[tuple[int, float]]]] = []
+    for path, rows in _video_groups(job.clips).items():
+        ok = sorted(((r, job.clips[r].centre_s - half) for r in rows if buf.status[r] == STATUS_OK),
+                    key=lambda rs: rs[1])                      # start_s as the clip table has it
+        for r, start in ok:
+            if not spans or spans[-1][0] != path or start - spans[-1][1][-1][1] > AUDIO_GAP_S:
+                spans.append((path, []))
+            spans[-1][1].append((r, start))
+    for path, clips in spans:
+        track: Any
+        try:
+            track = read_audio(path, clips[0][1], clips[-1][1] + job.audio_seconds)
+        except AudioError as exc:
+            track = exc
+        for r, start in clips:
+            try:
+                if isinstance(track, AudioError):
+                    raise track
+                buf.audio[r] = clip_spectrogram(track, start, job.audio_seconds)
+                buf.audio_present[r] = 1
+            except AudioError as exc:
+                if job.audio_mode == "required":
+                    buf.fail(r, f"audio: {exc}")
+                else:
+                    result.without_audio.append((job.clips[r].clip_id, str(exc)))
+    result.seconds["audio"] += time.perf_counter() - t0
 
 
 def _video_groups(clips: tuple[Clip, ...]) -> dict[str, list[int]]:
@@ -273,8 +321,14 @@ def run_shard(job: ShardJob) -> ShardResult:
     plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, job.positions, job.frame_size)
     m = len(job.clips)
     result = ShardResult(shard=job.shard, clips=m, ok=0, failures=[], frames_decoded=0, frames_spanned=0)
+    audio_shape = None
+    if job.audio_mode != "none":
+        from egocache.pipeline.audio import FREQ_BINS, spectrogram_frames
+
+        audio_shape = (FREQ_BINS, spectrogram_frames(job.audio_seconds))
     buf = _ShardBuffers(m, spec.feature_dim, dict(job.heads), dict(spec.aux), len(job.positions), job.frame_size,
-                        IMU_WINDOW)
+                        IMU_WINDOW, audio_shape)
+    _audio_windows(job, buf, result)     # first: under --audio required, clips without audio skip the teacher
     units = _work_units(job, chunk=max(UNIT_BATCHES * job.batch_size, 1))
     # One decode thread prepares the next unit while the teacher runs this one (decord and torch
     # release the GIL), so a GPU teacher waits on decoding only for the first unit of a task.
@@ -294,7 +348,9 @@ def run_shard(job: ShardJob) -> ShardResult:
     else:
         writer = CacheWriter.open(job.cache)
         writer.write_shard(job.shard, buf.features, buf.logits, buf.imu, buf.frames, buf.status, buf.errors,
-                           buf.imu_present if writer.has_imu_flags else None, lease=job.lease, aux=buf.aux)
+                           buf.imu_present if writer.has_imu_flags else None, lease=job.lease, aux=buf.aux,
+                           audio=buf.audio if writer.has_audio else None,
+                           audio_present=buf.audio_present if writer.has_audio else None)
     result.seconds["write"] += time.perf_counter() - t0
     result.ok = int((buf.status == STATUS_OK).sum())
     result.failures = [(job.clips[r].clip_id, buf.errors[r]) for r in range(m) if buf.status[r] != STATUS_OK]

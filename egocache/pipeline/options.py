@@ -18,6 +18,7 @@ from egocache.cache.selections import FRAME_SELECTIONS
 from egocache.core.device import check_device_name
 from egocache.core.settings import check_settings, setting
 from egocache.errors import ConfigError
+from egocache.pipeline.audio import AUDIO_MODES
 from egocache.pipeline.datasets import ADAPTERS, DATASET_META_FILE, Manifest, load_manifest
 from egocache.pipeline.datasets.common import FRAMES_SOURCES, AdapterOptions
 from egocache.pipeline.datasets.selection import IMU_MODES, PROTOCOL_NAMES, Selection
@@ -104,6 +105,9 @@ class ExtractOptions(DataOptions, TeacherOptions):
                                           help="Frame selections to store for each N, comma-separated "
                                                "(train-student --frame-selection picks one; paper Table 4).")
     first_last: bool = setting(True, help="Also store each clip's first and last frame (self-supervised IMU stage).")
+    audio: str = setting("optional", choices=AUDIO_MODES, help="Store each clip's log spectrogram (16 kHz mono, "
+                         "STFT 400/160). optional: clips of videos without audio are kept, flagged audio_present "
+                         "0; required: they fail; none: no audio arrays.")
     frame_codec: str = setting("raw", choices=FRAME_CODECS, help="Stored frames: raw uint8 (fastest reads) or "
                                                                  "JPEG q90 (~7x smaller).")
     shard_size: int = setting(64, min=1, help="Clips per cache shard (= per task).")

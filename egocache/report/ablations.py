@@ -1,7 +1,8 @@
 """`egocache benchmark --ablations`: the paper's Fig. 3, Table 1, Table 4 and Fig. 4 over seeds, on any cache.
 
 Which runs (each trained with `train-student` from the cache, once per seed):
-- Fig. 3: every variant (egodistill, visonly-distill, visimu, visonly) at each N of `frames`.
+- Fig. 3: every variant (egodistill, visonly-distill, visimu, visonly; listentolook, the ListenToLook
+  baseline, when asked for with --ablation-variants on a cache with audio) at each N of `frames`.
 - Table 1 (N=1): the eight rows of loss terms (KD, L1, GT) and pretraining losses (L1-, NCE-pretrain).
   The paper's extracted table lost its check marks; the rows are read from its text (§4.4): the top
   row is "multi-modal recognition with IMU" (GT only, no pretraining), then without KD (the largest
@@ -9,7 +10,7 @@ Which runs (each trained with `train-student` from the cache, once per seed):
 - Table 4 (N=4): frame selections uniform / random / first / last / center (cache/selections.py).
 The self-supervised stage depends only on (N, frame selection, pretraining losses, seed), so each
 such pretrain runs once and every distill run of that kind starts from it (visimu included: same
-model and loss there). Every run reads the frozen image encoder's features from one shared store.
+model and loss there; listentolook has its own, on audio: pretrain-audio-...). Every run reads the frozen image encoder's features from one shared store.
 Runs are resumable steps: a rerun skips finished runs and resumes an interrupted one.
 
 Results: per-segment hits of each run (its OUT/segments.npz) on the verb head; means over seeds with
@@ -35,7 +36,8 @@ from egocache.report.hits import Hits, aligned, motion_subset, stack_runs, teach
 from egocache.report.intervals import Estimate, difference, estimate
 from egocache.report.options import ABLATION_PARTS as PARTS
 
-VARIANTS = ("egodistill", "visonly-distill", "visimu", "visonly")
+VARIANTS = ("egodistill", "visonly-distill", "visimu", "visonly")   # Fig. 3's curves by default
+PRETRAINED = ("egodistill", "visimu", "listentolook")              # variants with a self-supervised stage
 PRETRAIN_LOSSES = {"full": {}, "l1": {"pretrain_nce": 0.0}, "nce": {"pretrain_l1": 0.0}}
 SELECTIONS = ("uniform", "random", "first", "last", "center")
 
@@ -57,7 +59,7 @@ class RunSpec:
         if self.selection != "uniform":
             parts.append(self.selection)
         parts += [f"{k}{v:g}" for k, v in self.overrides]
-        if self.pretrain is None and self.variant in ("egodistill", "visimu"):
+        if self.pretrain is None and self.variant in PRETRAINED:
             parts.append("nopretrain")
         elif self.pretrain not in (None, "full"):
             parts.append(f"{self.pretrain}pretrain")
@@ -66,10 +68,16 @@ class RunSpec:
     @property
     def pretrain_name(self) -> str | None:
         """Folder of the pretrain run it starts from (None for variants without IMU or without pretrain)."""
-        if self.pretrain is None or self.variant not in ("egodistill", "visimu"):
+        if self.pretrain is None or self.variant not in PRETRAINED:
             return None
         sel = "" if self.selection == "uniform" else f"-{self.selection}"
-        return f"pretrain-n{self.frames}{sel}-{self.pretrain}"
+        sensor = "-audio" if self.variant == "listentolook" else ""
+        return f"pretrain{sensor}-n{self.frames}{sel}-{self.pretrain}"
+
+    @property
+    def pretrain_variant(self) -> str:
+        """The variant its pretrain run trains (egodistill's serves visimu too: same model and loss)."""
+        return "listentolook" if self.variant == "listentolook" else "egodistill"
 
 
 TABLE1 = (  # label, (KD, L1, GT, L1-pretrain, NCE-pretrain), spec at N=1
@@ -87,10 +95,9 @@ PAPER_TABLE1_EPIC = (35.04, 39.33, 42.20, 43.17, 41.21, 42.30, 43.51, 44.95)
 PAPER_TABLE4_EPIC = {"uniform": 52.43, "random": 48.48, "first": 46.40, "last": 41.72, "center": 44.85}
 
 
-def fig3_specs(frames: tuple[int, ...]) -> list[RunSpec]:
+def fig3_specs(frames: tuple[int, ...], variants: tuple[str, ...] = VARIANTS) -> list[RunSpec]:
     """Every variant at every N (Fig. 3's curves)."""
-    return [RunSpec(v, n, pretrain="full" if v in ("egodistill", "visimu") else None)
-            for v in VARIANTS for n in frames]
+    return [RunSpec(v, n, pretrain="full" if v in PRETRAINED else None) for v in variants for n in frames]
 
 
 def table4_specs() -> list[RunSpec]:
@@ -98,11 +105,11 @@ def table4_specs() -> list[RunSpec]:
     return [RunSpec("egodistill", 4, selection=s) for s in SELECTIONS]
 
 
-def plan(parts: tuple[str, ...], frames: tuple[int, ...]) -> list[RunSpec]:
+def plan(parts: tuple[str, ...], frames: tuple[int, ...], variants: tuple[str, ...] = VARIANTS) -> list[RunSpec]:
     """The distinct runs the asked parts need, in a stable order."""
     specs: list[RunSpec] = []
     if "fig3" in parts:
-        specs += fig3_specs(frames)
+        specs += fig3_specs(frames, variants)
     if "table1" in parts:
         specs += [spec for _, _, spec in TABLE1]
     if "table4" in parts:
@@ -112,7 +119,7 @@ def plan(parts: tuple[str, ...], frames: tuple[int, ...]) -> list[RunSpec]:
 
 def _canonical(spec: RunSpec) -> RunSpec:
     """One spelling per setting: variants without IMU have no pretrain."""
-    return spec if spec.variant in ("egodistill", "visimu") else dataclasses.replace(spec, pretrain=None)
+    return spec if spec.variant in PRETRAINED else dataclasses.replace(spec, pretrain=None)
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -189,11 +196,12 @@ def train_runs(cache: str, out: Path, specs: list[RunSpec], seeds: tuple[int, ..
             if spec.pretrain_name is not None:
                 pre = run_dir(out, spec.pretrain_name, seed)
                 pretrains[f"{spec.pretrain_name}/seed{seed}"] = {
-                    **common, "variant": "egodistill", "frames": spec.frames, "frame_selection": spec.selection,
+                    **common, "variant": spec.pretrain_variant, "frames": spec.frames,
+                    "frame_selection": spec.selection,
                     "seed": seed, **PRETRAIN_LOSSES[spec.pretrain], "stage": "pretrain", "out": str(pre)}
                 values.update(stage="distill", init=str(pre / "pretrain" / "last.pt"))
             else:
-                values.update(stage="distill" if spec.variant in ("egodistill", "visimu") else "all")
+                values.update(stage="distill" if spec.variant in PRETRAINED else "all")
             distills.append((f"{spec.name}/seed{seed}", values))
     for _, values in [*pretrains.items(), *distills]:
         TrainConfig.from_dict(values)          # every setting checked before hours of training
@@ -226,8 +234,10 @@ class AblationResult:
 
 def run_ablations(cache: str, out: str, *, seeds: tuple[int, ...] = (0, 1, 2), parts: tuple[str, ...] = PARTS,
                   frames: tuple[int, ...] = (1, 2, 4), base: dict[str, Any] | None = None, workers: int = 1,
-                  threads: int = 1, skip_verify: bool = False, log: Callable[[str], None] = print) -> AblationResult:
-    """Train every run the asked parts need (resumably) and write the report under `out`."""
+                  threads: int = 1, skip_verify: bool = False, log: Callable[[str], None] = print,
+                  variants: tuple[str, ...] = VARIANTS) -> AblationResult:
+    """Train every run the asked parts need (resumably) and write the report under `out`; `variants` are
+    Fig. 3's curves."""
     from egocache.cache import open_cache, read_attrs
     from egocache.cache.verify import ensure_verified
 
@@ -239,14 +249,24 @@ def run_ablations(cache: str, out: str, *, seeds: tuple[int, ...] = (0, 1, 2), p
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise EgocacheError(f"--ablation-parts: {', '.join(unknown)} not among {', '.join(PARTS)}")
+    from egocache.student.variants import list_variants
+
+    wrong = [v for v in variants if v not in list_variants()]
+    if wrong or not variants:
+        raise EgocacheError(f"--ablation-variants: {', '.join(wrong) or 'none given'}; known: "
+                            f"{', '.join(list_variants())}")
+    if "listentolook" in variants and "fig3" in parts and info.audio is None:
+        raise EgocacheError(f"{cache}: has no audio (extracted with --audio none, or before audio), so Fig. 3 "
+                            "cannot have its listentolook curve; re-extract with --audio optional or leave it out")
     root = Path(out)
     frames = tuple(sorted(frames))
-    specs = plan(tuple(parts), frames)
+    specs = plan(tuple(parts), frames, tuple(variants))
     _check_frames(cache, info.sampling, specs)
     base = {"freeze_image_encoder": True, "num_workers": 0, "device": "cpu", "eval_every": 10_000,
             **(base or {}), "skip_verify": skip_verify}
     train_runs(cache, root, specs, tuple(seeds), base, workers=workers, threads=threads, log=log)
-    return write_ablations(cache, root, specs, tuple(seeds), tuple(parts), tuple(frames), base)
+    return write_ablations(cache, root, specs, tuple(seeds), tuple(parts), tuple(frames), base,
+                           variants=tuple(variants))
 
 
 def _check_frames(cache: str, sampling: dict[str, Any], specs: list[RunSpec]) -> None:
@@ -272,7 +292,8 @@ def _gflops(out: Path, spec: RunSpec, seed: int, frame_size: int) -> float:
 
 
 def write_ablations(cache: str, out: Path, specs: list[RunSpec], seeds: tuple[int, ...], parts: tuple[str, ...],
-                    frames: tuple[int, ...], base: dict[str, Any]) -> AblationResult:
+                    frames: tuple[int, ...], base: dict[str, Any], *,
+                    variants: tuple[str, ...] = VARIANTS) -> AblationResult:
     """Collect every run's per-segment hits and write the report, tables, orderings and figures."""
     from egocache.cache import open_cache
     from egocache.report.ablation_report import Row, plot_curves, write_report
@@ -308,12 +329,18 @@ def write_ablations(cache: str, out: Path, specs: list[RunSpec], seeds: tuple[in
     paper_fig3 = {("egodistill", 1): 44.95, ("visonly-distill", 1): 37.20}
     if "fig3" in parts:
         rows += [row("fig3", f"{s.variant} N={s.frames}", _canonical(s), paper_fig3.get((s.variant, s.frames)))
-                 for s in fig3_specs(frames)]
+                 for s in fig3_specs(frames, variants)]
     if "table1" in parts:
         rows += [row("table1", label, _canonical(s), p) for (label, _, s), p in zip(TABLE1, PAPER_TABLE1_EPIC)]
     if "table4" in parts:
         rows += [row("table4", s.selection, s, PAPER_TABLE4_EPIC[s.selection]) for s in table4_specs()]
     claims = _claims(hits, teacher, motion_ids, parts, frames)
+    ltl = hits.get(_canonical(RunSpec("listentolook", frames[0])).name)
+    ego = hits.get(RunSpec("egodistill", frames[0]).name)
+    if "fig3" in parts and ltl is not None and ego is not None:      # the paper: IMU beats audio
+        from egocache.report.ablation_report import Claim
+
+        claims.append(Claim(f"EgoDistill > ListenToLook (N={frames[0]})", difference(*aligned(ego, ltl))))
     plots: dict[str, Path] = {}
     gains: dict[str, float] = {}
     if "fig3" in parts:
@@ -326,6 +353,7 @@ def write_ablations(cache: str, out: Path, specs: list[RunSpec], seeds: tuple[in
                 gains, out / f"fig4_per_class_gain_n{frames[0]}.png",
                 title=f"Per-class top-1 gain of EgoDistill over VisOnly-Distill (N={frames[0]}, {len(seeds)} seeds)")
     facts = {"cache": cache, "seeds": list(seeds), "parts": list(parts), "frames": list(frames),
+             "fig3_variants": list(variants),
              "head": head, "motion_pair_verbs": motion_verbs, "validation_segments": int(len(teacher.segment_ids)),
              "student_settings": {k: v for k, v in sorted(base.items())}}
     check = {label: marks for label, marks, _ in TABLE1}

@@ -99,7 +99,7 @@ def _student_row(name: str, student: Student, metrics: dict[str, Any] | None, *,
     ms = None
     if latency:
         model = student.to(device)
-        inputs = student_inputs(student.frames, frame_size, batch, device)
+        inputs = student_inputs(student.frames, frame_size, batch, device, audio_shape=student.audio_shape)
         ms = latency_ms(lambda: model(inputs), batch=batch, device=device, repeats=repeats)
         student.to("cpu")
     acc: dict[str, float | None] = {}
@@ -226,7 +226,8 @@ def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", bat
     notes = [f"accuracy: per-segment top-1 on the validation split (clip predictions averaged), "
              f"motion pairs: {', '.join(motion) if motion else 'not declared by the cache'}",
              f"latency: median of {repeats} batches of {batch} after warm-up on {dev}; the teacher's from "
-             f"its preprocessed input, students' from uint8 frames and IMU",
+             f"its preprocessed input, students' from uint8 frames and IMU (listentolook: and the clip's log "
+             f"spectrogram, computed at extraction)",
              f"50-min video: {50 * 60 / clip_seconds():.0f} consecutive {clip_seconds():.2f}-s clips at that latency",
              f"[low, high]: 95 % percentile bootstrap over the validation segments ({RESAMPLES} resamples)"
              + (f"; none for runs without {SEGMENTS_FILE}: {', '.join(without_segments)}" if without_segments
@@ -238,7 +239,8 @@ def benchmark_cache(cache: str, runs: str, out: str, *, device: str = "cpu", bat
 
 def benchmark_paper_configs(out: str, *, device: str = "cpu", batch: int = 32, repeats: int = 3,
                             latency: bool = False, frame_size: int = 224) -> Report:
-    """Full-size mformer (16x224^2) and EgoDistill N=1,2,4 at 224^2: GFLOPs, params, latency (opt.)."""
+    """Full-size mformer (16x224^2), EgoDistill and ListenToLook N=1,2,4 at 224^2: GFLOPs, params, latency
+    (opt.)."""
     from egocache.pipeline.teachers import teacher_spec
 
     dev = resolve_device(device)
@@ -247,18 +249,23 @@ def benchmark_paper_configs(out: str, *, device: str = "cpu", batch: int = 32, r
                "img_size": spec.img_size, "bgr": spec.bgr}
     rows = [teacher_row("mformer", teacher, dict(spec.heads), None, device=dev, batch=batch,
                          repeats=repeats, latency=latency)]
-    for n in (1, 2, 4):
-        student = build_student("egodistill", frames=n, feature_dim=spec.feature_dim,
-                                heads={"verb": spec.heads["verb"]})
-        rows.append(_student_row(f"egodistill-n{n}", student.eval(), None, frame_size=frame_size,
-                                 device=dev, batch=batch, repeats=repeats, latency=latency))
+    from egocache.pipeline.audio import FREQ_BINS, spectrogram_frames
+
+    audio_shape = (FREQ_BINS, spectrogram_frames(clip_seconds()))
+    for variant in ("egodistill", "listentolook"):
+        for n in (1, 2, 4):
+            student = build_student(variant, frames=n, feature_dim=spec.feature_dim,
+                                    heads={"verb": spec.heads["verb"]}, audio_shape=audio_shape)
+            rows.append(_student_row(f"{variant}-n{n}", student.eval(), None, frame_size=frame_size,
+                                     device=dev, batch=batch, repeats=repeats, latency=latency))
     t, e = rows[0], rows[1]
     notes = [f"GFLOPs ratio mformer / EgoDistill N=1: {t.gflops / e.gflops:.0f}x "
              f"(paper Table 3: {PAPER_TABLE3['mformer'][0] / PAPER_TABLE3['egodistill'][0]:.0f}x)",
              f"paper Table 3: mformer {PAPER_TABLE3['mformer'][0]} GFLOPs, {PAPER_TABLE3['mformer'][2]} M params; "
              f"EgoDistill {PAPER_TABLE3['egodistill'][0]} GFLOPs, {PAPER_TABLE3['egodistill'][2]} M params "
              f"(A40, batch 32: {PAPER_TABLE3['mformer'][1]} vs {PAPER_TABLE3['egodistill'][1]} ms/clip)",
-             "students: verb head only (97 EPIC verbs), IMU 422x6; the pretrain predictor h is not counted",
+             "students: verb head only (97 EPIC verbs), IMU 422x6 (listentolook: a 201x211 log spectrogram, the "
+             "2.13-s clip at 16 kHz, STFT 400/160); the pretrain predictor h is not counted",
              "latency " + (f"on {dev}, batch {batch}, random weights" if latency else "not measured (--latency)")]
     return _write(rows, Path(out), title="egocache benchmark: paper configurations", notes=notes,
                   facts={"device": str(dev), "batch": batch, "frame_size": frame_size})

@@ -16,13 +16,17 @@ from egocache.student.models import Student
 IMU_CHANNELS = 6
 
 
-def student_inputs(frames: int, frame_size: int, batch: int, device: torch.device | str = "cpu"
-                   ) -> dict[str, torch.Tensor]:
-    """A batch of the inputs a student sees: uint8 frames (B,N,S,S,3) and IMU (B,422,6)."""
+def student_inputs(frames: int, frame_size: int, batch: int, device: torch.device | str = "cpu",
+                   audio_shape: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """A batch of the inputs a student sees: uint8 frames (B,N,S,S,3) and IMU (B,422,6), and with
+    `audio_shape` (F, T) float16 log spectrograms (B,F,T) as the cache stores them (listentolook)."""
     gen = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (batch, frames, frame_size, frame_size, 3), dtype=torch.uint8, generator=gen)
     imu = torch.randn(batch, IMU_WINDOW, IMU_CHANNELS, generator=gen)
-    return {"frames": frames.to(device), "imu": imu.to(device)}
+    out = {"frames": frames.to(device), "imu": imu.to(device)}
+    if audio_shape is not None:
+        out["audio"] = (torch.randn(batch, *audio_shape, generator=gen) - 8.0).half().to(device)
+    return out
 
 
 def teacher_inputs(teacher: nn.Module, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -36,9 +40,11 @@ def student_cost(student: Student, frame_size: int) -> tuple[float, float]:
     """(GFLOPs per clip, parameters in millions) of a student at `frame_size` pixels.
 
     Parameters that inference never uses are not counted: the pretrain-only predictor h and the
-    ResNet's ImageNet classifier (kept only so torchvision weight files load strictly).
+    ResNet's ImageNet classifier (kept only so torchvision weight files load strictly). A listentolook
+    student is counted on its spectrograms (the STFT itself, done at extraction, is not counted).
     """
-    flops = count_flops(student, (student_inputs(student.frames, frame_size, 1),))
+    flops = count_flops(student, (student_inputs(student.frames, frame_size, 1,
+                                                 audio_shape=getattr(student, "audio_shape", None)),))
     unused = [student.image_encoder.backbone.fc] + ([student.predictor] if student.predictor is not None else [])
     params = count_params(student) - sum(count_params(m) for m in unused)
     return flops / 1e9, params / 1e6

@@ -8,6 +8,7 @@ from typing import Any
 from egocache.core.device import check_device_name
 from egocache.core.settings import check_settings, setting
 from egocache.errors import ConfigError
+from egocache.student.variants import list_variants
 
 ABLATION_PARTS = ("fig3", "table1", "table4")
 
@@ -36,6 +37,9 @@ class BenchmarkOptions:
                                                                       "comma-separated.")
     ablation_parts: list[str] = setting(factory=lambda: list(ABLATION_PARTS), choices=ABLATION_PARTS,
                                         help="Which ablations, comma-separated.")
+    ablation_variants: list[str] = setting(factory=lambda: ["egodistill", "visonly-distill", "visimu", "visonly"],
+                                           choices=list_variants, help="Fig. 3's student variants, comma-separated "
+                                           "(add listentolook for the ListenToLook baseline; needs a cache with audio).")
     ablation_frames: list[int] = setting(factory=lambda: [1, 2, 4], min=1, help="The N of Fig. 3's curves "
                                                                                 "(Table 1 is at N=1, Table 4 at N=4).")
     jobs: int = setting(1, min=1, help="Ablation runs trained at once, each in its own process.")

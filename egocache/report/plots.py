@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from egocache.core.files import write_atomic  # noqa: E402
 from egocache.report.results import ModelResult  # noqa: E402
 
-_MARKERS = {"teacher": "*", "egodistill": "o", "visonly-distill": "s", "visimu": "^", "visonly": "v"}
+_MARKERS = {"teacher": "*", "egodistill": "o", "visonly-distill": "s", "visimu": "^", "visonly": "v",
+            "listentolook": "D"}
 
 
 def plot_accuracy_vs_gflops(rows: Sequence[ModelResult], out: Path, *, metric: str = "top1") -> Path:

@@ -130,8 +130,8 @@ class TrainConfig:
 
     @property
     def has_pretrain(self) -> bool:
-        """Whether this variant has the self-supervised IMU stage (only variants with an IMU branch)."""
-        return variant_spec(self.variant).imu
+        """Whether this variant has the self-supervised stage (variants with an IMU or an audio branch)."""
+        return variant_spec(self.variant).sensor is not None
 
     @property
     def feature_target(self) -> str | None:
@@ -225,6 +225,11 @@ class CacheFacts:
     motion_verbs: list[str] | None   # attrs source.motion_pair_verbs, if the cache lists them
     aux: list[tuple[str, str, int, float, str]] = dataclasses.field(default_factory=list)
     # --aux resolved: (teacher, output, size, weight, loss) each
+    audio_shape: list[int] | None = None      # (frequency bins, frames) of the spectrograms (audio variants)
+    audio_mean: list[float] | None = None     # per-bin mean / std of the training spectrograms (audio variants)
+    audio_std: list[float] | None = None
+    skipped_without_audio: dict[str, int] = dataclasses.field(default_factory=dict)
+
 
 
 def resolve_aux(info: Any, specs: list[str]) -> list[tuple[str, str, int, float, str]]:
@@ -253,7 +258,8 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     """Refuse a cache that cannot train `cfg` (clear CacheError) and return its facts and the resolved config.
 
     Checks: verification passes (format version, shards, checksums), extraction finished, frames stored
-    for N, first/last frames for the pretrain stage, IMU with signal for IMU variants, teacher
+    for N, first/last frames for the pretrain stage, IMU with signal for IMU variants, audio with signal
+    for audio variants (listentolook), teacher
     features/logits with signal for the stages that read them, training clips present.
     """
     from egocache.cache import CacheDataset, open_cache, read_attrs
@@ -277,7 +283,12 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
     if pretrain and sam.get("first_last") is None:
         raise CacheError(f"{path}: the pretrain stage needs each clip's first and last frame, which this "
                          f"cache does not store; use --stage distill or re-extract with first/last frames")
-    if cfg.has_pretrain and info.imu.get("mode") == "none":
+    spec = variant_spec(cfg.variant)
+    if spec.audio and info.audio is None:
+        raise CacheError(f"{path}: has no audio (extracted with --audio none, or by an egocache from before audio), "
+                         f"so variant {cfg.variant} (which reads audio) cannot train from it; re-extract with "
+                         "--audio optional")
+    if spec.imu and info.imu.get("mode") == "none":
         raise CacheError(f"{path}: extracted with --imu none, so variant {cfg.variant} (which reads IMU) "
                          "cannot train from it")
     if info.status.get("train", {}).get("ok", 0) == 0:
@@ -291,28 +302,47 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
         if name != info.teacher["name"] and name in info.teachers and info.teachers[name]["done_shards"] < info.num_shards:
             raise CacheError(f"{path}: teacher {name} is not complete ({info.teachers[name]['done_shards']}/"
                              f"{info.num_shards} shards); resume `egocache extract --teacher-name {name}`")
-    ds = CacheDataset(path, split="train", frames=cfg.frames, read_frames=False, require_imu=cfg.has_pretrain,
-                      teachers=teachers)
-    val = (CacheDataset(path, split="validation", frames=cfg.frames, read_frames=False,
-                        require_imu=cfg.has_pretrain, teachers=teachers) if "validation" in info.splits else None)
+    reads = dict(frames=cfg.frames, read_frames=False, require_imu=spec.imu, require_audio=spec.audio,
+                 read_audio=spec.audio, teachers=teachers)
+    ds = CacheDataset(path, split="train", **reads)
+    val = CacheDataset(path, split="validation", **reads) if "validation" in info.splits else None
     skipped = {"train": ds.skipped_without_imu, "validation": val.skipped_without_imu if val else 0}
     if len(ds) == 0:
-        raise CacheError(f"{path}: none of the {ds.skipped_without_imu} training clips has IMU, which variant "
-                         f"{cfg.variant} needs")
+        what = "audio" if spec.audio else "IMU"
+        raise CacheError(f"{path}: none of the {ds.skipped_without_imu + ds.skipped_without_audio} training clips "
+                         f"has {what}, which variant {cfg.variant} needs")
     n_ch = len(info.imu.get("channels", []))
     s1, s2, feat_max, logit_max = np.zeros(n_ch), np.zeros(n_ch), 0.0, 0.0
-    for start in range(0, len(ds), 4096):
-        b = ds[list(range(start, min(start + 4096, len(ds))))]
+    a1 = a2 = 0.0
+    step = 256 if spec.audio else 4096           # a spectrogram is 85 KB, an IMU window 10 KB
+    for start in range(0, len(ds), step):
+        b = ds[list(range(start, min(start + step, len(ds))))]
         for t, name, _, _, loss in aux:
             check_aux_values(path, f"{t}/{name}", b["teachers"][t]["aux"][name], loss)
         imu = b["imu"].double().reshape(-1, n_ch).numpy() if n_ch else np.zeros((0, 0))
         s1, s2 = s1 + imu.sum(0), s2 + (imu ** 2).sum(0)
+        if spec.audio:
+            spec_ = b["audio"].double().numpy()
+            a1, a2 = a1 + spec_.sum(axis=(0, 2)), a2 + (spec_ ** 2).sum(axis=(0, 2))
         outs = list(b["teachers"].values()) if teachers else [b]
         feat_max = max([feat_max, *(float(o["feature"].abs().max()) for o in outs)])
         logit_max = max([logit_max, *(float(v.abs().max()) for o in outs for v in o["logits"].values())])
     count = max(len(ds) * int(info.imu.get("window", 0)), 1)
     std = np.sqrt(np.maximum(s2 / count - (s1 / count) ** 2, 0.0))
-    if cfg.has_pretrain and (n_ch != 6 or not (std > 0).any()):
+    audio_stats: dict[str, Any] = {}
+    if spec.audio:
+        frames = len(ds) * int(info.audio["frames"])
+        a_mean = np.asarray(a1) / frames
+        a_std = np.sqrt(np.maximum(np.asarray(a2) / frames - a_mean ** 2, 0.0))
+        if not (a_std > 0).any():
+            raise CacheError(f"{path}: variant {cfg.variant} needs audio, but every training spectrogram is "
+                             "constant (no audio signal)")
+        audio_stats = dict(audio_shape=[int(info.audio["freq_bins"]), int(info.audio["frames"])],
+                           audio_mean=[float(v) for v in a_mean],
+                           audio_std=[float(v) if v > 0 else 1.0 for v in a_std],
+                           skipped_without_audio={"train": ds.skipped_without_audio,
+                                                  "validation": val.skipped_without_audio if val else 0})
+    if spec.imu and (n_ch != 6 or not (std > 0).any()):
         raise CacheError(f"{path}: variant {cfg.variant} needs IMU, but the cache has "
                          + ("no IMU signal (every training IMU window is zero)" if n_ch == 6
                             else f"IMU channels {info.imu.get('channels')} (6 expected)"))
@@ -333,7 +363,7 @@ def check_cache(cfg: TrainConfig) -> tuple[CacheFacts, TrainConfig]:
                         else info.feature_dim), train_clips=len(ds), val_clips=len(val) if val else 0,
         skipped_without_imu=skipped,
         imu_std=[float(s) if s > 0 else 1.0 for s in std],
-        motion_verbs=info.source.get("motion_pair_verbs"), aux=aux)
+        motion_verbs=info.source.get("motion_pair_verbs"), aux=aux, **audio_stats)
     return facts, resolved
 
 

@@ -43,6 +43,8 @@ class StudentInputs:
     heads: dict[str, list[str]]          # head -> class names, in the student's output order
     source: dict[str, Any] = field(default_factory=dict)   # cache path and id, teacher, dataset (for people)
     frame_selection: str = "uniform"     # which stored frames: a "random" student drew its N per clip
+    needs_audio: bool = False            # whether the variant reads the clip's log spectrogram (listentolook)
+    audio: dict[str, Any] = field(default_factory=dict)    # the cache's audio section (STFT settings), if read
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with the format number)."""
@@ -56,7 +58,7 @@ class StudentInputs:
         if not isinstance(data, dict) or data.get("format") != RUN_INPUTS_FORMAT:
             raise CheckpointError(f"{where}: not an egocache student input record (format {RUN_INPUTS_FORMAT})")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names - set(data) if n not in ("source", "frame_selection"))
+        missing = sorted(n for n in names - set(data) if n not in ("source", "frame_selection", "needs_audio", "audio"))
         if missing:
             raise CheckpointError(f"{where}: student input record lacks {', '.join(missing)}")
         values = {k: v for k, v in data.items() if k in names}
@@ -90,6 +92,8 @@ def inputs_from_cache(info: Any, *, variant: str, frames: int, heads: list[str],
         clip_frames=int(sam["t"]), clip_stride=int(sam["stride"]), clip_seconds=float(sam["clip_seconds"]),
         imu_rate_hz=float(imu["rate_hz"]), imu_window=int(imu["window"]), imu_channels=tuple(imu["channels"]),
         needs_imu=variant_spec(variant).imu, heads={h: list(info.heads[h]) for h in heads},
+        needs_audio=variant_spec(variant).audio,
+        audio=dict(info.audio) if variant_spec(variant).audio and getattr(info, "audio", None) else {},
         source={"cache": os.path.abspath(info.path), "teacher": teacher.get("name"),
                 "dataset": info.source.get("dataset")})
 
@@ -130,7 +134,11 @@ def read_run_inputs(run: str | os.PathLike[str]) -> tuple[StudentInputs, str]:
 
 
 def check_deployable(inputs: StudentInputs, where: str) -> None:
-    """Refuse a student without fixed frame positions (trained on a random frame selection)."""
+    """Refuse a student without fixed frame positions (trained on a random frame selection), and one that
+    reads audio (listentolook), which the deployment path (`egocache predict`, export) does not feed."""
+    if inputs.needs_audio:
+        raise CheckpointError(f"{where}: a {inputs.variant} student reads the clip's audio spectrogram, which "
+                              "egocache predict and export do not compute; deploy an egodistill or visonly student")
     if inputs.frame_selection == "random":
         raise CheckpointError(f"{where}: trained on a random frame selection (an ablation of paper Table 4), so it "
                               "has no fixed frame positions to run on; deploy a student trained with "

@@ -1,6 +1,6 @@
 """Student training from the cache alone: the self-supervised IMU stage and distillation (paper §3.3–3.4).
 
-Stages: "pretrain" (IMU variants only) trains f_M, h and Π with InfoNCE(h(z⁰,zᵀ), f_M(IMU)) + L1(Π, z_V)
+Stages: "pretrain" (IMU variants, and listentolook with audio in place of the IMU) trains f_M, h and Π with InfoNCE(h(z⁰,zᵀ), f_M(IMU)) + L1(Π, z_V)
 with f_I frozen, from per-frame features computed once (image_features.py); its checkpoint lives in
 OUT/pretrain/. "distill" starts from OUT/pretrain/last.pt (or `init`) and trains with the variant's
 loss (losses.student_loss); it writes OUT/last.pt, OUT/best.pt (best verb top-1), metrics (evaluate.py).
@@ -124,9 +124,9 @@ class StepModule(nn.Module):
         s = self.student
         if self.stage == "pretrain":
             f = batch["image_features"]
-            return s.pretrain_from_image_features(f[:, :s.frames], f[:, s.frames:], batch["imu"])
+            return s.pretrain_from_image_features(f[:, :s.frames], f[:, s.frames:], s.sensor_input(batch))
         if "image_features" in batch:
-            return s.forward_from_image_features(batch["image_features"], batch.get("imu"))
+            return s.forward_from_image_features(batch["image_features"], s.sensor_input(batch))
         return s(batch)
 
 
@@ -225,7 +225,7 @@ class StageRun:
         torch.manual_seed(cfg.seed)
         student = build_student(cfg.variant, frames=cfg.frames, feature_dim=facts.feature_dim,
                                 heads={h: len(facts.heads[h]) for h in cfg.heads},
-                                image_weights=cfg.image_weights,
+                                image_weights=cfg.image_weights, audio_shape=facts.audio_shape,
                                 aux={name: size for _, name, size, _, _ in facts.aux} or None)
         init = self._init_path() if self.stage == "distill" and self.state is None else None
         if self.state is not None:
@@ -238,6 +238,10 @@ class StageRun:
             self.log(f"distill: initialised from {init}")
         elif student.imu_encoder is not None:
             student.imu_encoder.set_input_stats(torch.zeros(len(facts.imu_std)), torch.tensor(facts.imu_std))
+        elif student.audio_encoder is not None:
+            assert facts.audio_mean is not None and facts.audio_std is not None
+            student.audio_encoder.set_input_stats(torch.tensor(facts.audio_mean, dtype=torch.float32),
+                                                  torch.tensor(facts.audio_std, dtype=torch.float32))
         frozen = self.stage == "pretrain" or cfg.freeze_image_encoder
         student.freeze_image_encoder(frozen)
         if self.stage == "pretrain":
@@ -278,7 +282,8 @@ class StageRun:
                                       f"--resume first")
             return default
         if self.cfg.has_pretrain:
-            self.log(f"distill: no pretrain checkpoint ({default}); the IMU encoder starts from random weights")
+            sensor = "audio" if self.cfg.variant == "listentolook" else "IMU"
+            self.log(f"distill: no pretrain checkpoint ({default}); the {sensor} encoder starts from random weights")
         return None
 
     def _dataset(self, split: str, frozen: bool) -> Any:
@@ -286,14 +291,15 @@ class StageRun:
         from egocache.cache import CacheDataset, cache_loader
 
         cfg, rt = self.cfg, self.rt
-        common = dict(split=split, frames=cfg.frames, require_imu=cfg.has_pretrain,
+        spec = self.student.spec
+        common = dict(split=split, frames=cfg.frames, require_imu=spec.imu, require_audio=spec.audio,
                       selection=cfg.frame_selection, selection_seed=cfg.seed,
                       teachers=(list(dict.fromkeys([*cfg.teachers, *(t for t, *_ in self.facts.aux)]))
                                 if self.student.distill or self.stage == "pretrain" else []))
         if not frozen:
-            return CacheDataset(cfg.cache, **common)
+            return CacheDataset(cfg.cache, read_audio=spec.audio, **common)
         first_last = self.stage == "pretrain"
-        base = CacheDataset(cfg.cache, read_frames=False, **common)
+        base = CacheDataset(cfg.cache, read_frames=False, read_audio=spec.audio, **common)
         # features of every frame the selection reads (a random selection's whole pool: one file for
         # every seed); WithImageFeatures picks each clip's N
         source = CacheDataset(cfg.cache, first_last=first_last, whole_pool=True, **common)
@@ -481,6 +487,9 @@ def train_student(cfg: TrainConfig, *, resume: bool = False, progress: bool = Tr
         if any(facts.skipped_without_imu.values()):
             emit(f"variant {cfg.variant} reads IMU: skipping the clips without it "
                  + ", ".join(f"{n} {split}" for split, n in facts.skipped_without_imu.items()))
+        if any(facts.skipped_without_audio.values()):
+            emit(f"variant {cfg.variant} reads audio: skipping the clips without it "
+                 + ", ".join(f"{n} {split}" for split, n in facts.skipped_without_audio.items()))
         stages = ["pretrain", "distill"] if cfg.stage == "all" else [cfg.stage]
         if "pretrain" in stages and not cfg.has_pretrain:
             if cfg.stage == "pretrain":

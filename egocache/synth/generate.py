@@ -21,6 +21,8 @@ The world has the premises of EgoDistill (docs/synthetic.md says why each is the
   synth.json records each segment's kind. Within a segment the head turns with a smooth speed profile
   (still at the segment's ends, fastest in the middle), so the turn survives the IMU window's centring.
 - Sensor noise, jittered timestamps and drifting biases on both IMU sensors.
+- A sound track (AAC, synth/audio.py) on which cut/pour/wash are loud and distinct and the motion
+  pairs quiet and alike within each pair, with background noise and unrelated events.
 Appearance verbs (APPEARANCE_VERBS) show a distinctive cue and move the head at random.
 Same seed, same bytes: everything is drawn from numpy generators seeded by `seed`, and x264 runs single-
 threaded with fixed options (identical output for the same seed and the same numpy/PyAV builds).
@@ -41,6 +43,7 @@ from egocache.core.files import write_atomic, write_json_atomic
 from egocache.errors import ConfigError, EgocacheError
 from egocache.pipeline.datasets.epic100 import RGB_FPS
 from egocache.pipeline.datasets.meta import DATASET_META_FILE, dataset_meta_json
+from egocache.synth.audio import AUDIO_RATE_HZ, audio_meta, audio_rng, sound_track
 from egocache.synth.files import (CLASS_COLUMNS, EPIC_COLUMNS, IMU_RATE_HZ, epic_timestamp, link, write_csv,
                                   write_imu, write_rgb_frames)
 from egocache.synth.options import SynthOptions
@@ -88,6 +91,7 @@ class SynthVideo:
     gyro_csv: str | None
     ego4d_imu_csv: str | None
     rgb_frames: str | None = None     # EPIC RGB-frame folder (rendered at the release's 50 fps)
+    audio_events: tuple[dict[str, Any], ...] = ()   # the sounds of its track (synth/audio.py), if it has one
 
 
 PATH_FIELDS = ("video_path", "epic_video", "ego4d_video", "accl_csv", "gyro_csv", "ego4d_imu_csv", "rgb_frames")
@@ -112,6 +116,7 @@ class SynthSummary:
     duration_s: float = 0.0
     imu_layout: str = "both"
     validation_share: float = 0.25
+    audio: bool = True
 
     def num_segments(self, split: str) -> int:
         """Annotated segments in `split` ("train" or "validation")."""
@@ -248,14 +253,16 @@ def _annotation_rows(video_id: str, participant: str, segments: list[_Segment], 
     return rows
 
 
-def _render_video(path: str, renderer: SceneRenderer, num_frames: int, fps: float, bar: tqdm) -> None:
-    """Render and encode one video (atomically), ticking the progress bar per frame."""
+def _render_video(path: str, renderer: SceneRenderer, num_frames: int, fps: float, bar: tqdm,
+                  audio: np.ndarray | None = None) -> None:
+    """Render and encode one video (atomically, with its sound track if given), ticking the progress bar
+    per frame."""
     def frames() -> Iterator[np.ndarray]:
         for img in renderer.frames(np.arange(num_frames) / fps):
             bar.update(1)
             yield img
 
-    write_atomic(path, lambda tmp: encode_video(tmp, frames(), renderer.size, fps))
+    write_atomic(path, lambda tmp: encode_video(tmp, frames(), renderer.size, fps, audio, AUDIO_RATE_HZ))
 
 
 def _check_args(out_dir: str, videos: int, size: tuple[int, int], fps: float, duration_s: float,
@@ -293,10 +300,14 @@ def _meta(summary: SynthSummary) -> dict[str, Any]:
         "nouns": [{"id": i, "key": n.key, "category": n.category} for i, n in enumerate(NOUN_SPECS)],
         "motion_pairs": [list(p) for p in MOTION_PAIRS], "appearance_verbs": list(APPEARANCE_VERBS),
         "head_motion_shares": HEAD_SHARES, "weak_turn_factor": WEAK_TURN_FACTOR,
+        "audio": audio_meta() if summary.audio else None,
         "split": (f"by video: video i is validation where floor((i + 1) * {summary.validation_share}) > "
                   f"floor(i * {summary.validation_share}) (every 4th at 0.25), else the last of two or more"),
         "videos": [{k: os.path.relpath(x, summary.root) if k in PATH_FIELDS and x else x
-                    for k, x in asdict(v).items()} for v in summary.videos],
+                    for k, x in asdict(v).items() if k != "audio_events"} for v in summary.videos],
+        "segment_audio": {f"{v.video_id}_{e['segment']}": e["sound"] for v in summary.videos
+                          for e in v.audio_events if e["segment"] is not None},
+        "audio_events": {v.video_id: list(v.audio_events) for v in summary.videos if v.audio_events},
     }
 
 
@@ -313,12 +324,14 @@ def _video_files(root: str, participant: str, vid: str, imu_layout: str) -> dict
 
 def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int, int] = (160, 120),
                fps: float = 30.0, duration_s: float = 30.0, imu_layout: str = "both",
-               rgb_frames: bool = False, validation_share: float = 0.25, progress: bool = False) -> SynthSummary:
+               rgb_frames: bool = False, validation_share: float = 0.25, audio: bool = True,
+               progress: bool = False) -> SynthSummary:
     """Write the synthetic dataset under `out_dir` (new or empty) and return where everything is.
 
     Videos are P01_101, P01_102, P02_101, ... (two per participant, who share a kitchen: one world
     texture); a `validation_share` of them (every 4th video at the default 0.25) is the validation
-    split. Raises ValueError for arguments that cannot make a dataset and EgocacheError if `out_dir` is not empty.
+    split. With `audio`, every video has a sound track (synth/audio.py; its own random stream, so the
+    frames, IMU and labels are the same with or without it). Raises ValueError for arguments that cannot make a dataset and EgocacheError if `out_dir` is not empty.
     """
     size = (int(size[0]), int(size[1]))
     _check_args(out_dir, videos, size, fps, duration_s, imu_layout, validation_share)
@@ -350,7 +363,9 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
             world = world_texture(np.random.default_rng(worlds[participant]), texture_width(size[0]))
             texture = (participant, world)
         renderer = SceneRenderer(texture[1], size, motion, [s.prop for s in segments])
-        _render_video(video_path, renderer, num_frames, fps, bar)
+        track, sounds = (sound_track(audio_rng(seed, i), [(s.start, s.stop, s.verb) for s in segments], duration_s)
+                         if audio else (None, []))
+        _render_video(video_path, renderer, num_frames, fps, bar, track)
         if rgb_frames and imu_layout in ("epic100", "both"):
             files["rgb_frames"] = os.path.join(root, participant, "rgb_frames", vid)
             write_rgb_frames(files["rgb_frames"], renderer.frames(np.arange(int(duration_s * RGB_FPS["extension"]))
@@ -360,7 +375,7 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
         write_imu(motion, duration_s, imu_rngs, files["accl_csv"], files["gyro_csv"], files["ego4d_imu_csv"])
         rows[split] += _annotation_rows(vid, participant, segments, fps, plan_rng)
         written.append(SynthVideo(vid, participant, split, num_frames, duration_s, len(segments), video_path,
-                                  **files))
+                                  **files, audio_events=tuple(sounds)))
         head_kinds.update({f"{vid}_{k}": s.head for k, s in enumerate(segments)})
     bar.close()
     paths = {name: os.path.join(root, f"EPIC_100_{name}.csv")
@@ -372,7 +387,7 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
     summary = SynthSummary(root, paths["train"], paths["validation"], paths["verb_classes"],
                            paths["noun_classes"], os.path.join(root, "synth.json"),
                            os.path.join(root, DATASET_META_FILE), written, seed, size, float(fps),
-                           float(duration_s), imu_layout, float(validation_share))
+                           float(duration_s), imu_layout, float(validation_share), bool(audio))
     write_json_atomic(summary.meta_json, {**_meta(summary), "segment_head_motion": head_kinds}, sort_keys=False)
     write_json_atomic(summary.dataset_meta, dataset_meta_json(
         MOTION_PAIRS, "egocache synthetic dataset: the motion-pair verbs look alike in any single frame; "

@@ -39,6 +39,8 @@ class SynthOptions:
                                                                 "Ego4D (full_scale/, imu/) files.")
     rgb_frames: bool = setting(False, help="Also write the EPIC RGB-frame release (<P>/rgb_frames/<video>/"
                                            "frame_0000000001.jpg, ...) at its 50 fps.")
+    audio: bool = setting(True, help="Give every video a sound track (AAC, 24 kHz mono) whose sounds go with "
+                                     "some verbs (docs/synthetic.md).")
 
     def __post_init__(self) -> None:
         """Check every setting where the options are built."""
