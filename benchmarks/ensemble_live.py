@@ -18,14 +18,17 @@ sampler, loader and step), and optimizer steps are timed three ways, interleaved
   once, not timed): teacher compute only. This is the bound a live pipeline approaches when decoding
   is hidden behind the step (e.g. in DataLoader workers on spare cores), so it is favourable to live.
 
+Before timing, one batch's live teacher outputs are compared with the cached ones (printed as the max
+|difference|; 0 says the live path computes exactly what the cache holds, pixels and weights alike).
 Printed: median steps/s per mode over --rounds rounds with the spread (min-max), the ratio
-cache/live for both live rows (median of the per-round ratios, with their spread), and the GFLOPs
+cache/live for both live rows (median of the per-round ratios, with their spread), the step time
+each live row adds (teacher forwards, then decoding; differences of the medians), and the GFLOPs
 per clip of the student's training step (3x its forward) and of each teacher's forward, which is what
 the live-memory ratio follows; a last line gives the FLOPs-only estimate of that ratio at the paper's
 scale (MotionFormer 16x224 against a ResNet-18 student at 224 px), not measured here. The default
 size finishes in a few minutes on a 2-core CPU; timings on a shared machine are noisy, read the spread.
 
-    python benchmarks/ensemble_live.py [--videos 4] [--batch-size 8] [--steps 4] [--rounds 3] [--added short,wide]
+    python benchmarks/ensemble_live.py [--videos 4] [--batch-size 8] [--steps 6] [--rounds 5] [--added short,wide]
 """
 
 from __future__ import annotations
@@ -280,9 +283,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--added", default="short,wide", help=f"teachers added to the cache, of {', '.join(ADDABLE)}")
     p.add_argument("--variant", default="visonly-distill")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=4, help="timed steps per mode and round")
+    p.add_argument("--steps", type=int, default=6, help="timed steps per mode and round")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before each timed run")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the cache")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-paper-scale", dest="paper_scale", action="store_false",
@@ -313,6 +316,10 @@ def main(argv: list[str] | None = None) -> None:
         rates = res["rates"][mode]
         ratio = spread(res["ratios"][mode]) if mode in res["ratios"] else ""
         print(f"  {mode:<12} {spread(rates):>22} {statistics.median(rates) * args.batch_size:9.1f} {ratio:>22}")
+    ms = {m: 1000 / statistics.median(res["rates"][m]) for m in MODES}
+    print(f"  per step (from the medians): cache step {ms['cache']:.0f} ms, + teacher forwards "
+          f"{ms['live-memory'] - ms['cache']:.0f} ms, + decoding the teacher frames "
+          f"{ms['live-decode'] - ms['live-memory']:.0f} ms")
     print("  GFLOPs per clip: " + ", ".join(f"{k} {v:.3f}" for k, v in res["gflops"].items())
           + f"; FLOPs-only live-memory ratio {sum(res['gflops'].values()) / res['gflops']['student (train)']:.2f}")
     print(f"  live teacher outputs against the cached ones: max |difference| {res['live_max_diff']:.1e}")
