@@ -168,7 +168,7 @@ def build_run(cache: str, out: Path, args: argparse.Namespace) -> Any:
     return run
 
 
-def step_sources(run: Any, live: LiveTeachers, args: argparse.Namespace) -> dict[str, Callable[[], dict]]:
+def step_sources(run: Any, live: LiveTeachers, log: Callable[[str], None]) -> dict[str, Callable[[], dict]]:
     """Per mode, a function giving the next step's batch with its teachers' outputs."""
     from egocache.cache import CacheDataset
 
@@ -182,7 +182,7 @@ def step_sources(run: Any, live: LiveTeachers, args: argparse.Namespace) -> dict
     t = time.perf_counter()
     every = live.decode(plain.rows)                     # teacher frames of every training clip, held
     where = {int(r): i for i, r in enumerate(plain.rows)}
-    print(f"preloaded the teacher frames of {len(plain.rows)} training clips in {time.perf_counter() - t:.1f} s "
+    log(f"preloaded the teacher frames of {len(plain.rows)} training clips in {time.perf_counter() - t:.1f} s "
           f"({sum(a.nbytes for a in every.values()) / 2**20:.1f} MiB)")
 
     def from_cache() -> dict:
@@ -257,7 +257,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
         run = build_run(cache, Path(tmp) / "run", args)
         live = LiveTeachers(opts, args.added, args.frame_size, args.batch_size)
         difference = live_difference(run, live)
-        sources = step_sources(run, live, args)
+        sources = step_sources(run, live, log)
         rates: dict[str, list[float]] = {m: [] for m in MODES}
         step = 1
         for r in range(args.rounds):
