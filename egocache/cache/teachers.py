@@ -22,10 +22,11 @@ from egocache import __version__
 from egocache.cache.lease import LeaseToken
 from egocache.cache.schema import (
     CONTROL_GROUP, FORMAT_VERSION, STATUS_FAILED, STATUS_OK, TEACHER_FORMAT, TEACHERS_GROUP, array_specs,
-    committed_shards, load_json_object, read_attrs,
+    load_json_object, read_attrs,
 )
 from egocache.cache.store import CacheStore, open_store
-from egocache.cache.writer import group_meta, check_teacher_outputs, commit_shard, create_arrays, write_meta
+from egocache.cache.writer import (ShardedWriter, check_teacher_outputs, commit_shard, create_arrays, group_meta,
+                                   write_meta)
 from egocache.errors import CacheError, CacheFormatError
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -82,17 +83,13 @@ def group_attrs(root: dict[str, Any], teacher: dict[str, Any], sampling: dict[st
     return out
 
 
-class TeacherGroupWriter:
+class TeacherGroupWriter(ShardedWriter):
     """Writes shards of one teacher group; like CacheWriter, safe from many processes on disjoint shards."""
 
     def __init__(self, root: CacheStore, name: str, attrs: dict[str, Any]) -> None:
         """Bind to a created group (use create() or open())."""
-        self.root, self.name, self.attrs = root, name, attrs
-        self.store = root.child(group_key(name))
-        self.specs = [s for s in array_specs(attrs) if s.per_shard]
-        self.shard_size: int = attrs["layout"]["shard_size"]
-        self.num_clips: int = attrs["layout"]["num_clips"]
-        self.num_shards: int = attrs["layout"]["num_shards"]
+        super().__init__(root.child(group_key(name)), attrs)
+        self.root, self.name = root, name
 
     @classmethod
     def create(cls, cache: str | CacheStore, name: str, *, teacher: dict[str, Any], sampling: dict[str, Any]
@@ -138,16 +135,6 @@ class TeacherGroupWriter:
         if not writer.store.exists(f"{CONTROL_GROUP}/zarr.json"):
             raise CacheError(f"{writer.store.url}: teacher group creation did not finish; run the extraction again")
         return writer
-
-    def shard_slice(self, i: int) -> slice:
-        """Rows (clips) of shard `i`."""
-        if not 0 <= i < self.num_shards:
-            raise CacheError(f"{self.store.url}: shard {i} out of range 0..{self.num_shards - 1}")
-        return slice(i * self.shard_size, min((i + 1) * self.shard_size, self.num_clips))
-
-    def done_shards(self) -> set[int]:
-        """Shards of this group already committed."""
-        return {i for i in committed_shards(self.store) if i < self.num_shards}
 
     def write_shard(self, i: int, features: np.ndarray, logits: dict[str, np.ndarray],
                     aux: dict[str, np.ndarray], status: np.ndarray, errors: list[str],

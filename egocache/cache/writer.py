@@ -176,17 +176,37 @@ def check_teacher_outputs(where: str, teacher: dict[str, Any], m: int, features:
     return data
 
 
-class CacheWriter:
-    """Writes shards of one cache; cheap to construct, safe to use from many processes on disjoint shards."""
+class ShardedWriter:
+    """What a writer of a cache root or of a teacher group shares: its store, its attributes' per-shard
+    arrays and shard layout, and which shards are committed."""
 
     def __init__(self, store: CacheStore, attrs: dict[str, Any]) -> None:
-        """Bind to a created cache (use create() or open())."""
+        """Bind to the created store `store` with attributes `attrs`."""
         self.store = store
         self.path = store.url
         self.attrs = attrs
         self.specs = [s for s in array_specs(attrs) if s.per_shard]
         self.shard_size: int = attrs["layout"]["shard_size"]
         self.num_clips: int = attrs["layout"]["num_clips"]
+
+    @property
+    def num_shards(self) -> int:
+        """Number of shards along the clip axis."""
+        return int(self.attrs["layout"]["num_shards"])
+
+    def shard_slice(self, i: int) -> slice:
+        """Rows (clips) of shard `i`."""
+        if not 0 <= i < self.num_shards:
+            raise CacheError(f"{self.path}: shard {i} out of range 0..{self.num_shards - 1}")
+        return slice(i * self.shard_size, min((i + 1) * self.shard_size, self.num_clips))
+
+    def done_shards(self) -> set[int]:
+        """Shards already committed (their done marker exists); a resumed extraction skips these."""
+        return {i for i in committed_shards(self.store) if i < self.num_shards}
+
+
+class CacheWriter(ShardedWriter):
+    """Writes shards of one cache; cheap to construct, safe to use from many processes on disjoint shards."""
 
     @classmethod
     def create(cls, path: str | CacheStore, *, clips: dict[str, Any], feature_dim: int, heads: dict[str, list[str]],
@@ -247,21 +267,6 @@ class CacheWriter:
     def has_audio(self) -> bool:
         """Whether this cache stores audio spectrograms (and their audio_present flag)."""
         return any(s.name == "audio" for s in self.specs)
-
-    @property
-    def num_shards(self) -> int:
-        """Number of shards along the clip axis."""
-        return int(self.attrs["layout"]["num_shards"])
-
-    def shard_slice(self, i: int) -> slice:
-        """Rows (clips) of shard `i`."""
-        if not 0 <= i < self.num_shards:
-            raise CacheError(f"{self.path}: shard {i} out of range 0..{self.num_shards - 1}")
-        return slice(i * self.shard_size, min((i + 1) * self.shard_size, self.num_clips))
-
-    def done_shards(self) -> set[int]:
-        """Shards already committed (their done marker exists); a resumed extraction skips these."""
-        return {i for i in committed_shards(self.store) if i < self.num_shards}
 
     def write_shard(self, i: int, features: np.ndarray, logits: dict[str, np.ndarray], imu: np.ndarray,
                     frames: np.ndarray, status: np.ndarray, errors: list[str],

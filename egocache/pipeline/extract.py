@@ -287,14 +287,8 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
                          lease=lease.token, audio_mode=opts.audio,
                          audio_seconds=float(attrs["sampling"]["clip_seconds"]))
                 for i in range(writer.num_shards) if i not in done]
-        todo = sum(len(j.clips) for j in jobs)
-        t_run = time.perf_counter()
-        results = run_jobs(runner, jobs, total=len(manifest.clips), initial=len(manifest.clips) - todo,
-                           strict=opts.strict, progress=opts.progress)
-        run_s = time.perf_counter() - t_run
-        status, errors, present = read_outcome(cache)
-        summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=writer.num_shards,
-                            resumed=len(done), run_s=run_s, total_s=time.perf_counter() - t_start)
+        summary, status, present = run_and_summarize(runner, jobs, opts, cache, manifest, writer.num_shards,
+                                                     len(done), t_start)
         summary.clips_without_imu = int(((status == 1) & (present == 0)).sum()) if present is not None else 0
         audio_present = read_audio_present(cache)
         if audio_present is not None:
@@ -302,6 +296,22 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
         lease.check()
         write_summary(summary)
     return summary
+
+
+def run_and_summarize(runner: LocalRunner | DaskRunner, jobs: list[ShardJob], opts: ExtractOptions, cache: str,
+                      manifest: Any, shards: int, resumed: int, t_start: float, group: str = ""
+                      ) -> tuple[ExtractSummary, np.ndarray, np.ndarray | None]:
+    """Run the shard jobs, then summarise the outcome of every clip of the cache (or of its added
+    teacher `group`); also returns each clip's status and imu_present (None where there is none)."""
+    todo = sum(len(j.clips) for j in jobs)
+    t_run = time.perf_counter()
+    results = run_jobs(runner, jobs, total=len(manifest.clips), initial=len(manifest.clips) - todo,
+                       strict=opts.strict, progress=opts.progress)
+    run_s = time.perf_counter() - t_run
+    status, errors, present = read_outcome(cache, group=group)
+    summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=shards, resumed=resumed,
+                        run_s=run_s, total_s=time.perf_counter() - t_start)
+    return summary, status, present
 
 
 TEACHER_IDENTITY = ("name", "config", "checkpoint_sha256", "overrides")
@@ -389,14 +399,8 @@ def add_teacher(opts: ExtractOptions, cache: str, manifest: Any, key: TeacherKey
                      decode_threads=opts.decode_threads, imu_mode="none", torch_threads=opts.torch_threads,
                      lease=lease.token, group=name)
             for i in range(writer.num_shards) if i not in done]
-    todo = sum(len(j.clips) for j in jobs)
-    t_run = time.perf_counter()
-    results = run_jobs(runner, jobs, total=len(manifest.clips), initial=len(manifest.clips) - todo,
-                       strict=opts.strict, progress=opts.progress)
-    run_s = time.perf_counter() - t_run
-    status, errors, _ = read_outcome(cache, group=name)
-    summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=writer.num_shards,
-                        resumed=len(done), run_s=run_s, total_s=0.0)
+    summary, _, _ = run_and_summarize(runner, jobs, opts, cache, manifest, writer.num_shards, len(done),
+                                      time.perf_counter(), group=name)
     summary.group = name
     summary.summary_file = f"{cache}/{group_key(name)}/{SUMMARY_FILE}"
     return summary
