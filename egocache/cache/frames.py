@@ -151,41 +151,48 @@ class FrameReader:
 
     def _gather_local(self, rows: np.ndarray, stored: list[int], out: np.ndarray) -> None:
         """Raw frames of a local cache: per shard file, its index entries and then its frames gathered by
-        numpy straight from the file's map (one fancy index each), every entry checked against the file."""
+        numpy straight from the file's map (one np.take per run of adjacent clips), every entry checked
+        against the file first (one combined test; the slow path names what is wrong)."""
         r, k = self.spec.chunk_rows, self.spec.shape[1]
         index_bytes, frame_bytes = r * k * 16 + 4, out[0, 0].nbytes
         n = len(stored)
         flat = out.reshape(len(rows) * n, frame_bytes)       # row b * n + j: clip b's j-th frame
+        at_end, positions = self.index_location == "end", np.arange(n)
         for c, sel in chunk_groups(rows, r):
             key = chunk_key(self.spec, c)
             view = self.files.view(key)
-            where = self.store.where(key)
             if len(view) < index_bytes:
-                raise CacheError(f"{where}: shard file truncated ({len(view)} bytes, index needs {index_bytes})")
-            at_end = self.index_location == "end"
+                raise CacheError(f"{self.store.where(key)}: shard file truncated ({len(view)} bytes, index needs "
+                                 f"{index_bytes})")
             first = len(view) - index_bytes if at_end else 0
             lo, hi = (0, first) if at_end else (index_bytes, len(view))   # where the frame chunks may lie
             index = view[first:first + r * k * 16].view("<u8").reshape(r, k, 2)
             entries = index[rows[sel] % r][:, stored]
             off, nb = entries[..., 0], entries[..., 1]
-            missing = off == _MISSING
-            if missing.any():
-                b, j = np.argwhere(missing)[0]
-                raise CacheError(f"{where}: no frame stored for row {int(rows[sel][b])} position {stored[j]}")
-            if (nb != frame_bytes).any():
-                raise CacheFormatError(f"{where}: raw frame chunk of {int(nb[nb != frame_bytes][0])} bytes, "
-                                       f"expected {frame_bytes}")
-            if (off < lo).any() or (off + nb > hi).any():
-                raise CacheError(f"{where}: a frame chunk lies outside the shard's data (damaged or truncated); "
-                                 f"run `egocache verify {self.store.url}`")
-            rel = off - lo
-            if (rel % frame_bytes == 0).all():     # zarr writes the chunks back to back: gathers
-                chunks = view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes)
-                at = (sel[:, None] * n + np.arange(n)).reshape(-1)
-                take_rows(chunks, (rel // frame_bytes).reshape(-1), flat, at)
-            else:
-                for b, j in np.ndindex(*off.shape):
+            # zarr writes the chunks back to back from lo: every offset is lo + a whole number of frames
+            if ((nb != frame_bytes) | (off < lo) | (off + frame_bytes > hi) | ((off - lo) % frame_bytes != 0)).any():
+                self._bad_entries(key, rows[sel], stored, off, nb, lo, hi, frame_bytes)
+                for b, j in np.ndindex(*off.shape):   # valid, but not on the back-to-back grid
                     flat[sel[b] * n + j] = view[int(off[b, j]):int(off[b, j]) + frame_bytes]
+                continue
+            chunks = view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes)
+            take_rows(chunks, ((off - lo) // frame_bytes).reshape(-1), flat, (sel[:, None] * n + positions).reshape(-1))
+
+    def _bad_entries(self, key: str, rows: np.ndarray, stored: list[int], off: np.ndarray, nb: np.ndarray,
+                     lo: int, hi: int, frame_bytes: int) -> None:
+        """Raise the one-line error for the first shard index entry that cannot be read (missing, wrong
+        size, outside the shard's data); return if every entry is readable."""
+        where = self.store.where(key)
+        missing = off == _MISSING
+        if missing.any():
+            b, j = np.argwhere(missing)[0]
+            raise CacheError(f"{where}: no frame stored for row {int(rows[b])} position {stored[j]}")
+        if (nb != frame_bytes).any():
+            raise CacheFormatError(f"{where}: raw frame chunk of {int(nb[nb != frame_bytes][0])} bytes, "
+                                   f"expected {frame_bytes}")
+        if (off < lo).any() or (off + nb > hi).any():
+            raise CacheError(f"{where}: a frame chunk lies outside the shard's data (damaged or truncated); "
+                             f"run `egocache verify {self.store.url}`")
 
     @staticmethod
     def _decode_vlen(buf: np.ndarray, out: np.ndarray, where: str) -> None:
