@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 import json
 import os
 
@@ -107,3 +108,9 @@ def test_an_object_score_teacher_is_added_with_its_auxiliary_output(added):
                                rtol=1e-4, atol=1e-6)
     assert verify_cache(str(cache)).ok
     assert "aux object_score" in CliRunner().invoke(main, ["info", str(cache)]).output
+    run = CliRunner().invoke(main, ["train-student", "--cache", str(cache), "--out", str(Path(cache).parent / "aux-run"),
+                                    "--variant", "visonly-distill", "--frames", "1", "--epochs", "1", "--batch-size", "1",
+                                    "--freeze-image-encoder", "--num-workers", "0", "--no-progress",
+                                    "--aux", "objects-tiny/object_score:0.5", "--json"])
+    assert run.exit_code == 0, run.output
+    assert "aux_object_score" in (Path(cache).parent / "aux-run" / "metrics.json").read_text()
