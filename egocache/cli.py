@@ -83,7 +83,7 @@ def teachers_command(stats: bool, extra: tuple[str, ...], as_json: bool) -> None
     for name in extra or list_teachers():
         spec = teacher_spec(name)
         row = {"name": name, "tag": spec.tag, "num_frames": spec.num_frames,
-               "frame_stride": spec.frame_stride, "img_size": spec.img_size, "bgr": spec.bgr,
+               "frame_stride": spec.frame_stride, "img_size": spec.img_size, "bgr": spec.bgr, "input": spec.input,
                "feature_dim": spec.feature_dim, "heads": spec.heads}
         if stats:
             row.update({k: v for k, v in teacher_stats(name).items() if k != "name"})
@@ -93,8 +93,10 @@ def teachers_command(stats: bool, extra: tuple[str, ...], as_json: bool) -> None
         return
     for row in rows:
         heads = ",".join(f"{k}:{v}" for k, v in row["heads"].items())
-        line = (f"{row['name']:<14} {row['num_frames']}x{row['img_size']}px stride {row['frame_stride']} "
-                f"{'BGR' if row['bgr'] else 'RGB'}  heads {heads}  features {row['feature_dim']}")
+        clip = (f"{row['num_frames']}x{row['img_size']}px stride {row['frame_stride']} {'BGR' if row['bgr'] else 'RGB'}"
+                if row["input"] == "rgb" else
+                f"audio log-STFT over {row['num_frames']}x{row['frame_stride']} frames")
+        line = f"{row['name']:<14} {clip}  heads {heads}  features {row['feature_dim']}"
         if stats:
             line += f"  {row['params_m']:.1f}M params  {row['gflops']:.4g} GFLOPs/clip"
         click.echo(line)

@@ -188,7 +188,7 @@ def test_extract_with_an_external_teacher_caches_the_modules_outputs(world, data
     data = decode_teacher_clips(manifest.clips, FramePlan(4, 8, 32, (), 32), list(HEADS), log=lambda line: None)
     assert data.clip_ids == [c.clip_id for c in manifest.clips]
     model = create_teacher(spec_path)
-    want_f, want_l = reference_outputs(world["reference"], model.preprocess(torch.from_numpy(data.frames)))
+    want_f, want_l = reference_outputs(world["reference"], model.preprocess(torch.from_numpy(data.inputs)))
     np.testing.assert_allclose(arrays["features"], want_f.numpy(), rtol=1e-5, atol=1e-6)
     for h in HEADS:
         np.testing.assert_allclose(arrays[f"logits_{h}"], want_l[h].numpy(), rtol=1e-5, atol=1e-6)

@@ -223,7 +223,7 @@ def test_train_teacher_cli_trains_both_and_the_checkpoint_reproduces_validation(
     assert model.spec.aux == ({"object_score": want["noun"]} if name == "objects-tiny" else {})
     val = load_manifest("epic100", [synth.validation_csv], synth.root, eval_clips=2).clips
     data = decode_teacher_clips(val, FramePlan(8, model.spec.frame_stride, 32, (), 32), list(want))
-    _, logits = run_teacher(model, data.frames, "cpu", 4)
+    _, logits = run_teacher(model, data.inputs, "cpu", 4)
     saved = np.load(summary["validation_logits"])
     assert list(saved["clip_ids"]) == data.clip_ids
     assert all(np.allclose(saved[f"logits_{h}"], logits[h], atol=1e-5) for h in want)

@@ -79,7 +79,7 @@ def test_cli_end_to_end_checkpoint_loads_strictly_and_reproduces_validation_logi
     val = load_manifest("epic100", [synth.validation_csv], synth.root, eval_clips=2).clips
     data = decode_teacher_clips(val, FramePlan(8, model.spec.frame_stride, 32, (), 32), list(names))
     assert list(saved["clip_ids"]) == data.clip_ids
-    _, logits = run_teacher(model, data.frames, "cpu", 4)
+    _, logits = run_teacher(model, data.inputs, "cpu", 4)
     for head in names:
         np.testing.assert_allclose(logits[head], saved[f"logits_{head}"], rtol=1e-5, atol=1e-5)
     again = CliRunner().invoke(main, cli_args(synth, out))      # the same command on a finished run
@@ -171,7 +171,7 @@ def test_undecodable_clips_are_reported_and_skipped(synth, tmp_path):
     gone = dataclasses.replace(good, clip_id="gone/0", video_path=str(tmp_path / "gone.mp4"))
     lines: list[str] = []
     data = decode_teacher_clips([good, late, gone], FramePlan(8, 8, 32, (), 32), ["verb"], log=lines.append)
-    assert data.clip_ids == [good.clip_id] and data.frames.shape == (1, 8, 32, 32, 3)
+    assert data.clip_ids == [good.clip_id] and data.inputs.shape == (1, 8, 32, 32, 3)
     assert data.labels["verb"].tolist() == [good.labels["verb"]]
     assert [f.split(":")[0] for f in data.failures] == ["late/0", "gone/0"]
     assert "gone.mp4" in data.failures[1] and len(lines) == 2

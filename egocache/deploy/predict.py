@@ -95,6 +95,9 @@ def teacher_model(name: str, *, checkpoint: str | None, overrides: dict[str, Any
                                {h: len(c) for h, c in names.items()}, **overrides)
     model = model.to(device).eval()
     spec = model.spec
+    if spec.input != "rgb":
+        raise ConfigError(f"--teacher {name}: predict runs a teacher on the frames it decodes, and {name} takes "
+                          f"the clips' {spec.input}; score it with test-teacher")
     saved = read_teacher_checkpoint(checkpoint).get("class_names") if checkpoint else None
     heads = {}
     for h, count in spec.heads.items():

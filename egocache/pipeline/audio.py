@@ -36,6 +36,7 @@ FREQ_BINS = N_FFT // 2 + 1
 LOG_EPS = 1e-6
 MIN_COVERAGE = 0.5          # share of a clip's window that must lie inside the audio track
 SEEK_MARGIN_S = 0.5         # decode from this much before the first window (seeks land on a packet)
+GAP_S = 60.0                # windows of one video more than this far apart get separate audio decodes
 LOG_SCALE = f"ln(|STFT| + {LOG_EPS:g}), |STFT| of samples in [-1, 1], periodic Hann window, no centring"
 
 
@@ -155,6 +156,32 @@ def clip_spectrogram(track: AudioTrack, start_s: float, seconds: float) -> np.nd
     spec = log_spectrogram(samples)
     assert spec.shape == (FREQ_BINS, spectrogram_frames(seconds)) and math.isfinite(float(spec.min()))
     return spec
+
+
+def video_spectrograms(path: str, starts: list[float], seconds: float) -> list[np.ndarray | AudioError]:
+    """The clip_spectrogram of each window of one video (`starts` in any order), decoding its audio once per
+    run of windows less than GAP_S apart (so a long video's audio is never held whole); an AudioError in
+    place of each window that cannot be cut. Extraction and train-teacher read a clip's audio with it."""
+    order = sorted(range(len(starts)), key=lambda i: starts[i])
+    runs: list[list[int]] = []
+    for i in order:
+        if not runs or starts[i] - starts[runs[-1][-1]] > GAP_S:
+            runs.append([])
+        runs[-1].append(i)
+    out: list[np.ndarray | AudioError] = [AudioError("not read")] * len(starts)
+    for run in runs:
+        try:
+            track = read_audio(path, starts[run[0]], starts[run[-1]] + seconds)
+        except AudioError as exc:
+            for i in run:
+                out[i] = exc
+            continue
+        for i in run:
+            try:
+                out[i] = clip_spectrogram(track, starts[i], seconds)
+            except AudioError as exc:
+                out[i] = exc
+    return out
 
 
 def audio_attrs(clip_seconds: float, mode: str, dtype: str) -> dict[str, object]:

@@ -19,6 +19,8 @@ of 10 temporal x 3 spatial views of each segment. `--views TxS` does the same he
   run by its teacher build (`extract_worker.load_teacher`) and inference loop (`run_teacher`), so its
   logits are those `extract --eval-clips 1` caches. With 3 crops it is the centre crop of the same
   decode, which is byte-identical to the single-crop path.
+An audio teacher (TeacherSpec.input "audio") gets each view's audio window instead, its log spectrogram
+as extraction caches it (Tx1 only: audio has no spatial views).
 Both settings are scored by core/metrics.py's `evaluate_predictions` (the mean softmax per segment) on
 the same segments: a segment counts only if every one of its views decoded; the others are listed with
 the reason. Frames are decoded and run a few segments at a time, so memory does not grow with the split.
@@ -43,7 +45,7 @@ from egocache.pipeline.datasets import Clip
 from egocache.pipeline.extract_worker import TeacherKey, load_teacher, shared_heads
 from egocache.pipeline.frames import ClipFrames, FramePlan, decode_clip_frames
 from egocache.pipeline.options import TeacherTestOptions, parse_views
-from egocache.pipeline.sampling import segment_clip_centres
+from egocache.pipeline.sampling import clip_seconds, segment_clip_centres
 from egocache.pipeline.teachers import is_spec_file, teacher_reference
 from egocache.pipeline.teachers.base import run_teacher
 
@@ -120,6 +122,16 @@ def view_centres(clip: Clip, temporal: int) -> list[float]:
     return segment_clip_centres(clip.segment_start_s, clip.segment_stop_s, temporal)
 
 
+def audio_views(path: str, centres: list[float], seconds: float) -> list[ClipFrames | ClipError]:
+    """An audio teacher's view of each clip centre: its window's log spectrogram (float16, as cached) in
+    place of the teacher frames, or the AudioError why there is none."""
+    from egocache.pipeline.audio import video_spectrograms
+
+    windows = video_spectrograms(path, [c - seconds / 2 for c in centres], seconds)
+    return [w if isinstance(w, ClipError) else ClipFrames(w.astype(np.float16), np.zeros(0, np.uint8))
+            for w in windows]
+
+
 def _split_views(part: list[Clip], decoded: list[ClipFrames | ClipError], crops: int, kept: list[Clip],
                  failures: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """One chunk's decoded clips (per segment its centre clip, then its view clips) -> the centre views
@@ -161,11 +173,16 @@ def evaluate_teacher(opts: TeacherTestOptions, *, log: Callable[[str], None] = p
                                     tuple(sorted(opts.teacher_overrides)), device))
     heads = shared_heads(model.spec.heads, heads, opts.checkpoint or opts.teacher)
     spec = model.spec
+    audio = spec.input == "audio"
+    if audio and crops > 1:
+        raise ConfigError(f"--views {opts.views}: {opts.teacher} takes the clips' audio, which has no spatial "
+                          f"views; use --views {temporal}x1")
     plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, (), opts.frame_size, spatial_crops=crops)
     multi = f"{temporal}x{crops}" if (temporal, crops) != (1, 1) else None
     per_segment = 1 + (temporal * crops if multi else 0)          # views run per segment
     log(f"{opts.teacher}: {len(segments)} {opts.split} segments, {per_segment} view(s) each "
-        f"({CENTRE}{' + ' + multi if multi else ''}), decoded at {plan.decode_size} px")
+        f"({CENTRE}{' + ' + multi if multi else ''}), "
+        + ("audio windows of the clips" if audio else f"decoded at {plan.decode_size} px"))
 
     kept: list[Clip] = []
     failures: list[str] = []
@@ -181,7 +198,8 @@ def evaluate_teacher(opts: TeacherTestOptions, *, log: Callable[[str], None] = p
             part = clips[lo:lo + chunk]
             t0 = time.perf_counter()
             centres = [c for clip in part for c in [clip.centre_s] + (view_centres(clip, temporal) if multi else [])]
-            decoded, _, _ = decode_clip_frames(path, centres, plan, fps=part[0].frames_fps)
+            decoded = (audio_views(path, centres, clip_seconds(spec.num_frames, spec.frame_stride)) if audio else
+                       decode_clip_frames(path, centres, plan, fps=part[0].frames_fps)[0])
             single, views = _split_views(part, decoded, crops, kept, failures)
             decode_s += time.perf_counter() - t0
             if single:

@@ -30,7 +30,7 @@ import numpy as np
 
 from egocache import __version__
 from egocache.core.device import resolve_device
-from egocache.errors import CacheError, ClipError, EgocacheError, ManifestError
+from egocache.errors import CacheError, ClipError, ConfigError, EgocacheError, ManifestError
 from egocache.pipeline.extract_worker import (STAGES, ShardJob, ShardResult, TeacherKey, check_teacher_heads,
                                               load_teacher, run_shard, shared_heads)
 from egocache.pipeline.datasets.preflight import Preflight
@@ -104,7 +104,7 @@ def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: st
             "name": opts.teacher, "tag": spec.tag, "config": dict(spec.config),
             "checkpoint_sha256": checkpoint_sha, "init_seed": None if checkpoint_sha else INIT_SEED,
             "overrides": dict(opts.teacher_overrides), "num_frames": t, "img_size": int(spec.img_size),
-            "mean": list(spec.mean), "std": list(spec.std), "bgr": bool(spec.bgr),
+            "mean": list(spec.mean), "std": list(spec.std), "bgr": bool(spec.bgr), "input": spec.input,
             "device": device, "precision": "bfloat16-autocast" if device == "cuda" else "float32",
         },
         "sampling": {"t": t, "stride": stride, "clip_seconds": clip_seconds(t, stride),
@@ -271,6 +271,9 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
             write_summary(summary)
             return summary
         check_teacher_heads(spec.heads, cache_heads, opts.checkpoint or opts.teacher)
+        if spec.input == "audio" and opts.audio != "required":
+            opts = audio_required(opts, log)
+            attrs = cache_attrs(opts, device, spec, checkpoint_sha, manifest)
         attrs["sampling"]["frame_sets"] = {sel: {str(n): idx for n, idx in by_n.items()}
                                            for sel, by_n in frame_sets.items()}
         table = clip_table(manifest.clips, heads, attrs["sampling"]["clip_seconds"])
@@ -296,6 +299,17 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
         lease.check()
         write_summary(summary)
     return summary
+
+
+def audio_required(opts: ExtractOptions, log: Callable[[str], None]) -> ExtractOptions:
+    """`opts` under --audio required, for a teacher whose input is the clips' audio (a clip without its
+    audio window has nothing to run it on); ConfigError under --audio none."""
+    if opts.audio == "none":
+        raise ConfigError(f"--teacher {opts.teacher} takes the clips' audio, and --audio none reads none; "
+                          "use --audio required")
+    log(f"--teacher {opts.teacher} takes the clips' audio: extracting under --audio required "
+        "(a clip without its audio window fails)")
+    return dataclasses.replace(opts, audio="required")
 
 
 def run_and_summarize(runner: LocalRunner | DaskRunner, jobs: list[ShardJob], opts: ExtractOptions, cache: str,
@@ -393,11 +407,14 @@ def add_teacher(opts: ExtractOptions, cache: str, manifest: Any, key: TeacherKey
     writer = TeacherGroupWriter.create(cache, name, teacher=teacher, sampling=sampling)
     done = writer.done_shards()
     sam = root["sampling"]
+    # an audio teacher reads each clip's audio window from the video, as a fresh extraction with it would
+    audio_input = ({"audio_mode": "required", "audio_seconds": float(attrs["sampling"]["clip_seconds"])}
+                   if spec.input == "audio" else {})
     jobs = [ShardJob(cache=cache, shard=i, clips=tuple(manifest.clips[writer.shard_slice(i)]), teacher=key,
                      heads=tuple((h, len(n)) for h, n in heads.items()), frame_size=int(sam["frame_size"]),
                      positions=tuple(sam["positions"]), batch_size=opts.batch_size,
                      decode_threads=opts.decode_threads, imu_mode="none", torch_threads=opts.torch_threads,
-                     lease=lease.token, group=name)
+                     lease=lease.token, group=name, **audio_input)
             for i in range(writer.num_shards) if i not in done]
     summary, _, _ = run_and_summarize(runner, jobs, opts, cache, manifest, writer.num_shards, len(done),
                                       time.perf_counter(), group=name)

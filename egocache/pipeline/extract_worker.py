@@ -27,7 +27,6 @@ from egocache.pipeline.frames import FramePlan, decode_planned, plan_video_clips
 STATUS_OK = 1
 STATUS_FAILED = 2
 UNIT_BATCHES = 4   # clips per decode-ahead unit, in teacher batches
-AUDIO_GAP_S = 60.0  # a shard's clips of one video more than this far apart get separate audio decodes
 
 
 @dataclass(frozen=True)
@@ -188,41 +187,27 @@ def _imu_windows(job: ShardJob, rows: list[int], buf: _ShardBuffers, result: Sha
 
 
 def _audio_windows(job: ShardJob, buf: _ShardBuffers, result: ShardResult) -> None:
-    """Fill the log spectrogram of every ok row, decoding each video's audio once for the shard: one pass
-    over the span its clips need (a new pass only after a gap of AUDIO_GAP_S without clips, so a long
-    video's audio is never held whole). Under --audio required a clip without its window fails; under
-    optional it stays, flagged without audio (zeros, audio_present 0), reason kept."""
-    from egocache.pipeline.audio import clip_spectrogram, read_audio
+    """Fill the log spectrogram of every ok row, decoding each video's audio once per run of its clips
+    (audio.video_spectrograms). Under --audio required a clip without its window fails; under optional
+    it stays, flagged without audio (zeros, audio_present 0), reason kept."""
+    from egocache.pipeline.audio import video_spectrograms
 
     if buf.audio is None:
         return
     t0 = time.perf_counter()
     half = job.audio_seconds / 2.0
-    spans: list[tuple[str, list[tuple[int, float]]]] = []
     for path, rows in _video_groups(job.clips).items():
-        ok = sorted(((r, job.clips[r].centre_s - half) for r in rows if buf.status[r] == STATUS_OK),
-                    key=lambda rs: rs[1])                      # start_s as the clip table has it
-        for r, start in ok:
-            if not spans or spans[-1][0] != path or start - spans[-1][1][-1][1] > AUDIO_GAP_S:
-                spans.append((path, []))
-            spans[-1][1].append((r, start))
-    for path, clips in spans:
-        track: Any
-        try:
-            track = read_audio(path, clips[0][1], clips[-1][1] + job.audio_seconds)
-        except AudioError as exc:
-            track = exc
-        for r, start in clips:
-            try:
-                if isinstance(track, AudioError):
-                    raise track
-                buf.audio[r] = clip_spectrogram(track, start, job.audio_seconds)
+        ok = [r for r in rows if buf.status[r] == STATUS_OK]
+        # start_s as the clip table has it
+        windows = video_spectrograms(path, [job.clips[r].centre_s - half for r in ok], job.audio_seconds)
+        for r, spec in zip(ok, windows):
+            if not isinstance(spec, AudioError):
+                buf.audio[r] = spec
                 buf.audio_present[r] = 1
-            except AudioError as exc:
-                if job.audio_mode == "required":
-                    buf.fail(r, f"audio: {exc}")
-                else:
-                    result.without_audio.append((job.clips[r].clip_id, str(exc)))
+            elif job.audio_mode == "required":
+                buf.fail(r, f"audio: {spec}")
+            else:
+                result.without_audio.append((job.clips[r].clip_id, str(spec)))
     result.seconds["audio"] += time.perf_counter() - t0
 
 
@@ -252,13 +237,17 @@ def _work_units(job: ShardJob, chunk: int) -> list[tuple[str, list[int]]]:
     return units
 
 
-def _prepare_unit(job: ShardJob, path: str, rows: list[int], plan: FramePlan, buf: _ShardBuffers,
-                  result: ShardResult) -> tuple[list[int], np.ndarray | None]:
+def _prepare_unit(job: ShardJob, path: str, rows: list[int], plan: FramePlan, audio_teacher: bool,
+                  buf: _ShardBuffers, result: ShardResult) -> tuple[list[int], np.ndarray | None]:
     """Check, window the IMU of and decode (one pass, pipeline/frames.py) one unit's clips.
 
-    Student frames go into `buf`; returns the rows that reached the teacher and their teacher frames
-    (n, T, S, S, 3), at the teacher's input size.
+    Student frames go into `buf`; returns the rows that reached the teacher and their teacher input:
+    frames (n, T, S, S, 3) at the teacher's input size, or for an audio teacher the clips' spectrograms
+    as the cache stores them (float16). An added audio teacher's unit decodes no frames at all.
     """
+    if audio_teacher and job.group:
+        good = [r for r in rows if buf.status[r] == STATUS_OK]
+        return good, buf.audio[good].astype(np.float16) if good else None
     t0 = time.perf_counter()
     fps = job.clips[rows[0]].frames_fps if rows else None
     planned = plan_video_clips(path, [job.clips[r].centre_s for r in rows], plan, fps=fps)
@@ -284,6 +273,8 @@ def _prepare_unit(job: ShardJob, path: str, rows: list[int], plan: FramePlan, bu
         teacher_in.append(frames.teacher)
         good.append(r)
     result.seconds["decode"] += time.perf_counter() - t0
+    if audio_teacher:
+        return good, buf.audio[good].astype(np.float16) if good else None
     return good, np.stack(teacher_in) if good else None
 
 
@@ -318,7 +309,12 @@ def run_shard(job: ShardJob) -> ShardResult:
         torch.set_num_threads(job.torch_threads)
     model = load_teacher(job.teacher)
     spec = model.spec
-    plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, job.positions, job.frame_size)
+    audio_teacher = spec.input == "audio"       # fed the clips' spectrograms
+    if audio_teacher and job.audio_mode != "required":
+        raise EgocacheError(f"{spec.name} takes the clips' audio: its extraction runs under --audio required, "
+                            f"not {job.audio_mode}")
+    plan = FramePlan(spec.num_frames, spec.frame_stride, 0 if audio_teacher else spec.img_size, job.positions,
+                     job.frame_size, teacher_frames=not audio_teacher)
     m = len(job.clips)
     result = ShardResult(shard=job.shard, clips=m, ok=0, failures=[], frames_decoded=0, frames_spanned=0)
     audio_shape = None
@@ -333,10 +329,10 @@ def run_shard(job: ShardJob) -> ShardResult:
     # One decode thread prepares the next unit while the teacher runs this one (decord and torch
     # release the GIL), so a GPU teacher waits on decoding only for the first unit of a task.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egocache-decode") as pool:
-        ahead = pool.submit(_prepare_unit, job, *units[0], plan, buf, result) if units else None
+        ahead = pool.submit(_prepare_unit, job, *units[0], plan, audio_teacher, buf, result) if units else None
         for i in range(len(units)):
             good, clips = ahead.result()
-            ahead = (pool.submit(_prepare_unit, job, *units[i + 1], plan, buf, result)
+            ahead = (pool.submit(_prepare_unit, job, *units[i + 1], plan, audio_teacher, buf, result)
                      if i + 1 < len(units) else None)
             _teach_unit(job, model, good, clips, buf, result)
     t0 = time.perf_counter()

@@ -46,24 +46,29 @@ from egocache.core.device import resolve_device
 from egocache.core.files import finished_summary, write_atomic, write_json_atomic
 from egocache.core.metrics import Predictions, evaluate_predictions
 from egocache.core.order import epoch_permutation, step_generator
-from egocache.errors import CheckpointError, ClipError, ConfigError, EgocacheError
+from egocache.errors import AudioError, CheckpointError, ClipError, ConfigError, EgocacheError
+from egocache.pipeline.audio import FREQ_BINS, spectrogram_frames, video_spectrograms
 from egocache.pipeline.datasets import Clip, Manifest
 from egocache.pipeline.frames import FramePlan, decode_clip_frames
 from egocache.pipeline.options import TeacherTrainConfig
+from egocache.pipeline.sampling import clip_seconds
 from egocache.pipeline.teachers import (Teacher, TeacherSpec, create_teacher, is_spec_file, read_teacher_checkpoint,
                                         save_teacher_checkpoint, trained_heads)
 from egocache.pipeline.teachers.base import run_teacher
 
 GRAD_CLIP_NORM = 1.0
 ZOOM_SCALE = (0.75, 1.0)                       # side of the random crop, as a fraction of the frame
+SPEC_MASK = (20, 20)                           # an audio teacher's SpecAugment: at most this many frequency
+                                               # bins and STFT frames (0.2 s) masked per clip
 RUN_KEYS_FREE = ("progress", "checkpoint_every", "device")   # may differ between a run and its resume
 
 
 @dataclass
 class TeacherClips:
-    """Decoded teacher frames of clips, in memory, with their ids and labels (failed clips left out)."""
+    """The teacher input of clips, in memory, with their ids and labels (failed clips left out)."""
 
-    frames: np.ndarray                 # (N, T, S, S, 3) uint8 RGB at the teacher's input size
+    inputs: np.ndarray                 # (N, T, S, S, 3) uint8 RGB frames at the teacher's input size, or an
+                                       # audio teacher's (N, FREQ_BINS, M) float16 log spectrograms
     clip_ids: list[str]
     segment_ids: list[str]
     labels: dict[str, np.ndarray]      # head -> (N,) int64, -1 = unlabelled
@@ -75,6 +80,22 @@ class TeacherClips:
         return Predictions(logits, self.labels, codes.astype(np.int64))
 
 
+def _by_video(clips: list[Clip]) -> dict[str, list[int]]:
+    """Indices of `clips` grouped by video file, in order."""
+    by_video: dict[str, list[int]] = {}
+    for i, clip in enumerate(clips):
+        by_video.setdefault(clip.video_path, []).append(i)
+    return by_video
+
+
+def _kept(clips: list[Clip], inputs: np.ndarray, ok: np.ndarray, heads: list[str], failures: list[str]
+          ) -> TeacherClips:
+    """The TeacherClips of the clips marked `ok`."""
+    kept = [c for c, good in zip(clips, ok) if good]
+    return TeacherClips(inputs if ok.all() else inputs[ok], [c.clip_id for c in kept], [c.segment_id for c in kept],
+                        {h: np.array([c.labels.get(h, -1) for c in kept], np.int64) for h in heads}, failures)
+
+
 def decode_teacher_clips(clips: list[Clip], plan: FramePlan, heads: list[str], *, progress: bool = False,
                          log: Callable[[str], None] = print) -> TeacherClips:
     """Decode the teacher frames of `clips` (grouped by video, each video decoded once) into memory."""
@@ -82,11 +103,8 @@ def decode_teacher_clips(clips: list[Clip], plan: FramePlan, heads: list[str], *
     frames = np.empty((len(clips), t, s, s, 3), np.uint8)
     ok = np.zeros(len(clips), bool)
     failures: list[str] = []
-    by_video: dict[str, list[int]] = {}
-    for i, clip in enumerate(clips):
-        by_video.setdefault(clip.video_path, []).append(i)
     bar = tqdm(total=len(clips), unit="clip", desc="decode", disable=not progress)
-    for path, rows in by_video.items():
+    for path, rows in _by_video(clips).items():
         decoded, _, _ = decode_clip_frames(path, [clips[i].centre_s for i in rows], plan)
         for i, res in zip(rows, decoded):
             if isinstance(res, ClipError):
@@ -96,10 +114,28 @@ def decode_teacher_clips(clips: list[Clip], plan: FramePlan, heads: list[str], *
                 frames[i], ok[i] = res.teacher, True
         bar.update(len(rows))
     bar.close()
-    kept = [c for c, good in zip(clips, ok) if good]
-    return TeacherClips(frames if ok.all() else frames[ok], [c.clip_id for c in kept],
-                        [c.segment_id for c in kept],
-                        {h: np.array([c.labels.get(h, -1) for c in kept], np.int64) for h in heads}, failures)
+    return _kept(clips, frames, ok, heads, failures)
+
+
+def audio_teacher_clips(clips: list[Clip], seconds: float, heads: list[str], *, progress: bool = False,
+                        log: Callable[[str], None] = print) -> TeacherClips:
+    """The log spectrograms of `clips`' audio windows (centre -+ seconds / 2), float16 as extraction caches
+    them (pipeline/audio.video_spectrograms: each video's audio read once per run of its clips)."""
+    out = np.empty((len(clips), FREQ_BINS, spectrogram_frames(seconds)), np.float16)
+    ok = np.zeros(len(clips), bool)
+    failures: list[str] = []
+    bar = tqdm(total=len(clips), unit="clip", desc="audio", disable=not progress)
+    for path, rows in _by_video(clips).items():
+        windows = video_spectrograms(path, [clips[i].centre_s - seconds / 2 for i in rows], seconds)
+        for i, res in zip(rows, windows):
+            if isinstance(res, AudioError):
+                failures.append(f"{clips[i].clip_id}: audio: {res}")
+                log(f"skipped clip {failures[-1]}")
+            else:
+                out[i], ok[i] = res, True
+        bar.update(len(rows))
+    bar.close()
+    return _kept(clips, out, ok, heads, failures)
 
 
 def build_teacher(cfg: TeacherTrainConfig, heads: dict[str, int], class_names: dict[str, list[str]],
@@ -152,6 +188,20 @@ def zoom_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, f
     out = F.grid_sample(x.reshape(b, c * t, s, s), grid, mode="bilinear", padding_mode="border",
                         align_corners=False)
     return out.reshape(b, c, t, s, s)
+
+
+def spec_mask(x: torch.Tensor, generator: torch.Generator, widths: tuple[int, int] = SPEC_MASK) -> torch.Tensor:
+    """(B,1,F,M) -> same: per clip one random band of frequency bins and one span of frames set to 0, the
+    normalised input's centre (SpecAugment's frequency and time masks, Park et al. 2019)."""
+    b, _, f, m = x.shape
+    out = x
+    for size, width, shape in ((f, widths[0], (b, 1, f, 1)), (m, widths[1], (b, 1, 1, m))):
+        w = torch.randint(0, width + 1, (b,), generator=generator)
+        start = (torch.rand(b, generator=generator) * (size - w + 1)).long()
+        pos = torch.arange(size)
+        mask = (pos >= start[:, None]) & (pos < (start + w)[:, None])
+        out = out.masked_fill(mask.reshape(shape).to(out.device), 0.0)
+    return out
 
 
 def _optimizer(model: Teacher, cfg: TeacherTrainConfig, steps: int, warmup: int
@@ -253,7 +303,8 @@ class _Fit:
               sums: dict[str, Any]) -> float:
         """One optimizer step on clips `idx`; adds to the epoch's loss and hit counts."""
         model, device = self.model, self.device
-        x = zoom_crop(model.preprocess(torch.from_numpy(self.data.frames[idx]).to(device)), gen)
+        x = model.preprocess(torch.from_numpy(self.data.inputs[idx]).to(device))
+        x = spec_mask(x, gen) if model.spec.input == "audio" else zoom_crop(x, gen)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             _, logits = model(x)
         losses = [F.cross_entropy(logits[h].float(), y[h], ignore_index=-1) for h in y if (y[h] >= 0).any()]
@@ -295,6 +346,40 @@ def _finished(cfg: TeacherTrainConfig, sha: str) -> dict[str, Any] | None:
     return summary if same else None
 
 
+def _check_memory(cfg: TeacherTrainConfig, clips: int, per_clip: float, what: str) -> float:
+    """GB that `clips` inputs of `per_clip` bytes take; EgocacheError over cfg.max_frames_gb."""
+    need_gb = clips * per_clip / 1e9
+    if need_gb > cfg.max_frames_gb:
+        raise EgocacheError(f"{clips} clips of {what} need {need_gb:.1f} GB in memory (--max-frames-gb "
+                            f"{cfg.max_frames_gb}); fine-tune a large dataset from a frame cache, or fewer "
+                            "train/eval clips")
+    return need_gb
+
+
+def _decode_frames(cfg: TeacherTrainConfig, spec: TeacherSpec, train: list[Clip], val: list[Clip], heads: list[str],
+                   log: Callable[[str], None]) -> tuple[TeacherClips, TeacherClips, int]:
+    """The training and validation clips' teacher frames under the shared frame plan, and its decode size."""
+    plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, (), cfg.frame_size)
+    need_gb = _check_memory(cfg, len(train) + len(val), spec.num_frames * spec.img_size ** 2 * 3,
+                            f"{spec.num_frames}x{spec.img_size}px frames")
+    log(f"{cfg.teacher}: heads {_fmt_heads({h: spec.heads[h] for h in heads})}; decoding {len(train)} training and {len(val)} "
+        f"validation clips ({need_gb * 1e3:.0f} MB of frames, decoded at {plan.decode_size}px)")
+    return (decode_teacher_clips(train, plan, heads, progress=cfg.progress, log=log),
+            decode_teacher_clips(val, plan, heads, progress=cfg.progress, log=log), plan.decode_size)
+
+
+def _read_audio(cfg: TeacherTrainConfig, spec: TeacherSpec, train: list[Clip], val: list[Clip], heads: list[str],
+                log: Callable[[str], None]) -> tuple[TeacherClips, TeacherClips, int]:
+    """An audio teacher's training and validation spectrograms (its clip span's windows); decode size 0."""
+    seconds = clip_seconds(spec.num_frames, spec.frame_stride)
+    need_gb = _check_memory(cfg, len(train) + len(val), FREQ_BINS * spectrogram_frames(seconds) * 2,
+                            f"{FREQ_BINS}x{spectrogram_frames(seconds)} spectrograms")
+    log(f"{cfg.teacher}: heads {_fmt_heads({h: spec.heads[h] for h in heads})}; reading the audio of {len(train)} "
+        f"training and {len(val)} validation clips ({need_gb * 1e3:.0f} MB of spectrograms, {seconds:.3f}-s windows)")
+    return (audio_teacher_clips(train, seconds, heads, progress=cfg.progress, log=log),
+            audio_teacher_clips(val, seconds, heads, progress=cfg.progress, log=log), 0)
+
+
 def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune cfg.teacher on the manifest's training clips, evaluate, save; return the summary."""
     began = time.perf_counter()
@@ -320,17 +405,11 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
         torch.manual_seed(cfg.seed)
         model = build_teacher(cfg, heads, class_names, log)
         spec = model.spec
-        plan = FramePlan(spec.num_frames, spec.frame_stride, spec.img_size, (), cfg.frame_size)
-        need_gb = (len(train) + len(val)) * spec.num_frames * spec.img_size ** 2 * 3 / 1e9
-        if need_gb > cfg.max_frames_gb:
-            raise EgocacheError(f"{len(train) + len(val)} clips of {spec.num_frames}x{spec.img_size}px need "
-                                f"{need_gb:.1f} GB of frames in memory (--max-frames-gb {cfg.max_frames_gb}); "
-                                "fine-tune a large dataset from a frame cache, or fewer train/eval clips")
-        log(f"{cfg.teacher}: heads {_fmt_heads(heads)}; decoding {len(train)} training and {len(val)} "
-            f"validation clips ({need_gb * 1e3:.0f} MB of frames, decoded at {plan.decode_size}px)")
         t0 = time.perf_counter()
-        train_data = decode_teacher_clips(train, plan, list(heads), progress=cfg.progress, log=log)
-        val_data = decode_teacher_clips(val, plan, list(heads), progress=cfg.progress, log=log)
+        if spec.input == "audio":
+            train_data, val_data, decode_size = _read_audio(cfg, spec, train, val, list(heads), log)
+        else:
+            train_data, val_data, decode_size = _decode_frames(cfg, spec, train, val, list(heads), log)
         decode_s = time.perf_counter() - t0
         if not train_data.clip_ids:
             raise EgocacheError(f"none of the {len(train)} training clips could be decoded")
@@ -343,7 +422,7 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
     out = Path(cfg.out)
     metrics, logits_path = None, None
     if val_data.clip_ids:
-        _, logits = run_teacher(model, val_data.frames, device, cfg.batch_size)
+        _, logits = run_teacher(model, val_data.inputs, device, cfg.batch_size)
         metrics = evaluate_predictions(val_data.predictions(logits), class_names,
                                        motion_verbs=manifest.motion_pair_verbs)
         logits_path = out.with_suffix(".val.npz")
@@ -359,7 +438,7 @@ def train_teacher(cfg: TeacherTrainConfig, *, log: Callable[[str], None] = print
         "teacher": cfg.teacher, "checkpoint": str(out), "init_checkpoint": cfg.checkpoint,
         "dataset": cfg.dataset, "manifest_sha256": manifest.sha256, "heads": heads,
         "spec": {"num_frames": spec.num_frames, "frame_stride": spec.frame_stride, "img_size": spec.img_size,
-                 "decode_size": plan.decode_size},
+                 "decode_size": decode_size, "input": spec.input},
         "settings": _run_settings(cfg),
         "clips": {"train": len(train_data.clip_ids), "validation": len(val_data.clip_ids),
                   "failed": len(train_data.failures) + len(val_data.failures)},

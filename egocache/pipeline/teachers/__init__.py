@@ -19,7 +19,9 @@ for one is a one-line error saying so.
 
 Modality teachers (issue 13): flow-tiny (a 3-D CNN over Farneback optical flow that its preprocess
 computes from the RGB frames) and objects-tiny (a centre-frame noun classifier with the auxiliary
-output object_score). A registration may give `aux` (heads -> {aux name: size}: the spec's aux outputs
+output object_score), and audio-tiny (a 2-D CNN over the clip's log spectrogram: TeacherSpec.input
+"audio", fed the cached float16 spectrogram, its clip span from num_frames x frame_stride; it has no
+frame input, img_size 0). A registration may give `aux` (heads -> {aux name: size}: the spec's aux outputs
 follow the heads' class counts) and `train_heads` (the dataset heads train-teacher trains; None: all
 of them): `trained_heads(name, dataset_heads)` applies it.
 """
@@ -36,7 +38,7 @@ from typing import Any, Callable
 import torch
 
 from egocache.errors import CheckpointError, EgocacheError
-from egocache.pipeline.teachers import convnet, external, flow, mformer, objects, tvvideo
+from egocache.pipeline.teachers import audio, convnet, external, flow, mformer, objects, tvvideo
 from egocache.pipeline.teachers.base import Teacher, TeacherSpec
 from egocache.pipeline.teachers.checkpoint import (checkpoint_sha256, load_state_strict,
                                                    load_teacher_checkpoint, read_teacher_checkpoint,
@@ -165,8 +167,8 @@ def _resolve(name: str, heads: dict[str, int] | None, overrides: dict[str, Any])
     cfg.check()
     heads = _check_heads(name, heads) if heads is not None else entry.spec.heads
     return dataclasses.replace(
-        entry.spec, **spec_over, heads=heads, num_frames=cfg.num_frames, img_size=cfg.img_size,
-        feature_dim=cfg.feature_dim, config=dataclasses.asdict(cfg),
+        entry.spec, **spec_over, heads=heads, num_frames=getattr(cfg, "num_frames", entry.spec.num_frames),
+        img_size=getattr(cfg, "img_size", entry.spec.img_size), feature_dim=cfg.feature_dim, config=dataclasses.asdict(cfg),
         aux=entry.aux(heads) if entry.aux is not None else entry.spec.aux)
 
 
@@ -257,6 +259,8 @@ register_teacher("mformer-tiny", spec=mformer.TINY_SPEC, config=mformer.TINY_CON
                  build=mformer.MotionFormer, read_heads=mformer.heads_from_state,
                  official_overrides=mformer.official_overrides)
 register_teacher("flow-tiny", spec=flow.TINY_SPEC, config=flow.TINY_CONFIG, build=flow.FlowTeacher,
+                 read_heads=convnet.heads_from_state, official_overrides=convnet.no_official_overrides)
+register_teacher("audio-tiny", spec=audio.TINY_SPEC, config=audio.TINY_CONFIG, build=audio.AudioTeacher,
                  read_heads=convnet.heads_from_state, official_overrides=convnet.no_official_overrides)
 register_teacher("objects-tiny", spec=objects.TINY_SPEC, config=objects.TINY_CONFIG, build=objects.ObjectsTeacher,
                  read_heads=convnet.heads_from_state, official_overrides=convnet.no_official_overrides,

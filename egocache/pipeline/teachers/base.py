@@ -19,6 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# A teacher's input: "rgb" = the clip's T uint8 frames (B, T, H, W, 3), which flow-tiny turns into flow
+# in its preprocess; "audio" = the clip's log spectrogram (B, FREQ_BINS, frames) float16, as the cache
+# stores it (pipeline/audio.py), so an audio teacher sees exactly the cached audio.
+INPUTS = ("rgb", "audio")
+
 
 @dataclass(frozen=True)
 class TeacherSpec:
@@ -38,6 +43,7 @@ class TeacherSpec:
     source_url: str = ""
     licence: str = ""
     aux: dict[str, int] = field(default_factory=dict)   # auxiliary output name -> per-clip vector size
+    input: str = "rgb"     # what preprocess takes: "rgb" uint8 frames, or "audio" log spectrograms (INPUTS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict (tuples become lists) for cache attributes and checkpoints."""
@@ -50,8 +56,8 @@ class TeacherSpec:
 class Teacher(nn.Module, abc.ABC):
     """A video model with the shared teacher interface: preprocess, forward_features, forward_head.
 
-    A teacher whose input is not normalised RGB (e.g. optical flow) overrides `preprocess` and
-    `input_shape`; one with auxiliary outputs (spec.aux) overrides `forward_aux`.
+    A teacher whose input is not normalised RGB (optical flow from the frames, or spec.input "audio")
+    overrides `preprocess` and `input_shape`; one with auxiliary outputs (spec.aux) overrides `forward_aux`.
     """
 
     spec: TeacherSpec
@@ -121,7 +127,8 @@ def _resize_centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def run_teacher(model: Teacher, clips: np.ndarray, device: str | torch.device, batch_size: int
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Teacher features (n, D) and logits {head: (n, C)} float32 for uint8 clips (n, T, S, S, 3).
+    """Teacher features (n, D) and logits {head: (n, C)} float32 for the clips' inputs: uint8 frames
+    (n, T, S, S, 3), or float16 spectrograms (n, F, M) for an audio teacher (spec.input).
 
     Inference as extraction runs it (eval mode, bf16 autocast on CUDA, float32 on CPU); teacher
     fine-tuning evaluates with it too, so its figures are those of the cached outputs.
