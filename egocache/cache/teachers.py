@@ -12,7 +12,6 @@ the group's shards too.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -21,12 +20,12 @@ import numpy as np
 from egocache import __version__
 from egocache.cache.lease import LeaseToken
 from egocache.cache.schema import (
-    CONTROL_GROUP, FORMAT_VERSION, STATUS_FAILED, STATUS_OK, TEACHER_FORMAT, TEACHERS_GROUP, array_specs,
-    load_json_object, read_attrs,
+    CONTROL_GROUP, FORMAT_VERSION, STATUS_FAILED, STATUS_OK, TEACHER_FORMAT, TEACHERS_GROUP, load_json_object,
+    read_attrs,
 )
 from egocache.cache.store import CacheStore, open_store
-from egocache.cache.writer import (ShardedWriter, check_teacher_outputs, commit_shard, create_arrays, group_meta,
-                                   write_meta)
+from egocache.cache.writer import (ShardedWriter, check_teacher_outputs, commit_shard, create_arrays, finish_attrs,
+                                   group_meta, write_meta)
 from egocache.errors import CacheError, CacheFormatError
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -75,12 +74,7 @@ def group_attrs(root: dict[str, Any], teacher: dict[str, Any], sampling: dict[st
     out = {"format": TEACHER_FORMAT, "format_version": FORMAT_VERSION, "created_by": f"egocache {__version__}",
            "layout": {k: lay[k] for k in ("num_clips", "shard_size", "num_shards", "clip_table_sha256")},
            "teacher": teacher, "sampling": sampling}
-    try:
-        out = json.loads(json.dumps(out))
-    except (TypeError, ValueError) as exc:
-        raise CacheError(f"teacher group attrs must be JSON-serialisable: {exc}") from exc
-    out["arrays"] = {s.name: s.description for s in array_specs(out)}
-    return out
+    return finish_attrs(out, "teacher group attrs")
 
 
 class TeacherGroupWriter(ShardedWriter):

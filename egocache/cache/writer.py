@@ -76,12 +76,18 @@ def _final_attrs(attrs: dict[str, Any], *, n: int, shard_size: int, table_sha: s
         "frames": {"codec": frame_codec, "quality": jpeg_quality if frame_codec == "jpeg" else None,
                    "colorsubsampling": "444" if frame_codec == "jpeg" else None},
     })
+    return finish_attrs(final, "cache attrs")
+
+
+def finish_attrs(attrs: dict[str, Any], what: str) -> dict[str, Any]:
+    """`attrs` JSON-normalised (CacheError naming `what` if it cannot be) with the `arrays` listing its
+    format implies: the last step of a cache's or a teacher group's attributes."""
     try:
-        final = json.loads(json.dumps(final))
+        out = json.loads(json.dumps(attrs))
     except (TypeError, ValueError) as exc:
-        raise CacheError(f"cache attrs must be JSON-serialisable: {exc}") from exc
-    final["arrays"] = {s.name: s.description for s in array_specs(final)}
-    return final
+        raise CacheError(f"{what} must be JSON-serialisable: {exc}") from exc
+    out["arrays"] = {s.name: s.description for s in array_specs(out)}
+    return out
 
 
 def create_arrays(store: CacheStore, final: dict[str, Any], table: dict[str, np.ndarray]) -> None:
