@@ -59,7 +59,7 @@ class CacheInfo:
         heads = ", ".join(f"{h} ({len(names)} classes)" for h, names in self.heads.items())
         sha = t.get("checkpoint_sha256")
         lines += [
-            f"teacher    {t['name']}: feature {self.feature_dim}-d, heads {heads}; checkpoint "
+            f"teacher    {t['name']}: feature {self.feature_dim}-d, heads {heads}{_outputs(t)}; checkpoint "
             f"sha256 {sha[:12] + '...' if sha else 'none'}",
             f"sampling   T={s['t']} stride={s['stride']} clip {s['clip_seconds']:.3f} s; "
             f"{len(s['positions'])} stored frames {self.frames['codec']} {s['frame_size']}px at "
@@ -77,14 +77,21 @@ class CacheInfo:
             gt, counts = g["teacher"], g["status"]
             ok = sum(c["ok"] for c in counts.values())
             failed = sum(c["failed"] for c in counts.values())
-            aux = f", aux {', '.join(f'{a} ({d})' for a, d in gt['aux'].items())}" if gt.get("aux") else ""
             lines.append(f"teacher +  {name} ({gt['name']}): feature {gt['feature_dim']}-d, heads "
-                         f"{', '.join(gt['heads'])}{aux}; {g['done_shards']}/{self.num_shards} shards, "
+                         f"{', '.join(gt['heads'])}{_outputs(gt)}; {g['done_shards']}/{self.num_shards} shards, "
                          f"{ok} ok, {failed} failed")
         if self.size_bytes is not None:
             lines.append(f"size       {self.size_bytes / 1e6:.1f} MB on disk "
                          f"({self.size_bytes / max(self.num_clips, 1) / 1e3:.1f} KB/clip)")
         return "\n".join(lines)
+
+
+def _outputs(teacher: dict[str, Any]) -> str:
+    """', aux NAME (size), ...; per video NAME (size)' for a teacher section with auxiliary outputs."""
+    aux = teacher.get("aux") or {}
+    per_video = teacher.get("aux_video") or {}
+    text = f", aux {', '.join(f'{a} ({d})' for a, d in aux.items())}" if aux else ""
+    return text + (f"; per video {', '.join(f'{v} ({aux[src]})' for v, src in per_video.items())}" if per_video else "")
 
 
 def disk_size(location: str | os.PathLike[str] | CacheStore) -> int:

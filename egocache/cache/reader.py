@@ -22,7 +22,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from egocache.cache.frames import FrameReader
 from egocache.cache.info import CacheInfo, describe, split_and_status, zarr_group
 from egocache.cache.rows import Request, RowReader, ShardFiles, read_small_column, read_strings
-from egocache.cache.schema import STATUS_OK, array_specs, direct_rows, read_array, read_attrs, teacher_output_specs
+from egocache.cache.schema import (STATUS_OK, ArraySpec, array_specs, direct_rows, read_array, read_attrs,
+                                   teacher_output_specs)
 from egocache.cache.teachers import group_key, read_group_attrs
 from egocache.cache.store import open_store
 from egocache.cache.selections import available_selections, draw_frames, selection_indices
@@ -83,7 +84,8 @@ class CacheDataset(Dataset):
         caches older than that flag have IMU for every ok clip); `skipped_without_imu` counts the others.
         `read_frames=False` leaves frames out of the items; `direct=False` forces zarr frame reads.
         `teachers` names teachers whose outputs each item carries under "teachers" ({name: {"feature",
-        "logits", "aux"}}): the cache's own teacher or ones added to it (cache/teachers.py); clips that
+        "logits", "aux"}}; "aux" holds its per-clip and per-video outputs, cache/videos.py): the cache's
+        own teacher or ones added to it (cache/teachers.py); clips that
         an added teacher failed are left out (`skipped_by_teacher` counts them per teacher).
         `read_audio` adds each clip's log spectrogram ("audio", (201, frames) in the cache's dtype, float16 by
         default; zeros where audio_present is 0), read directly from the shards like the IMU;
@@ -143,6 +145,7 @@ class CacheDataset(Dataset):
         # segment, ~70 bytes each) would grow every forked DataLoader worker's RSS with the split
         self._segment = _factorize(read_strings(self.store, group, specs["segment_id"])[self.rows])[1]
         self._segment_names: list[str] | None = None
+        self._videos = self._video_outputs(group, specs)
         heads = list(self.info.heads)
         root_aux = [f"aux_{a}" for a in self.info.teacher.get("aux") or {}]
         self._small = ["features", "imu", *(f"logits_{h}" for h in heads), *(f"label_{h}" for h in heads),
@@ -151,6 +154,25 @@ class CacheDataset(Dataset):
         self._state: _Process | None = None
         files.close()
         _release_freed_heap()
+
+    def _video_outputs(self, group: Any, specs: dict[str, ArraySpec]
+                       ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """{teacher: (each row's video index, {per-video output: (V, A)})} for the requested teachers that
+        declare per-video outputs (cache/videos.py); held in memory: V x A values, 4 bytes per clip."""
+        from egocache.cache import videos
+
+        out: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        ids: np.ndarray | None = None
+        for name in self.teachers:
+            own = name not in self._groups
+            gattrs = self.info.attrs if own else self._groups[name]
+            if not videos.declared(gattrs["teacher"]):
+                continue
+            stored = videos.read(self.store if own else self.store.child(group_key(name)), gattrs)
+            if ids is None:
+                ids = np.asarray(read_strings(self.store, group, specs["video_id"])[self.rows], dtype=np.str_)
+            out[name] = (np.searchsorted(stored.video_ids, ids).astype(np.int32), stored.values)
+        return out
 
     @property
     def segment_ids(self) -> list[str]:
@@ -231,6 +253,8 @@ class CacheDataset(Dataset):
         }
         if self.teachers:
             out["teachers"] = {n: _teacher_item(added[n] if n in added else small) for n in self.teachers}
+            for n, (video, values) in self._videos.items():
+                out["teachers"][n]["aux"].update({k: torch.from_numpy(v[video[idx]]) for k, v in values.items()})
         if self.read_audio:
             out["audio"] = torch.from_numpy(small["audio"])
         if got is not None:

@@ -283,6 +283,7 @@ def _verify(store: CacheStore, report: VerifyReport) -> None:
         return
     problems += _check_table(store, attrs, specs, record["table_checksums"], checked)
     problems += _check_committed(store, attrs, specs, checked)
+    problems += _check_videos(store, store, attrs)
     for name in list_groups(store):
         problems += [f"teacher {name}: {line}" for line in _check_group(store, attrs, name, report.notes, checked)]
 
@@ -327,7 +328,17 @@ def _check_group(root: CacheStore, attrs: dict[str, Any], name: str, notes: list
     notes += [f"teacher {name}: {n}" for n in sub.notes]
     if sub.problems or record is None:
         return sub.problems
-    return _check_committed(store, gattrs, specs, checked)
+    return _check_committed(store, gattrs, specs, checked) + _check_videos(root, store, gattrs)
+
+
+def _check_videos(root: CacheStore, store: CacheStore, attrs: dict[str, Any]) -> list[str]:
+    """Problems of the per-video outputs of the group at `store` (none if its teacher declares none)."""
+    from egocache.cache import videos
+    from egocache.cache.info import zarr_group
+
+    if not videos.declared(attrs["teacher"]):
+        return []
+    return videos.check(store, attrs, read_array(zarr_group(root)(), "video_id", root.url))
 
 
 def ensure_verified(path: str, *, skip: bool = False, warn: Any = print) -> None:

@@ -105,6 +105,7 @@ def cache_attrs(opts: ExtractOptions, device: str, spec: Any, checkpoint_sha: st
             "checkpoint_sha256": checkpoint_sha, "init_seed": None if checkpoint_sha else INIT_SEED,
             "overrides": dict(opts.teacher_overrides), "num_frames": t, "img_size": int(spec.img_size),
             "mean": list(spec.mean), "std": list(spec.std), "bgr": bool(spec.bgr), "input": spec.input,
+            **({"aux_video": dict(spec.aux_video)} if spec.aux_video else {}),
             "device": device, "precision": "bfloat16-autocast" if device == "cuda" else "float32",
         },
         "sampling": {"t": t, "stride": stride, "clip_seconds": clip_seconds(t, stride),
@@ -292,6 +293,7 @@ def extract(opts: ExtractOptions, *, log: Callable[[str], None] = lambda line: N
                 for i in range(writer.num_shards) if i not in done]
         summary, status, present = run_and_summarize(runner, jobs, opts, cache, manifest, writer.num_shards,
                                                      len(done), t_start)
+        write_video_outputs(cache, status, log=log)
         summary.clips_without_imu = int(((status == 1) & (present == 0)).sum()) if present is not None else 0
         audio_present = read_audio_present(cache)
         if audio_present is not None:
@@ -326,6 +328,29 @@ def run_and_summarize(runner: LocalRunner | DaskRunner, jobs: list[ShardJob], op
     summary = summarize(cache, opts.teacher, manifest, results, status, errors, shards=shards, resumed=resumed,
                         run_s=run_s, total_s=time.perf_counter() - t_start)
     return summary, status, present
+
+
+def write_video_outputs(cache: str, status: np.ndarray, *, group: str = "", log: Callable[[str], None]) -> None:
+    """Store the per-video outputs the cache's teacher (or added `group`) declares (cache/videos.py) once
+    no clip is pending; until then a line says they wait for the rest of the extraction."""
+    from egocache.cache import open_store, read_attrs
+    from egocache.cache import videos
+    from egocache.cache.info import zarr_group
+    from egocache.cache.schema import read_array
+    from egocache.cache.teachers import group_key, read_group_attrs
+
+    root = open_store(cache)
+    store, attrs = (root.child(group_key(group)), read_group_attrs(root, group)) if group else (root, read_attrs(root))
+    outputs = videos.declared(attrs["teacher"])
+    if not outputs:
+        return
+    if (status == 0).any():
+        log(f"per-video outputs {', '.join(outputs)}: written once every clip is extracted "
+            f"({int((status == 0).sum())} pending)")
+        return
+    written = videos.write(store, attrs, read_array(zarr_group(root)(), "video_id", root.url))
+    assert written is not None
+    log(f"per-video outputs {', '.join(outputs)}: {len(written.video_ids)} videos -> {store.url}/{videos.VIDEOS_GROUP}")
 
 
 TEACHER_IDENTITY = ("name", "config", "checkpoint_sha256", "overrides")
@@ -416,8 +441,9 @@ def add_teacher(opts: ExtractOptions, cache: str, manifest: Any, key: TeacherKey
                      decode_threads=opts.decode_threads, imu_mode="none", torch_threads=opts.torch_threads,
                      lease=lease.token, group=name, **audio_input)
             for i in range(writer.num_shards) if i not in done]
-    summary, _, _ = run_and_summarize(runner, jobs, opts, cache, manifest, writer.num_shards, len(done),
-                                      time.perf_counter(), group=name)
+    summary, status, _ = run_and_summarize(runner, jobs, opts, cache, manifest, writer.num_shards, len(done),
+                                           time.perf_counter(), group=name)
+    write_video_outputs(cache, status, group=name, log=log)
     summary.group = name
     summary.summary_file = f"{cache}/{group_key(name)}/{SUMMARY_FILE}"
     return summary

@@ -234,11 +234,17 @@ class CacheFacts:
 
 def resolve_aux(info: Any, specs: list[str]) -> list[tuple[str, str, int, float, str]]:
     """The --aux targets as (teacher, output, size, weight, loss), found among the cache's teachers'
-    declared auxiliary outputs; CacheError naming the target when it is absent or ambiguous."""
+    declared auxiliary outputs, per clip or per video; CacheError naming the target when it is absent or
+    ambiguous."""
     from egocache.errors import CacheError
 
-    declared = {info.teacher["name"]: info.teacher.get("aux") or {},
-                **{n: g["teacher"].get("aux") or {} for n, g in info.teachers.items()}}
+    def outputs(teacher: dict[str, Any]) -> dict[str, int]:
+        """Per-clip aux outputs and per-video ones (cache/videos.py), name -> size."""
+        aux = teacher.get("aux") or {}
+        return {**aux, **{v: aux[src] for v, src in (teacher.get("aux_video") or {}).items()}}
+
+    declared = {info.teacher["name"]: outputs(info.teacher),
+                **{n: outputs(g["teacher"]) for n, g in info.teachers.items()}}
     out = []
     for text in specs:
         teacher, name, weight, loss = parse_aux(text)

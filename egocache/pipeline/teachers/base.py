@@ -44,12 +44,23 @@ class TeacherSpec:
     licence: str = ""
     aux: dict[str, int] = field(default_factory=dict)   # auxiliary output name -> per-clip vector size
     input: str = "rgb"     # what preprocess takes: "rgb" uint8 frames, or "audio" log spectrograms (INPUTS)
+    aux_video: dict[str, str] = field(default_factory=dict)  # per-video output -> the aux output it averages
+                                                             # over each video's clips (cache/videos.py)
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown input kind and per-video outputs of undeclared aux outputs."""
+        if self.input not in INPUTS:
+            raise ValueError(f"teacher {self.name}: input {self.input!r} is not one of {', '.join(INPUTS)}")
+        unknown = sorted(src for src in self.aux_video.values() if src not in self.aux)
+        if unknown or set(self.aux_video) & set(self.aux):
+            raise ValueError(f"teacher {self.name}: per-video outputs {self.aux_video} must average its aux "
+                             f"outputs ({', '.join(self.aux) or 'none'}) under new names")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict (tuples become lists) for cache attributes and checkpoints."""
         out = dataclasses.asdict(self)
         out["mean"], out["std"] = list(self.mean), list(self.std)
-        out["heads"], out["aux"] = dict(self.heads), dict(self.aux)
+        out["heads"], out["aux"], out["aux_video"] = dict(self.heads), dict(self.aux), dict(self.aux_video)
         return out
 
 

@@ -13,7 +13,9 @@ its registration names (TRAIN_HEADS), so the verb labels are not used.
 
 Auxiliary output (TeacherSpec.aux, Teacher.forward_aux): `object_score` = softmax over the noun head,
 a (B, classes) distribution per clip, what Ego-Exo distils as the object-score target. Logits stay the
-cached output; the softmax is this extra output only.
+cached output; the softmax is this extra output only. Per video (TeacherSpec.aux_video, cache/videos.py):
+`video_object_score` = the mean object_score over the video's clips, which objects the whole video
+holds, a context target the same for every clip of a video.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from egocache.pipeline.teachers.base import Teacher, TeacherSpec
 
 NOUN_HEAD = "noun"
 SCORE = "object_score"
+VIDEO_SCORE = "video_object_score"     # per-video output: the mean object_score of the video's clips
 TRAIN_HEADS = (NOUN_HEAD,)
 
 
@@ -111,4 +114,5 @@ TINY_CONFIG = ObjectsConfig()
 TINY_SPEC = TeacherSpec(name="objects-tiny", tag="scratch", num_frames=TINY_CONFIG.num_frames, frame_stride=8,
                         img_size=TINY_CONFIG.img_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), bgr=False,
                         feature_dim=TINY_CONFIG.feature_dim, heads={NOUN_HEAD: 300},
-                        config=dataclasses.asdict(TINY_CONFIG), aux=aux_sizes({NOUN_HEAD: 300}))
+                        config=dataclasses.asdict(TINY_CONFIG), aux=aux_sizes({NOUN_HEAD: 300}),
+                        aux_video={VIDEO_SCORE: SCORE})
