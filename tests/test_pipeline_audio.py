@@ -210,12 +210,12 @@ def test_listentolook_trains_from_an_extracted_cache_with_the_cli_and_refuses_on
     assert result.exit_code != 0 and "has no audio" in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_each_video_is_decoded_once_per_shard_and_long_gaps_split_the_pass(tmp_path, monkeypatch):
+def test_each_block_is_decoded_once_per_shard_and_a_clip_gets_the_same_bits_in_any_company(tmp_path, monkeypatch):
     import egocache.pipeline.audio as audio_mod
     from egocache.pipeline.datasets import Clip
     from egocache.pipeline.extract_worker import ShardJob, ShardResult, TeacherKey, _audio_windows, _ShardBuffers
 
-    path = write_av(tmp_path / "long.mp4", seconds=100.0, rate=16000, tones=(1000.0,), video=False)
+    path = write_av(tmp_path / "long.mp4", seconds=100.0, rate=24000, tones=(1000.0, 3000.0), video=False)
     calls: list[tuple[float, float]] = []
     real = audio_mod.read_audio
 
@@ -231,6 +231,14 @@ def test_each_video_is_decoded_once_per_shard_and_long_gaps_split_the_pass(tmp_p
                    frame_size=8, positions=(0.5,), batch_size=1, audio_mode="optional", audio_seconds=CLIP_S)
     buf = _ShardBuffers(len(clips), 4, {}, {}, 1, 8, 422, (FREQ_BINS, spectrogram_frames(CLIP_S)))
     _audio_windows(job, buf, ShardResult(0, len(clips), 0, [], 0, 0))
-    assert calls == [pytest.approx((5.0 - CLIP_S / 2, 9.5 + CLIP_S / 2)), pytest.approx((95.0 - CLIP_S / 2,
-                                                                                         95.0 + CLIP_S / 2))]
-    assert buf.audio_present.tolist() == [1, 1, 1, 1] and (peak_bins(buf.audio[3]) == 25).all()
+    block = audio_mod.BLOCK_S
+    assert calls == [pytest.approx((0.0, block + CLIP_S)), pytest.approx((block, 2 * block + CLIP_S))]
+    assert buf.audio_present.tolist() == [1, 1, 1, 1]
+    # a clip's spectrogram is the same read alone, with others, or in another order (seek and resampler
+    # state come from its block, not from the request): the cache is the same for any shard layout
+    starts = [93.9 - CLIP_S / 2 + d for d in (0.0, 0.7, -30.0)]      # the last one lies in the first block
+    together = audio_mod.video_spectrograms(path, starts, CLIP_S)
+    for i, start in enumerate(starts):
+        assert np.array_equal(audio_mod.video_spectrograms(path, [start], CLIP_S)[0], together[i])
+    assert np.array_equal(audio_mod.video_spectrograms(path, starts[::-1], CLIP_S)[::-1][0], together[0])
+    np.testing.assert_array_equal(buf.audio[3], audio_mod.video_spectrograms(path, [95.0 - CLIP_S / 2], CLIP_S)[0])

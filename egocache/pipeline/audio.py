@@ -1,8 +1,9 @@
 """A video's audio as the cache stores it: 16 kHz mono, a clip's window, a log-magnitude spectrogram.
 
-`read_audio(path, start_s, end_s)` decodes the first audio track of a video with PyAV over the span
-that a shard's clips of that video need (one seek, one pass: each video is decoded once per shard,
-never once per clip) and resamples it to 16 kHz mono with PyAV's AudioResampler (libswresample;
+`read_audio(path, start_s, end_s)` decodes the first audio track of a video with PyAV over a span (one
+seek, one pass; `video_spectrograms` asks for fixed blocks of BLOCK_S seconds, so a clip's bits do not
+depend on which clips were read with it, and each block once per shard, never once per clip) and
+resamples it to 16 kHz mono with PyAV's AudioResampler (libswresample;
 stereo and other layouts are down-mixed). `clip_spectrogram(track, start_s, seconds)` cuts a clip's
 window (its start_s..end_s in the cache's clip table: centre ± clip_seconds / 2) and returns
 
@@ -36,7 +37,7 @@ FREQ_BINS = N_FFT // 2 + 1
 LOG_EPS = 1e-6
 MIN_COVERAGE = 0.5          # share of a clip's window that must lie inside the audio track
 SEEK_MARGIN_S = 0.5         # decode from this much before the first window (seeks land on a packet)
-GAP_S = 60.0                # windows of one video more than this far apart get separate audio decodes
+BLOCK_S = 60.0              # a video's audio is decoded in blocks of this grid (video_spectrograms)
 LOG_SCALE = f"ln(|STFT| + {LOG_EPS:g}), |STFT| of samples in [-1, 1], periodic Hann window, no centring"
 
 
@@ -159,24 +160,28 @@ def clip_spectrogram(track: AudioTrack, start_s: float, seconds: float) -> np.nd
 
 
 def video_spectrograms(path: str, starts: list[float], seconds: float) -> list[np.ndarray | AudioError]:
-    """The clip_spectrogram of each window of one video (`starts` in any order), decoding its audio once per
-    run of windows less than GAP_S apart (so a long video's audio is never held whole); an AudioError in
-    place of each window that cannot be cut. Extraction and train-teacher read a clip's audio with it."""
-    order = sorted(range(len(starts)), key=lambda i: starts[i])
-    runs: list[list[int]] = []
-    for i in order:
-        if not runs or starts[i] - starts[runs[-1][-1]] > GAP_S:
-            runs.append([])
-        runs[-1].append(i)
+    """The clip_spectrogram of each window of one video (`starts` in any order); an AudioError in place of
+    each window that cannot be cut. Extraction, train-teacher, test-teacher and predict read a clip's
+    audio with it.
+
+    A window starting in block k of a fixed BLOCK_S grid is cut from one decode of [k * BLOCK_S,
+    (k + 1) * BLOCK_S + seconds], whichever other windows are asked for with it: after a seek the AAC
+    decoder's first frame and the resampler's phase depend on where decoding began, so a decode span
+    that followed the request (a shard's clips, a predict chunk) would give a clip other bits in another
+    shard layout. Each block is decoded once per call, and a long video's audio is never held whole.
+    """
+    blocks: dict[int, list[int]] = {}
+    for i, start in enumerate(starts):
+        blocks.setdefault(max(0, math.floor(start / BLOCK_S)), []).append(i)
     out: list[np.ndarray | AudioError] = [AudioError("not read")] * len(starts)
-    for run in runs:
+    for k, rows in sorted(blocks.items()):
         try:
-            track = read_audio(path, starts[run[0]], starts[run[-1]] + seconds)
+            track = read_audio(path, k * BLOCK_S, (k + 1) * BLOCK_S + seconds)
         except AudioError as exc:
-            for i in run:
+            for i in rows:
                 out[i] = exc
             continue
-        for i in run:
+        for i in rows:
             try:
                 out[i] = clip_spectrogram(track, starts[i], seconds)
             except AudioError as exc:
