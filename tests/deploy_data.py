@@ -19,7 +19,8 @@ from extract_data import make_dataset, options
 
 @dataclass
 class Chain:
-    """The dataset, its cache, and run folders by name (egodistill-n1, egodistill-n2, visonly-n1)."""
+    """The dataset, its cache, and run folders by name (egodistill-n1, egodistill-n2, visonly-n1,
+    listentolook-n1)."""
 
     dataset: SynthSummary
     cache: str
@@ -35,7 +36,8 @@ class Chain:
         return ["--imu", str(self.video.accl_csv), "--imu", str(self.video.gyro_csv)]
 
 
-RUNS = {"egodistill-n1": ("egodistill", 1), "egodistill-n2": ("egodistill", 2), "visonly-n1": ("visonly", 1)}
+RUNS = {"egodistill-n1": ("egodistill", 1), "egodistill-n2": ("egodistill", 2), "visonly-n1": ("visonly", 1),
+        "listentolook-n1": ("listentolook", 1)}
 
 
 def make_chain(root: Path, runs: tuple[str, ...] = tuple(RUNS)) -> Chain:

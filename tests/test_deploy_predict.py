@@ -88,7 +88,7 @@ def test_predict_writes_predictions_timeline_and_segment_accuracy(chain, tmp_pat
     assert sum(bool(r["truth_verb"]) for r in rows) >= 2            # windows inside the two segments
     summary = json.loads((tmp_path / "predictions.json").read_text())
     assert summary["num_windows"] == 8 and summary["windows_failed"] == 0 and summary["stride_s"] == 1.0
-    assert set(summary["seconds"]) == {"decode", "imu", "model", "wall"}
+    assert set(summary["seconds"]) == {"decode", "imu", "audio", "model", "wall"}
     assert summary["accuracy"]["segments"] == 2 and summary["accuracy"]["metrics"]["heads"]["verb"]["segments"] == 2
     assert summary["frames_decoded_per_window"] > 0
     teacher = json.loads((tmp_path / "teacher_predictions.json").read_text())

@@ -1,7 +1,7 @@
 """`egocache export RUN --onnx OUT.onnx / --torchscript OUT.pt`: a student as one self-describing file, checked.
 
-The exported model is `runner.DeployModel`: uint8 frames (B,N,S,S,3) and the raw IMU window (B,T,6) in,
-logits per head out (`logits_<head>`), normalisation inside, any batch size. Its `StudentInputs` (clip
+The exported model is `runner.DeployModel`: uint8 frames (B,N,S,S,3) and the raw IMU window (B,T,6) in
+(an audio student: input "audio", the clip's log spectrogram (B,F,M) float32), logits per head out (`logits_<head>`), normalisation inside, any batch size. Its `StudentInputs` (clip
 geometry, frame size, IMU window, class names) travel inside the file: ONNX metadata `egocache.inputs`,
 TorchScript extra file `egocache.inputs.json`. Before the file is moved into place it is run on clips of
 a cache (the run's own by default) next to the torch student, and the largest absolute difference of
@@ -53,7 +53,8 @@ class ExportResult:
 
 
 def check_batches(cache: str, runner: StudentRunner, clips: int) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """(split, [(frames, imu)] batches of up to CHECK_BATCH of the first `clips` ok clips of `cache`)."""
+    """(split, [(frames, sensor)] batches of up to CHECK_BATCH of the first `clips` ok clips of `cache`; the
+    sensor is the IMU window, or an audio student's cached spectrogram)."""
     from egocache.cache import CacheDataset, open_cache
 
     if not (Path(cache) / "zarr.json").is_file():
@@ -61,14 +62,16 @@ def check_batches(cache: str, runner: StudentRunner, clips: int) -> tuple[str, l
                          f"N={runner.inputs.frames} frames")
     splits = open_cache(cache).splits
     split = "validation" if "validation" in splits else sorted(splits)[0]
-    ds = CacheDataset(cache, split=split, frames=runner.inputs.frames)
+    audio = runner.inputs.needs_audio
+    ds = CacheDataset(cache, split=split, frames=runner.inputs.frames, read_audio=audio, require_audio=audio)
     n = min(clips, len(ds))
     if n == 0:
         raise CacheError(f"{cache}: split {split!r} has no ok clip to check the export on")
     out = []
     for lo in range(0, n, CHECK_BATCH):
         b = ds[list(range(lo, min(lo + CHECK_BATCH, n)))]
-        out.append(runner.check(b["frames"].numpy(), b["imu"].numpy()))
+        out.append(runner.check(b["frames"].numpy(), audio=b["audio"].numpy()) if audio else
+                   runner.check(b["frames"].numpy(), b["imu"].numpy()))
     return split, out
 
 
@@ -76,8 +79,8 @@ def max_abs_diff(runner: StudentRunner, run: Callable[[np.ndarray, np.ndarray], 
                  batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """Largest |logit difference| between `run` and the torch student over `batches`, all heads."""
     worst = 0.0
-    for frames, imu in batches:
-        for ref, got in zip(runner._logits(frames, imu), run(frames, imu)):
+    for frames, sensor in batches:
+        for ref, got in zip(runner._logits(frames, sensor), run(frames, sensor)):
             diff = np.abs(np.asarray(got, np.float64) - ref)
             worst = max(worst, float(diff.max()) if np.isfinite(diff).all() else float("inf"))
     return worst
@@ -104,7 +107,7 @@ def _example(runner: StudentRunner) -> tuple[torch.Tensor, torch.Tensor]:
     inp = runner.inputs
     s, dev = inp.frame_size, runner.device
     return (torch.zeros(EXAMPLE_BATCH, inp.frames, s, s, 3, dtype=torch.uint8, device=dev),
-            torch.zeros(EXAMPLE_BATCH, inp.imu_window, len(inp.imu_channels), device=dev))
+            torch.zeros(EXAMPLE_BATCH, *inp.sensor_shape, device=dev))
 
 
 def write_onnx(runner: StudentRunner, tmp: str) -> None:
@@ -113,9 +116,10 @@ def write_onnx(runner: StudentRunner, tmp: str) -> None:
         require(module, "--onnx")
     batch = torch.export.Dim("batch", min=1)
     with _quiet_exporter():
-        program = torch.onnx.export(runner.model, _example(runner), dynamo=True, input_names=["frames", "imu"],
+        program = torch.onnx.export(runner.model, _example(runner), dynamo=True,
+                                    input_names=["frames", runner.inputs.sensor],
                                     output_names=[f"logits_{h}" for h in runner.inputs.heads],
-                                    dynamic_shapes={"frames": {0: batch}, "imu": {0: batch}}, verbose=False)
+                                    dynamic_shapes={"frames": {0: batch}, "sensor": {0: batch}}, verbose=False)
         program.model.metadata_props[ONNX_METADATA_KEY] = json.dumps(runner.inputs.to_dict())
         program.save(tmp)
 
@@ -133,9 +137,9 @@ def _torchscript_run(path: str, device: torch.device) -> Callable[[np.ndarray, n
         warnings.simplefilter("ignore", DeprecationWarning)   # torch 2.9+ deprecates TorchScript; it still loads
         model = torch.jit.load(path, map_location=device)
 
-    def run(frames: np.ndarray, imu: np.ndarray) -> list[np.ndarray]:
+    def run(frames: np.ndarray, sensor: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
-            out = model(torch.from_numpy(frames).to(device), torch.from_numpy(imu).to(device))
+            out = model(torch.from_numpy(frames).to(device), torch.from_numpy(sensor).to(device))
         return [o.float().cpu().numpy() for o in out]
 
     return run

@@ -71,8 +71,14 @@ def student_model(runner: Runner) -> ClipModel:
     plan = FramePlan(inp.clip_frames, inp.clip_stride, inp.teacher_size, inp.positions, inp.frame_size,
                      teacher_frames=False)
     kind = "onnxruntime" if isinstance(runner, OnnxRunner) else "torch"
-    return ClipModel("student", plan, dict(inp.heads), runner.logits, needs_imu=inp.needs_imu,
-                     imu_rate_hz=inp.imu_rate_hz, imu_window=inp.imu_window,
+    if inp.needs_audio:
+        def run(frames: np.ndarray, audio: np.ndarray | None) -> dict[str, np.ndarray]:
+            return runner.logits(frames, audio=audio)
+    else:
+        run = runner.logits
+    return ClipModel("student", plan, dict(inp.heads), run, needs_imu=inp.needs_imu,
+                     imu_rate_hz=inp.imu_rate_hz, imu_window=inp.imu_window, needs_audio=inp.needs_audio,
+                     audio_seconds=float(inp.audio.get("window_seconds", inp.clip_seconds)),
                      description=f"{inp.variant} N={inp.frames} {inp.frame_size}px, {kind}, {runner.source}")
 
 

@@ -3,11 +3,13 @@
     from egocache.deploy import StudentRunner, OnnxRunner
     runner = StudentRunner.from_run("runs/ed1")     # torch; or OnnxRunner("ed1.onnx") (onnxruntime)
     probs = runner.predict(frames, imu)             # uint8 (B,N,H,W,3) RGB, float (B,422,6) -> {head: (B,C)}
+    probs = runner.predict(frames, audio=spec)      # a listentolook student: log spectrograms (B,201,211)
     runner.inputs.heads["verb"][int(probs["verb"][0].argmax())]
 
 What a clip is comes from `runner.inputs` (student/inputs.py, saved with the run): N frames at
 `inputs.positions` of a clip of `inputs.clip_seconds`, and the IMU window of `inputs.imu_window` samples
-at `inputs.imu_rate_hz` centred on the clip (accelerometer xyz, gyroscope xyz). Frames whose side is not
+at `inputs.imu_rate_hz` centred on the clip (accelerometer xyz, gyroscope xyz), or for an audio student
+the clip window's log spectrogram (`pipeline.audio.clip_spectrogram`, settings in `inputs.audio`). Frames whose side is not
 `inputs.frame_size` are scaled (short side) and centre-cropped here as extraction does. The model itself
 (`DeployModel`, also what `egocache export` writes) takes uint8 frames and the raw window: it scales and
 standardises the frames, mean-centres and standardises the IMU.
@@ -42,22 +44,28 @@ def require(module: str, what: str) -> Any:
 
 
 class DeployModel(nn.Module):
-    """A student as deployed: forward(uint8 frames (B,N,S,S,3), float IMU (B,T,6)) -> logits per head (tuple).
+    """A student as deployed: forward(uint8 frames (B,N,S,S,3), sensor) -> logits per head (tuple).
 
-    The frames are scaled and ImageNet-standardised by the student's image encoder; the IMU window is
-    mean-centred per channel (as extraction stores it) and standardised by the IMU encoder's buffers.
-    Vision-only variants ignore the IMU input, which every exported model still takes.
+    The sensor is the raw IMU window (B,T,6), or for an audio student (listentolook) the clip's log
+    spectrogram (B,F,M) as the cache stores it (float16 values, given as float32). The frames are scaled
+    and ImageNet-standardised by the student's image encoder; the IMU window is mean-centred per
+    channel (as extraction stores it) and standardised by the IMU encoder's buffers, the spectrogram by
+    the audio encoder's. Vision-only variants ignore the IMU input, which every exported model still takes.
     """
 
     def __init__(self, student: nn.Module, heads: list[str]) -> None:
         super().__init__()
         self.student = student
         self.heads = list(heads)
+        self.audio = getattr(student, "sensor_key", None) == "audio"
 
-    def forward(self, frames: torch.Tensor, imu: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, frames: torch.Tensor, sensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Logits of every head, in `self.heads` order."""
-        centred = imu - imu.mean(dim=1, keepdim=True)
-        logits = self.student({"frames": frames, "imu": centred})["logits"]
+        if self.audio:
+            batch = {"frames": frames, "audio": sensor}
+        else:
+            batch = {"frames": frames, "imu": sensor - sensor.mean(dim=1, keepdim=True)}
+        logits = self.student(batch)["logits"]
         return tuple(logits[h] for h in self.heads)
 
 
@@ -87,36 +95,49 @@ class Runner(ABC):
     inputs: StudentInputs
 
     @abstractmethod
-    def _logits(self, frames: np.ndarray, imu: np.ndarray) -> list[np.ndarray]:
-        """Logits per head (inputs.heads order) of checked inputs."""
+    def _logits(self, frames: np.ndarray, sensor: np.ndarray) -> list[np.ndarray]:
+        """Logits per head (inputs.heads order) of checked inputs (sensor: IMU windows or spectrograms)."""
 
-    def check(self, frames: Any, imu: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """(frames uint8 (B,N,S,S,3), IMU float32 (B,T,6)) ready for the model; ConfigError naming the argument."""
+    def check(self, frames: Any, imu: Any = None, audio: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(frames uint8 (B,N,S,S,3), the model's second input float32: IMU (B,T,6) or, for an audio
+        student, log spectrograms (B,F,M)) ready for the model; ConfigError naming the argument."""
         inp = self.inputs
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[1] != inp.frames or frames.shape[-1] != 3:
             raise ConfigError(f"frames: expected uint8 RGB (B, {inp.frames}, H, W, 3) for this N={inp.frames} "
                               f"student, got {frames.dtype} {frames.shape}")
         frames = np.ascontiguousarray(fit_frames(frames, inp))
-        want = (len(frames), inp.imu_window, len(inp.imu_channels))
-        if imu is None:
-            if inp.needs_imu:
-                raise ConfigError(f"imu: student variant {inp.variant} needs the IMU window {want}")
-            return frames, np.zeros(want, np.float32)
-        imu = np.ascontiguousarray(np.asarray(imu, dtype=np.float32))
-        if imu.shape != want:
-            raise ConfigError(f"imu: expected float {want} (window of {inp.imu_window} samples at "
-                              f"{inp.imu_rate_hz:g} Hz, channels {', '.join(inp.imu_channels)}), got {imu.shape}")
-        return frames, imu
+        want = (len(frames), *inp.sensor_shape)
+        if inp.needs_audio:
+            if audio is None:
+                raise ConfigError(f"audio: student variant {inp.variant} needs the clips' log spectrograms {want} "
+                                  f"(16 kHz mono, STFT {inp.audio.get('n_fft')}/{inp.audio.get('hop')}, as "
+                                  "pipeline.audio.clip_spectrogram makes them)")
+            given, name = audio, "audio"
+        else:
+            if audio is not None:
+                raise ConfigError(f"audio: student variant {inp.variant} reads no audio")
+            if imu is None:
+                if inp.needs_imu:
+                    raise ConfigError(f"imu: student variant {inp.variant} needs the IMU window {want}")
+                return frames, np.zeros(want, np.float32)
+            given, name = imu, "imu"
+        sensor = np.ascontiguousarray(np.asarray(given, dtype=np.float32))
+        if sensor.shape != want:
+            what = ("log spectrogram" if inp.needs_audio else
+                    f"window of {inp.imu_window} samples at {inp.imu_rate_hz:g} Hz, channels {', '.join(inp.imu_channels)}")
+            raise ConfigError(f"{name}: expected float {want} ({what}), got {sensor.shape}")
+        return frames, sensor
 
-    def logits(self, frames: Any, imu: Any = None) -> dict[str, np.ndarray]:
-        """{head: (B,C) float32 logits} for B clips; `imu` may be None for vision-only variants."""
-        frames, imu = self.check(frames, imu)
-        return dict(zip(self.inputs.heads, self._logits(frames, imu)))
+    def logits(self, frames: Any, imu: Any = None, audio: Any = None) -> dict[str, np.ndarray]:
+        """{head: (B,C) float32 logits} for B clips; `imu` may be None for vision-only variants, `audio`
+        is the audio student's input."""
+        frames, sensor = self.check(frames, imu, audio)
+        return dict(zip(self.inputs.heads, self._logits(frames, sensor)))
 
-    def predict(self, frames: Any, imu: Any = None) -> dict[str, np.ndarray]:
+    def predict(self, frames: Any, imu: Any = None, audio: Any = None) -> dict[str, np.ndarray]:
         """{head: (B,C) float32 class probabilities} for B clips (softmax of `logits`)."""
-        return {h: softmax(v) for h, v in self.logits(frames, imu).items()}
+        return {h: softmax(v) for h, v in self.logits(frames, imu, audio).items()}
 
 
 class StudentRunner(Runner):
@@ -151,10 +172,10 @@ class StudentRunner(Runner):
         student, _ = student_from_checkpoint(ckpt)
         return cls(student, inputs, device=resolve_device(device), source=f"{ckpt}; inputs from {where}")
 
-    def _logits(self, frames: np.ndarray, imu: np.ndarray) -> list[np.ndarray]:
+    def _logits(self, frames: np.ndarray, sensor: np.ndarray) -> list[np.ndarray]:
         """Run the torch model without autograd."""
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(frames).to(self.device), torch.from_numpy(imu).to(self.device))
+            out = self.model(torch.from_numpy(frames).to(self.device), torch.from_numpy(sensor).to(self.device))
         return [o.float().cpu().numpy() for o in out]
 
 
@@ -182,6 +203,6 @@ class OnnxRunner(Runner):
         self.source = os.fspath(path)
         self.outputs = [f"logits_{h}" for h in self.inputs.heads]
 
-    def _logits(self, frames: np.ndarray, imu: np.ndarray) -> list[np.ndarray]:
-        """Run the ONNX session."""
-        return self.session.run(self.outputs, {"frames": frames, "imu": imu})
+    def _logits(self, frames: np.ndarray, sensor: np.ndarray) -> list[np.ndarray]:
+        """Run the ONNX session (inputs "frames" and "imu", or "audio" for an audio student)."""
+        return self.session.run(self.outputs, {"frames": frames, self.inputs.sensor: sensor})

@@ -5,9 +5,10 @@ start every `stride` seconds from the first frame while a whole clip fits. A pas
 time order in chunks: the frame plan of the model (pipeline/frames.py) says which native frames each
 window needs (N for a student, T for a teacher), `decode_planned` decodes only those, each at most once,
 continuing forward in the same reader, and a background thread prepares the next chunk (decoding and
-IMU windows) while the model runs this one. Memory stays bounded by one chunk's frames whatever the
-video's length. A window whose frames cannot be decoded or whose IMU window cannot be cut gets its
-reason and no prediction; the pass goes on.
+IMU windows, or an audio student's spectrograms read from the video's own audio track) while the
+model runs this one. Memory stays bounded by one chunk's frames whatever the video's length. A window
+whose frames cannot be decoded or whose IMU or audio window cannot be cut gets its reason and no
+prediction; the pass goes on.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from egocache.errors import ClipError, ConfigError, IMUError
 from egocache.pipeline.frames import ClipFrames, FramePlan, decode_planned, plan_video_clips
 from egocache.pipeline.sampling import clip_span_frames
 
-STAGES = ("decode", "imu", "model")
+STAGES = ("decode", "imu", "audio", "model")
 CHUNK_BATCHES = 2          # windows per prepared chunk, in batches
 
 
@@ -57,8 +58,10 @@ def sliding_windows(num_frames: int, fps: float, plan: FramePlan, stride_s: floa
 class ClipModel:
     """A model a pass runs: its frame plan, class names, and a function from a batch to logits per head.
 
-    `run(frames, imu)` gets uint8 frames (B, K, S, S, 3) (the plan's student frames, or its teacher
-    frames when `teacher` is True) and the IMU windows (B, window, 6) or None when `needs_imu` is False.
+    `run(frames, sensor)` gets uint8 frames (B, K, S, S, 3) (the plan's student frames, or its teacher
+    frames when `teacher` is True) and the IMU windows (B, window, 6), or None when `needs_imu` is False,
+    or with `needs_audio` the windows' log spectrograms (B, 201, M) over `audio_seconds`, float16 values
+    as the cache stores them (given as float32).
     """
 
     name: str
@@ -69,6 +72,8 @@ class ClipModel:
     teacher: bool = False
     imu_rate_hz: float = 198.0
     imu_window: int = 422
+    needs_audio: bool = False
+    audio_seconds: float = 0.0
     description: str = ""
 
     def frames_of(self, clip: ClipFrames) -> np.ndarray:
@@ -98,7 +103,8 @@ class PassResult:
 
 def _prepare(video: str, windows: list[Window], model: ClipModel, imu_stream: Any, fps: float | None,
              threads: int, result: PassResult) -> tuple[list[int], np.ndarray | None, np.ndarray | None]:
-    """Decode (and cut the IMU of) one chunk: (window numbers that are ready, their frames, their IMU)."""
+    """Decode (and cut the IMU or audio of) one chunk: (window numbers that are ready, their frames, their
+    IMU windows or spectrograms)."""
     from egocache.pipeline.imu import imu_window
 
     t0 = time.perf_counter()
@@ -120,6 +126,8 @@ def _prepare(video: str, windows: list[Window], model: ClipModel, imu_stream: An
             ready.append(w)
             frames.append(model.frames_of(clip))
     result.seconds["decode"] += time.perf_counter() - t0
+    if model.needs_audio:
+        return _audio(video, ready, frames, model.audio_seconds, result)
     if not model.needs_imu:
         return [w.index for w in ready], (np.stack(frames) if frames else None), None
     t0 = time.perf_counter()
@@ -136,6 +144,28 @@ def _prepare(video: str, windows: list[Window], model: ClipModel, imu_stream: An
     if not kept:
         return [], None, None
     return kept, np.stack(kept_frames), np.stack(imus)
+
+
+def _audio(video: str, ready: list[Window], frames: list[np.ndarray], seconds: float, result: PassResult
+           ) -> tuple[list[int], np.ndarray | None, np.ndarray | None]:
+    """The ready windows' log spectrograms (one audio decode per run of windows, pipeline/audio.py),
+    rounded to float16 as the cache stores them; a window without its audio gets the reason."""
+    from egocache.pipeline.audio import video_spectrograms
+
+    t0 = time.perf_counter()
+    specs = video_spectrograms(video, [w.centre_s - seconds / 2 for w in ready], seconds) if ready else []
+    kept, kept_frames, audio = [], [], []
+    for w, f, spec in zip(ready, frames, specs):
+        if isinstance(spec, ClipError):
+            result.errors[w.index] = f"audio: {spec}"
+            continue
+        kept.append(w.index)
+        kept_frames.append(f)
+        audio.append(spec.astype(np.float16).astype(np.float32))
+    result.seconds["audio"] += time.perf_counter() - t0
+    if not kept:
+        return [], None, None
+    return kept, np.stack(kept_frames), np.stack(audio)
 
 
 def run_pass(video: str, windows: list[Window], model: ClipModel, *, imu_stream: Any = None, fps: float | None = None,
@@ -157,11 +187,11 @@ def run_pass(video: str, windows: list[Window], model: ClipModel, *, imu_stream:
 
         ahead = submit(0) if chunks else None
         for i in range(len(chunks)):
-            rows, frames, imu = ahead.result()
+            rows, frames, sensor = ahead.result()
             ahead = submit(i + 1) if i + 1 < len(chunks) else None
             t0 = time.perf_counter()
             for lo in range(0, len(rows), batch_size):
-                logits = model.run(frames[lo:lo + batch_size], None if imu is None else imu[lo:lo + batch_size])
+                logits = model.run(frames[lo:lo + batch_size], None if sensor is None else sensor[lo:lo + batch_size])
                 for h, v in logits.items():
                     result.logits[h][rows[lo:lo + batch_size]] = v
             result.seconds["model"] += time.perf_counter() - t0

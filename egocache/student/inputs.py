@@ -46,6 +46,19 @@ class StudentInputs:
     needs_audio: bool = False            # whether the variant reads the clip's log spectrogram (listentolook)
     audio: dict[str, Any] = field(default_factory=dict)    # the cache's audio section (STFT settings), if read
 
+    @property
+    def sensor(self) -> str:
+        """The model's second input: "audio" (the clip's log spectrogram) for an audio variant, else "imu"
+        (vision-only variants take an IMU-shaped input they ignore)."""
+        return "audio" if self.needs_audio else "imu"
+
+    @property
+    def sensor_shape(self) -> tuple[int, int]:
+        """Per-clip shape of the second input: (frequency bins, STFT frames) or (IMU samples, channels)."""
+        if self.needs_audio:
+            return int(self.audio["freq_bins"]), int(self.audio["frames"])
+        return self.imu_window, len(self.imu_channels)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with the format number)."""
         out = dataclasses.asdict(self)
@@ -134,11 +147,11 @@ def read_run_inputs(run: str | os.PathLike[str]) -> tuple[StudentInputs, str]:
 
 
 def check_deployable(inputs: StudentInputs, where: str) -> None:
-    """Refuse a student without fixed frame positions (trained on a random frame selection), and one that
-    reads audio (listentolook), which the deployment path (`egocache predict`, export) does not feed."""
-    if inputs.needs_audio:
-        raise CheckpointError(f"{where}: a {inputs.variant} student reads the clip's audio spectrogram, which "
-                              "egocache predict and export do not compute; deploy an egodistill or visonly student")
+    """Refuse a student without fixed frame positions (trained on a random frame selection), and an audio
+    student whose record lacks the STFT settings it was trained with (a run from before audio)."""
+    if inputs.needs_audio and not {"freq_bins", "frames", "window_seconds"} <= set(inputs.audio):
+        raise CheckpointError(f"{where}: a {inputs.variant} student whose input record lacks the cache's audio "
+                              "settings; rerun train-student with --resume to write them")
     if inputs.frame_selection == "random":
         raise CheckpointError(f"{where}: trained on a random frame selection (an ablation of paper Table 4), so it "
                               "has no fixed frame positions to run on; deploy a student trained with "
