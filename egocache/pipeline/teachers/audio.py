@@ -19,13 +19,12 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from egocache.errors import EgocacheError
 from egocache.pipeline.audio import FREQ_BINS, spectrogram_frames
 from egocache.pipeline.sampling import clip_seconds
 from egocache.pipeline.teachers import convnet
-from egocache.pipeline.teachers.base import Teacher, TeacherSpec
+from egocache.pipeline.teachers.base import TeacherSpec
 
 
 @dataclass(frozen=True)
@@ -51,23 +50,18 @@ class AudioConfig:
             raise EgocacheError("audio-tiny config: " + "; ".join(problems))
 
 
-class AudioTeacher(Teacher):
+class AudioTeacher(convnet.ConvTeacher):
     """2-D CNN over the log spectrogram; feature tanh(fc(pool)), logits per head."""
 
     def __init__(self, spec: TeacherSpec) -> None:
         super().__init__()
         cfg = AudioConfig(**spec.config)
         cfg.check()
-        self.spec, self.cfg = spec, cfg
         self.frames = spectrogram_frames(clip_seconds(spec.num_frames, spec.frame_stride))
         if min(FREQ_BINS, self.frames) < 2 ** cfg.depth:
             raise EgocacheError(f"audio-tiny config: a {FREQ_BINS}x{self.frames} spectrogram is smaller than "
                                 f"2**depth={2 ** cfg.depth}")
-        self.stages, channels = convnet.conv_stages(2, 1, cfg.width, cfg.depth)
-        self.feature = convnet.PooledFeature(channels, cfg.feature_dim)
-        self.head_drop = nn.Dropout(cfg.head_drop_rate)
-        self.heads = convnet.make_heads(cfg.feature_dim, spec.heads)
-        convnet.init_weights(self)
+        self.build(spec, cfg, 2, 1)
 
     def input_shape(self) -> tuple[int, ...]:
         """(1, FREQ_BINS, M): one channel of frequency x STFT frames."""
@@ -88,11 +82,6 @@ class AudioTeacher(Teacher):
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"{self.spec.name}: expected (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         return self.feature(self.stages(x))
-
-    def forward_head(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, D) features -> {head name: logits}."""
-        feats = self.head_drop(feats)
-        return {name: head(feats) for name, head in self.heads.items()}
 
 
 TINY_CONFIG = AudioConfig()

@@ -1,5 +1,5 @@
-"""What the small convolutional teachers (flow-tiny, objects-tiny) share: conv stages, named heads, the
-checkpoint readers of their state dicts.
+"""What the small convolutional teachers (flow-tiny, objects-tiny, audio-tiny) share: the ConvTeacher
+network (conv stages, pooled feature, named heads) and the checkpoint readers of their state dicts.
 
 A stage halves the spatial size: conv 3x3 (stride 2 in space) -> BatchNorm -> ReLU -> conv 3x3 ->
 BatchNorm -> ReLU, without conv biases; `dims=3` uses 3x3x3 Conv3d kernels that keep the time axis.
@@ -14,10 +14,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from typing import Any
+
+from egocache.pipeline.teachers.base import Teacher, TeacherSpec
 from egocache.pipeline.teachers.tvvideo import heads_from_state, no_official_overrides
 
-__all__ = ["PooledFeature", "conv_stages", "heads_from_state", "init_weights", "make_heads",
+__all__ = ["ConvTeacher", "PooledFeature", "conv_stages", "heads_from_state", "init_weights", "make_heads",
            "no_official_overrides"]
+
+
+class ConvTeacher(Teacher):
+    """The network flow-tiny, objects-tiny and audio-tiny share: conv stages, pooled tanh feature, dropout,
+    one Linear per head. Subclasses give their input (preprocess, input_shape, forward_features)."""
+
+    def build(self, spec: TeacherSpec, cfg: Any, dims: int, in_channels: int) -> None:
+        """Check `cfg` (width, depth, feature_dim, head_drop_rate and the subclass's own fields) and build
+        the layers, initialised by init_weights (seeded runs give the same weights in this order)."""
+        cfg.check()
+        self.spec, self.cfg = spec, cfg
+        self.stages, channels = conv_stages(dims, in_channels, cfg.width, cfg.depth)
+        self.feature = PooledFeature(channels, cfg.feature_dim)
+        self.head_drop = nn.Dropout(cfg.head_drop_rate)
+        self.heads = make_heads(cfg.feature_dim, spec.heads)
+        init_weights(self)
+
+    def forward_head(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, D) features -> {head name: logits}."""
+        feats = self.head_drop(feats)
+        return {name: head(feats) for name, head in self.heads.items()}
 
 
 def conv_stages(dims: int, in_channels: int, width: int, depth: int) -> tuple[nn.Sequential, int]:

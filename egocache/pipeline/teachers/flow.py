@@ -23,12 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from egocache.errors import EgocacheError
 from egocache.pipeline.flow import FLOW_CLIP_PX, clip_flow
 from egocache.pipeline.teachers import convnet
-from egocache.pipeline.teachers.base import Teacher, TeacherSpec, _resize_centre_crop
+from egocache.pipeline.teachers.base import TeacherSpec, _resize_centre_crop
 
 
 @dataclass(frozen=True)
@@ -75,19 +74,13 @@ def frames_at_size(name: str, frames: torch.Tensor, num_frames: int, size: int) 
     return frames.numpy()
 
 
-class FlowTeacher(Teacher):
+class FlowTeacher(convnet.ConvTeacher):
     """3-D CNN over Farneback flow; feature tanh(fc(pool)), logits per head."""
 
     def __init__(self, spec: TeacherSpec) -> None:
         super().__init__()
         cfg = FlowConfig(**spec.config)
-        cfg.check()
-        self.spec, self.cfg = spec, cfg
-        self.stages, channels = convnet.conv_stages(3, 2, cfg.width, cfg.depth)
-        self.feature = convnet.PooledFeature(channels, cfg.feature_dim)
-        self.head_drop = nn.Dropout(cfg.head_drop_rate)
-        self.heads = convnet.make_heads(cfg.feature_dim, spec.heads)
-        convnet.init_weights(self)
+        self.build(spec, cfg, 3, 2)
 
     def input_shape(self) -> tuple[int, ...]:
         """(2, T-1, S, S): dx and dy of the T-1 consecutive frame pairs."""
@@ -106,11 +99,6 @@ class FlowTeacher(Teacher):
             raise ValueError(f"{self.spec.name}: expected flow (B, {', '.join(map(str, expected))}), "
                              f"got {tuple(x.shape)}")
         return self.feature(self.stages(x))
-
-    def forward_head(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, D) features -> {head name: logits}."""
-        feats = self.head_drop(feats)
-        return {name: head(feats) for name, head in self.heads.items()}
 
 
 TINY_CONFIG = FlowConfig()

@@ -24,11 +24,10 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from egocache.errors import EgocacheError
 from egocache.pipeline.teachers import convnet
-from egocache.pipeline.teachers.base import Teacher, TeacherSpec
+from egocache.pipeline.teachers.base import TeacherSpec
 
 NOUN_HEAD = "noun"
 SCORE = "object_score"
@@ -66,22 +65,16 @@ def aux_sizes(heads: dict[str, int]) -> dict[str, int]:
     return {SCORE: heads[NOUN_HEAD]}
 
 
-class ObjectsTeacher(Teacher):
+class ObjectsTeacher(convnet.ConvTeacher):
     """2-D CNN on the centre frame; feature tanh(fc(pool)), noun logits, object_score aux output."""
 
     def __init__(self, spec: TeacherSpec) -> None:
         super().__init__()
         cfg = ObjectsConfig(**spec.config)
-        cfg.check()
         if spec.aux != aux_sizes(spec.heads):
             raise EgocacheError(f"{spec.name}: aux {spec.aux} should be {aux_sizes(spec.heads)} for heads "
                                 f"{spec.heads}")
-        self.spec, self.cfg = spec, cfg
-        self.stages, channels = convnet.conv_stages(2, 3, cfg.width, cfg.depth)
-        self.feature = convnet.PooledFeature(channels, cfg.feature_dim)
-        self.head_drop = nn.Dropout(cfg.head_drop_rate)
-        self.heads = convnet.make_heads(cfg.feature_dim, spec.heads)
-        convnet.init_weights(self)
+        self.build(spec, cfg, 2, 3)
 
     def input_shape(self) -> tuple[int, ...]:
         """(3, 1, S, S): the normalised centre frame."""
@@ -99,11 +92,6 @@ class ObjectsTeacher(Teacher):
             raise ValueError(f"{self.spec.name}: expected input (B, {', '.join(map(str, expected))}), "
                              f"got {tuple(x.shape)}")
         return self.feature(self.stages(x[:, :, 0]))
-
-    def forward_head(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, D) features -> {head name: logits}."""
-        feats = self.head_drop(feats)
-        return {name: head(feats) for name, head in self.heads.items()}
 
     def forward_aux(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         """{object_score: softmax of the noun logits} (B, noun classes), float32."""
