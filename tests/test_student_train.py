@@ -187,6 +187,9 @@ def test_train_all_stages_writes_checkpoints_metrics_and_resolved_config(cache, 
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (2, 0, 8)
     assert ckpt["config"]["tau"] == 1.0 and ckpt["config"]["milestones"] == [1, 2]
     assert {"optimizer", "scheduler", "rng", "model_config", "model"} <= set(ckpt)
+    best = load_student_checkpoint(out / "best.pt")             # weights and metrics, no training state
+    assert {"model_config", "model", "metrics", "epoch"} <= set(best) and not {"optimizer", "rng"} & set(best)
+    assert (out / "best.pt").stat().st_size < (out / "last.pt").stat().st_size
     assert any("initialised from" in line for line in logs)
     assert any(line.startswith("distill epoch 2/2") and "clips/s" in line for line in logs)
     with pytest.raises(EgocacheError, match="pass --resume"):

@@ -1,8 +1,9 @@
 """Student checkpoints (`OUT/last.pt`, `OUT/best.pt`, `OUT/pretrain/last.pt`): format, save, load, rebuild.
 
 A checkpoint holds the resolved TrainConfig, the model's build arguments (`model_config`) and weights,
-and the training state a resume needs (optimizer, scheduler, epoch, batch, step, RNG states). Files
-are written atomically and read with weights_only=True (core/torchio.py).
+and, in last.pt, the training state a resume needs (optimizer, scheduler, epoch, batch, step, RNG
+states); best.pt has the weights, epoch and metrics only (it is evaluated, deployed or an `--init`,
+never resumed). Files are written atomically and read with weights_only=True (core/torchio.py).
 """
 
 from __future__ import annotations

@@ -428,7 +428,7 @@ class StageRun:
             top1 = m.get("top1_acc")
             if top1 is not None and (self.best is None or top1 > self.best["top1_acc"]):
                 self.best = {"epoch": epoch + 1, "top1_acc": top1}
-                self._save(epoch + 1, 0, step, None, m, path=self.dir / "best.pt", gather=False)
+                self._save(epoch + 1, 0, step, None, m, path=self.dir / "best.pt", gather=False, resumable=False)
         return m
 
     def _predict(self) -> Predictions:
@@ -447,16 +447,19 @@ class StageRun:
         return Predictions.concat(parts)
 
     def _save(self, epoch: int, batch: int, step: int, partial: dict[str, Any] | None, metrics: dict[str, Any],
-              *, path: Path | None = None, gather: bool = True) -> None:
-        """Checkpoint (rank 0 writes; every rank gives its RNG state): resolved config and training state."""
+              *, path: Path | None = None, gather: bool = True, resumable: bool = True) -> None:
+        """Checkpoint (rank 0 writes; every rank gives its RNG state): resolved config, weights and, if
+        `resumable`, the training state (best.pt is not: a resume continues from last.pt, and the
+        optimizer state would double its size)."""
         rng = _rng_states(self.rt) if gather else None
         if not self.rt.main:
             return
+        state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "partial": partial,
+                 "rng": rng} if resumable else {}
         save_student_checkpoint(path or self.ckpt, {
             "stage": self.stage, "config": self.cfg.to_dict(),
-            "model_config": self.student.config, "model": self.student.state_dict(),
-            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "epoch": epoch, "batch": batch, "step": step, "partial": partial, "rng": rng,
+            "model_config": self.student.config, "model": self.student.state_dict(), **state,
+            "epoch": epoch, "batch": batch, "step": step,
             "best": self.best, "metrics": metrics, "cache_id": self.facts.cache_id})
 
     def _line(self, m: dict[str, Any], seconds: float, clips: int) -> str:
