@@ -126,3 +126,25 @@ def test_train_student_distils_the_per_video_target(cache, tmp_path):
     bad = CliRunner().invoke(main, ["train-student", "--cache", str(path), "--out", str(tmp_path / "x"),
                                     "--variant", "visonly-distill", "--aux", "video_score:0.5", "--no-progress"])
     assert bad.exit_code != 0 and "objects-tiny/video_object_score" in bad.output
+
+
+def test_they_are_written_verified_and_read_on_s3_as_in_a_folder(cache, s3_bucket):
+    from egocache.pipeline.extract import write_video_outputs
+
+    _, path, _ = cache
+    url = f"s3://{s3_bucket}/videos.zarr"
+    src, dst = open_store(str(path)), open_store(url)
+    for key, _ in src.walk():
+        if not key.startswith(f"{GROUP}/videos/"):               # the per-video outputs are written there
+            dst.write(key, src.read(key))
+    assert any("per-video outputs video_object_score are not written" in p for p in verify_cache(url).problems)
+    lines: list[str] = []
+    status = read_arrays(path / GROUP)["status"]
+    write_video_outputs(url, status, group="objects-tiny", log=lines.append)
+    assert lines and "2 videos" in lines[0] and verify_cache(url).ok
+    here = CacheDataset(str(path), split="validation", read_frames=False, teachers=["objects-tiny"])
+    there = CacheDataset(url, split="validation", read_frames=False, teachers=["objects-tiny"])
+    a, b = (d[list(range(len(d)))]["teachers"]["objects-tiny"]["aux"]["video_object_score"] for d in (here, there))
+    assert np.array_equal(a.numpy(), b.numpy())
+    write_video_outputs(url, np.zeros_like(status), group="objects-tiny", log=lines.append)   # pending: waits
+    assert "written once every clip is extracted (7 pending)" in lines[-1]
