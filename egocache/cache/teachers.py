@@ -68,6 +68,12 @@ def read_group_attrs(location: str | CacheStore, name: str) -> dict[str, Any]:
     return attrs
 
 
+def teacher_store(location: str | CacheStore, name: str = "") -> tuple[CacheStore, dict[str, Any]]:
+    """(store, attributes) of the cache's own teacher (the root; `name` empty) or of added teacher `name`."""
+    root = open_store(location)
+    return (root.child(group_key(name)), read_group_attrs(root, name)) if name else (root, read_attrs(root))
+
+
 def group_attrs(root: dict[str, Any], teacher: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]:
     """Attributes of a new teacher group over the cache with root attributes `root` (JSON-normalised)."""
     lay = root["layout"]

@@ -334,11 +334,8 @@ def _check_group(root: CacheStore, attrs: dict[str, Any], name: str, notes: list
 def _check_videos(root: CacheStore, store: CacheStore, attrs: dict[str, Any]) -> list[str]:
     """Problems of the per-video outputs of the group at `store` (none if its teacher declares none)."""
     from egocache.cache import videos
-    from egocache.cache.info import zarr_group
 
-    if not videos.declared(attrs["teacher"]):
-        return []
-    return videos.check(store, attrs, read_array(zarr_group(root)(), "video_id", root.url))
+    return videos.check(root, store, attrs)
 
 
 def ensure_verified(path: str, *, skip: bool = False, warn: Any = print) -> None:

@@ -47,12 +47,14 @@ def declared(teacher: dict[str, Any]) -> dict[str, str]:
     return dict(teacher.get("aux_video") or {})
 
 
-def compute(store: CacheStore, attrs: dict[str, Any], video_id: np.ndarray) -> VideoOutputs:
-    """The per-video outputs of the group at `store` (attributes `attrs`) from its committed per-clip
-    arrays, shard by shard (memory: one shard and V x A sums); `video_id` is the clip table's column."""
+def compute(root: CacheStore, store: CacheStore, attrs: dict[str, Any]) -> VideoOutputs:
+    """The per-video outputs of the group at `store` (attributes `attrs`) of the cache at `root` from its
+    committed per-clip arrays, shard by shard (memory: one shard and V x A sums), over the clip table's
+    videos."""
     from egocache.cache.info import zarr_group
 
     outputs = declared(attrs["teacher"])
+    video_id = read_array(zarr_group(root)(), "video_id", root.url)
     ids, which = np.unique(np.asarray(video_id, dtype=np.str_), return_inverse=True)
     group = zarr_group(store)()
     rows, n = int(attrs["layout"]["shard_size"]), int(attrs["layout"]["num_clips"])
@@ -80,7 +82,7 @@ def _specs(out: VideoOutputs) -> list[tuple[ArraySpec, np.ndarray]]:
               for name, values in out.values.items())]
 
 
-def write(store: CacheStore, attrs: dict[str, Any], video_id: np.ndarray) -> VideoOutputs | None:
+def write(root: CacheStore, store: CacheStore, attrs: dict[str, Any]) -> VideoOutputs | None:
     """Compute and store the group's per-video outputs (None if it declares none); the attributes last."""
     import zarr
 
@@ -89,7 +91,7 @@ def write(store: CacheStore, attrs: dict[str, Any], video_id: np.ndarray) -> Vid
     outputs = declared(attrs["teacher"])
     if not outputs:
         return None
-    out = compute(store, attrs, video_id)
+    out = compute(root, store, attrs)
     key = f"{VIDEOS_GROUP}/zarr.json"
     try:
         write_meta(store, key, group_meta({}))          # outputs absent until the attributes below
@@ -121,7 +123,7 @@ def read(store: CacheStore, attrs: dict[str, Any]) -> VideoOutputs:
                         {name: read_array(group, name, where) for name in outputs})
 
 
-def check(store: CacheStore, attrs: dict[str, Any], video_id: np.ndarray) -> list[str]:
+def check(root: CacheStore, store: CacheStore, attrs: dict[str, Any]) -> list[str]:
     """verify's problems with the group's per-video outputs: absent, or not equal to a recomputation."""
     if not declared(attrs["teacher"]):
         return []
@@ -129,7 +131,7 @@ def check(store: CacheStore, attrs: dict[str, Any], video_id: np.ndarray) -> lis
         stored = read(store, attrs)
     except CacheError as exc:
         return [str(exc).split(": ", 1)[-1]]
-    want = compute(store, attrs, video_id)
+    want = compute(root, store, attrs)
     if not (np.array_equal(stored.video_ids, want.video_ids) and np.array_equal(stored.clips, want.clips)):
         return [f"{VIDEOS_GROUP}: the videos or their clip counts differ from the clip table and statuses"]
     return [f"{VIDEOS_GROUP}/{name}: differs from the mean of aux_{declared(attrs['teacher'])[name]} over each "

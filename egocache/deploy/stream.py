@@ -148,8 +148,8 @@ def _prepare(video: str, windows: list[Window], model: ClipModel, imu_stream: An
 
 def _audio(video: str, ready: list[Window], frames: list[np.ndarray], seconds: float, result: PassResult
            ) -> tuple[list[int], np.ndarray | None, np.ndarray | None]:
-    """The ready windows' log spectrograms (one audio decode per run of windows, pipeline/audio.py),
-    rounded to float16 as the cache stores them; a window without its audio gets the reason."""
+    """The ready windows' log spectrograms as the cache stores them (pipeline/audio.video_spectrograms),
+    as float32 for the model; a window without its audio gets the reason."""
     from egocache.pipeline.audio import video_spectrograms
 
     t0 = time.perf_counter()
@@ -161,7 +161,7 @@ def _audio(video: str, ready: list[Window], frames: list[np.ndarray], seconds: f
             continue
         kept.append(w.index)
         kept_frames.append(f)
-        audio.append(spec.astype(np.float16).astype(np.float32))
+        audio.append(spec.astype(np.float32))
     result.seconds["audio"] += time.perf_counter() - t0
     if not kept:
         return [], None, None

@@ -160,8 +160,8 @@ def clip_spectrogram(track: AudioTrack, start_s: float, seconds: float) -> np.nd
 
 
 def video_spectrograms(path: str, starts: list[float], seconds: float) -> list[np.ndarray | AudioError]:
-    """The clip_spectrogram of each window of one video (`starts` in any order); an AudioError in place of
-    each window that cannot be cut. Extraction, train-teacher, test-teacher and predict read a clip's
+    """The clip_spectrogram of each window of one video (`starts` in any order) in AUDIO_DTYPE, the bits the
+    cache stores; an AudioError in place of each window that cannot be cut. Extraction, train-teacher, test-teacher and predict read a clip's
     audio with it.
 
     A window starting in block k of a fixed BLOCK_S grid is cut from one decode of [k * BLOCK_S,
@@ -183,7 +183,7 @@ def video_spectrograms(path: str, starts: list[float], seconds: float) -> list[n
             continue
         for i in rows:
             try:
-                out[i] = clip_spectrogram(track, starts[i], seconds)
+                out[i] = clip_spectrogram(track, starts[i], seconds).astype(AUDIO_DTYPE)
             except AudioError as exc:
                 out[i] = exc
     return out

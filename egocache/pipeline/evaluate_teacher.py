@@ -128,7 +128,7 @@ def audio_views(path: str, centres: list[float], seconds: float) -> list[ClipFra
     from egocache.pipeline.audio import video_spectrograms
 
     windows = video_spectrograms(path, [c - seconds / 2 for c in centres], seconds)
-    return [w if isinstance(w, ClipError) else ClipFrames(w.astype(np.float16), np.zeros(0, np.uint8))
+    return [w if isinstance(w, ClipError) else ClipFrames(w, np.zeros(0, np.uint8))
             for w in windows]
 
 

@@ -333,14 +333,11 @@ def run_and_summarize(runner: LocalRunner | DaskRunner, jobs: list[ShardJob], op
 def write_video_outputs(cache: str, status: np.ndarray, *, group: str = "", log: Callable[[str], None]) -> None:
     """Store the per-video outputs the cache's teacher (or added `group`) declares (cache/videos.py) once
     no clip is pending; until then a line says they wait for the rest of the extraction."""
-    from egocache.cache import open_store, read_attrs
-    from egocache.cache import videos
-    from egocache.cache.info import zarr_group
-    from egocache.cache.schema import read_array
-    from egocache.cache.teachers import group_key, read_group_attrs
+    from egocache.cache import open_store, videos
+    from egocache.cache.teachers import teacher_store
 
     root = open_store(cache)
-    store, attrs = (root.child(group_key(group)), read_group_attrs(root, group)) if group else (root, read_attrs(root))
+    store, attrs = teacher_store(root, group)
     outputs = videos.declared(attrs["teacher"])
     if not outputs:
         return
@@ -348,7 +345,7 @@ def write_video_outputs(cache: str, status: np.ndarray, *, group: str = "", log:
         log(f"per-video outputs {', '.join(outputs)}: written once every clip is extracted "
             f"({int((status == 0).sum())} pending)")
         return
-    written = videos.write(store, attrs, read_array(zarr_group(root)(), "video_id", root.url))
+    written = videos.write(root, store, attrs)
     assert written is not None
     log(f"per-video outputs {', '.join(outputs)}: {len(written.video_ids)} videos -> {store.url}/{videos.VIDEOS_GROUP}")
 
@@ -452,15 +449,12 @@ def add_teacher(opts: ExtractOptions, cache: str, manifest: Any, key: TeacherKey
 def read_outcome(cache: str, group: str = "") -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """Status (0 pending, 1 ok, 2 failed), failure reason and (new caches) imu_present of every clip, of
     the cache's own teacher or of the added teacher `group`."""
-    from egocache.cache import open_store, read_attrs
     from egocache.cache.info import zarr_group
     from egocache.cache.rows import read_small_column
     from egocache.cache.schema import array_specs, read_array
-    from egocache.cache.teachers import group_key, read_group_attrs
+    from egocache.cache.teachers import teacher_store
 
-    store = open_store(cache)
-    attrs = read_group_attrs(store, group) if group else read_attrs(store)
-    store = store.child(group_key(group)) if group else store
+    store, attrs = teacher_store(cache, group)
     group = zarr_group(store)
     present = (read_small_column(store, group, attrs, "imu_present")
                if any(s.name == "imu_present" for s in array_specs(attrs)) else None)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from egocache.errors import AudioError, ClipError, EgocacheError, IMUError
-from egocache.pipeline.datasets import Clip
+from egocache.pipeline.audio import AUDIO_DTYPE
+from egocache.pipeline.datasets import Clip, clips_by_video
 from egocache.pipeline.teachers.base import run_teacher_aux
 from egocache.pipeline.frames import FramePlan, decode_planned, plan_video_clips
 
@@ -134,7 +135,7 @@ class _ShardBuffers:
         self.imu = np.zeros((m, window, 6), np.float32)
         self.frames = np.zeros((m, k, size, size, 3), np.uint8)
         self.imu_present = np.zeros(m, np.int8)
-        self.audio = np.zeros((m, *audio_shape), np.float32) if audio_shape else None
+        self.audio = np.zeros((m, *audio_shape), AUDIO_DTYPE) if audio_shape else None
         self.audio_present = np.zeros(m, np.int8)
         self.status = np.full(m, STATUS_OK, np.int8)
         self.errors = [""] * m
@@ -187,16 +188,16 @@ def _imu_windows(job: ShardJob, rows: list[int], buf: _ShardBuffers, result: Sha
 
 
 def _audio_windows(job: ShardJob, buf: _ShardBuffers, result: ShardResult) -> None:
-    """Fill the log spectrogram of every ok row, decoding each video's audio once per run of its clips
-    (audio.video_spectrograms). Under --audio required a clip without its window fails; under optional
-    it stays, flagged without audio (zeros, audio_present 0), reason kept."""
+    """Fill the log spectrogram of every ok row (audio.video_spectrograms: each video's audio decoded once
+    per 60-s block of its clips, in the cache's dtype). Under --audio required a clip without its window
+    fails; under optional it stays, flagged without audio (zeros, audio_present 0), reason kept."""
     from egocache.pipeline.audio import video_spectrograms
 
     if buf.audio is None:
         return
     t0 = time.perf_counter()
     half = job.audio_seconds / 2.0
-    for path, rows in _video_groups(job.clips).items():
+    for path, rows in clips_by_video(job.clips).items():
         ok = [r for r in rows if buf.status[r] == STATUS_OK]
         # start_s as the clip table has it
         windows = video_spectrograms(path, [job.clips[r].centre_s - half for r in ok], job.audio_seconds)
@@ -211,14 +212,6 @@ def _audio_windows(job: ShardJob, buf: _ShardBuffers, result: ShardResult) -> No
     result.seconds["audio"] += time.perf_counter() - t0
 
 
-def _video_groups(clips: tuple[Clip, ...]) -> dict[str, list[int]]:
-    """Rows of the shard grouped by video file, in row order (rows are sorted by video already)."""
-    groups: dict[str, list[int]] = {}
-    for row, clip in enumerate(clips):
-        groups.setdefault(clip.video_path, []).append(row)
-    return groups
-
-
 def _work_units(job: ShardJob, chunk: int) -> list[tuple[str, list[int]]]:
     """(video, rows) units of about `chunk` clips, in row (= time) order, cut between segments.
 
@@ -226,7 +219,7 @@ def _work_units(job: ShardJob, chunk: int) -> list[tuple[str, list[int]]]:
     between segments keeps a segment's overlapping evaluation clips in one decode.
     """
     units: list[tuple[str, list[int]]] = []
-    for path, rows in _video_groups(job.clips).items():
+    for path, rows in clips_by_video(job.clips).items():
         unit: list[int] = []
         for r in rows:
             if len(unit) >= chunk and job.clips[r].segment_id != job.clips[unit[-1]].segment_id:
@@ -247,7 +240,7 @@ def _prepare_unit(job: ShardJob, path: str, rows: list[int], plan: FramePlan, au
     """
     if audio_teacher and job.group:
         good = [r for r in rows if buf.status[r] == STATUS_OK]
-        return good, buf.audio[good].astype(np.float16) if good else None
+        return good, buf.audio[good] if good else None
     t0 = time.perf_counter()
     fps = job.clips[rows[0]].frames_fps if rows else None
     planned = plan_video_clips(path, [job.clips[r].centre_s for r in rows], plan, fps=fps)
@@ -274,7 +267,7 @@ def _prepare_unit(job: ShardJob, path: str, rows: list[int], plan: FramePlan, au
         good.append(r)
     result.seconds["decode"] += time.perf_counter() - t0
     if audio_teacher:
-        return good, buf.audio[good].astype(np.float16) if good else None
+        return good, buf.audio[good] if good else None
     return good, np.stack(teacher_in) if good else None
 
 

@@ -48,7 +48,7 @@ from egocache.core.metrics import Predictions, evaluate_predictions
 from egocache.core.order import epoch_permutation, step_generator
 from egocache.errors import AudioError, CheckpointError, ClipError, ConfigError, EgocacheError
 from egocache.pipeline.audio import FREQ_BINS, spectrogram_frames, video_spectrograms
-from egocache.pipeline.datasets import Clip, Manifest
+from egocache.pipeline.datasets import Clip, Manifest, clips_by_video
 from egocache.pipeline.frames import FramePlan, decode_clip_frames
 from egocache.pipeline.options import TeacherTrainConfig
 from egocache.pipeline.sampling import clip_seconds
@@ -80,14 +80,6 @@ class TeacherClips:
         return Predictions(logits, self.labels, codes.astype(np.int64))
 
 
-def _by_video(clips: list[Clip]) -> dict[str, list[int]]:
-    """Indices of `clips` grouped by video file, in order."""
-    by_video: dict[str, list[int]] = {}
-    for i, clip in enumerate(clips):
-        by_video.setdefault(clip.video_path, []).append(i)
-    return by_video
-
-
 def _kept(clips: list[Clip], inputs: np.ndarray, ok: np.ndarray, heads: list[str], failures: list[str]
           ) -> TeacherClips:
     """The TeacherClips of the clips marked `ok`."""
@@ -104,7 +96,7 @@ def decode_teacher_clips(clips: list[Clip], plan: FramePlan, heads: list[str], *
     ok = np.zeros(len(clips), bool)
     failures: list[str] = []
     bar = tqdm(total=len(clips), unit="clip", desc="decode", disable=not progress)
-    for path, rows in _by_video(clips).items():
+    for path, rows in clips_by_video(clips).items():
         decoded, _, _ = decode_clip_frames(path, [clips[i].centre_s for i in rows], plan)
         for i, res in zip(rows, decoded):
             if isinstance(res, ClipError):
@@ -125,7 +117,7 @@ def audio_teacher_clips(clips: list[Clip], seconds: float, heads: list[str], *, 
     ok = np.zeros(len(clips), bool)
     failures: list[str] = []
     bar = tqdm(total=len(clips), unit="clip", desc="audio", disable=not progress)
-    for path, rows in _by_video(clips).items():
+    for path, rows in clips_by_video(clips).items():
         windows = video_spectrograms(path, [clips[i].centre_s - seconds / 2 for i in rows], seconds)
         for i, res in zip(rows, windows):
             if isinstance(res, AudioError):

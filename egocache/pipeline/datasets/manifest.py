@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from egocache.errors import ManifestError
@@ -54,6 +55,14 @@ class Clip:
     imu_format: str | None           # None: no IMU for this clip (--imu optional / none)
     imu_paths: tuple[str, ...]
     frames_fps: float | None = None  # frame rate of an RGB-frame folder source (None: a video file)
+
+
+def clips_by_video(clips: Sequence[Clip]) -> dict[str, list[int]]:
+    """Indices of `clips` grouped by video file (or frame folder), in order: each video is read once."""
+    groups: dict[str, list[int]] = {}
+    for i, clip in enumerate(clips):
+        groups.setdefault(clip.video_path, []).append(i)
+    return groups
 
 
 @dataclass
