@@ -371,7 +371,7 @@ def synth_command(as_json: bool, **values: Any) -> None:
     summary = synthesize(opts.out, videos=opts.videos, seed=opts.seed, size=size, fps=opts.fps,
                          duration_s=opts.duration, validation_share=opts.validation_share,
                          imu_layout=opts.imu_layout, rgb_frames=opts.rgb_frames, audio=opts.audio,
-                         progress=not as_json)
+                         workers=opts.workers, progress=not as_json)
     if as_json:
         echo_json(summary.to_dict())
         return
@@ -404,7 +404,7 @@ def demo_command(quick: bool, **values: Any) -> None:
 
     given = from_cli(DemoConfig, values)
     cfg = dataclasses.replace(DemoConfig.quick(given.out, seed=given.seed), workers=given.workers,
-                              threads=given.threads) if quick else given
+                              jobs=given.jobs, threads=given.threads) if quick else given
     result = run_demo(cfg, log=lambda m: click.echo(m, err=True))
     click.echo(result["table"])
     click.echo(f"demo finished in {result['seconds']:.0f} s; report: {result['report']}")

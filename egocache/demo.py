@@ -17,12 +17,16 @@ pretrained for one epoch of 3,200 synthetic shape images (the ImageNet stand-in,
 and frozen, student frames at 64 px, lr 1e-3 (paper: 1e-4 over far more steps), batch 16, 3 pretrain
 and 8 distill epochs. The self-supervised IMU stage is the same for egodistill and visimu at a given N
 (same model, seed, data and loss), so it runs once, in the egodistill run, and visimu's distill stage
-starts from its checkpoint. torch runs on 1 thread: on a 2-core CPU shared with other work, 2 threads
-made the IMU encoder's training steps up to 6x slower.
+starts from its checkpoint. Synth's videos and the students run in `jobs` processes (2), visimu after
+egodistill. Each student runs on 1 torch thread: on a 2-core CPU shared with other work, 2 threads
+made the IMU encoder's training steps up to 6x slower; the teacher and the image-encoder pretraining,
+big matrix products, use one thread per CPU (the teacher's training step 1.8x faster than on 1 on an
+idle 2-core CPU).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,8 +48,11 @@ class DemoConfig:
                        help="Folder for the synthetic data, teacher, cache, student runs and report.")
     seed: int = setting(0, help="Seed of the data and every model.")
     workers: int = setting(1, min=1, help="Extraction worker processes (dask local cluster when > 1).")
-    threads: int = setting(1, min=0, help="torch CPU threads for the whole chain; 0 keeps torch's default "
-                                          "(1 measured fastest on a shared 2-core CPU).")
+    jobs: int = setting(2, min=1, help="Processes for the steps made of independent parts: synth's videos and "
+                                       "the student runs (1: everything in this process, in order).")
+    threads: int = setting(1, min=0, help="torch CPU threads per student run (0: one per CPU; 1 measured fastest "
+                                          "on a shared 2-core CPU); the teacher and the image-encoder "
+                                          "pretraining use one per CPU.")
     videos: int = 76                 # at validation_share 0.5: >= 316 validation segments for seeds 0-3
     video_size: tuple[int, int] = (160, 120)
     duration_s: float = 40.0
@@ -80,7 +87,7 @@ class DemoConfig:
                    teacher_train_clips=2, encoder_images=64, encoder_batch_size=16, validation_share=0.25,
                    frame_size=32, frames=(1,), variants=("egodistill", "visimu", "visonly-distill"),
                    pretrain_epochs=1, distill_epochs=2, batch_size=4, progress=False, paper_configs=False,
-                   train_clips=1)
+                   train_clips=1, jobs=1)
 
 
 def student_plan(cfg: DemoConfig) -> list[tuple[str, str, int, str | None]]:
@@ -104,6 +111,7 @@ WORLD_STEPS = 4   # synth, train-teacher, pretrain-image-encoder, extract
 def build_world(cfg: DemoConfig, out: Path, steps: Steps, log: Callable[[str], None]) -> dict[str, Any]:
     """The synthetic world's steps (synth, teacher fine-tune, image-encoder pretraining, extract) under
     `out`; where their outputs are ("image_weights": None when cfg.encoder_images is 0)."""
+    from egocache.core.device import torch_threads
     from egocache.pipeline.extract import extract
     from egocache.pipeline.options import ExtractOptions, TeacherTrainConfig
     from egocache.pipeline.train_teacher import train_teacher
@@ -120,16 +128,21 @@ def build_world(cfg: DemoConfig, out: Path, steps: Steps, log: Callable[[str], N
             import shutil
             shutil.rmtree(data)
         s = synthesize(str(data), videos=cfg.videos, seed=cfg.seed, size=cfg.video_size,
-                       duration_s=cfg.duration_s, validation_share=cfg.validation_share, progress=cfg.progress)
+                       duration_s=cfg.duration_s, validation_share=cfg.validation_share, workers=cfg.jobs,
+                       progress=cfg.progress)
         return {"root": s.root, "train_csv": s.train_csv, "validation_csv": s.validation_csv}
 
     made = steps.run("synth", synth)
     annotations = (made["train_csv"], made["validation_csv"])
-    teacher = steps.run("train-teacher", lambda: train_teacher(TeacherTrainConfig(
-        teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"],
-        teacher_overrides=tuple(cfg.teacher_options), out=str(teacher_ckpt), epochs=cfg.teacher_epochs,
-        train_clips=cfg.teacher_train_clips, seed=cfg.seed,
-        frame_size=cfg.frame_size, device="cpu", progress=cfg.progress), log=log))
+    def teach() -> dict[str, Any]:
+        with torch_threads(0):   # one per CPU: 1.8x faster than 1 on an idle 2-core CPU (docs/benchmarks.md)
+            return train_teacher(TeacherTrainConfig(
+                teacher=cfg.teacher, dataset="epic100", annotations=annotations, root=made["root"],
+                teacher_overrides=tuple(cfg.teacher_options), out=str(teacher_ckpt), epochs=cfg.teacher_epochs,
+                train_clips=cfg.teacher_train_clips, seed=cfg.seed,
+                frame_size=cfg.frame_size, device="cpu", progress=cfg.progress), log=log)
+
+    teacher = steps.run("train-teacher", teach)
 
     def pretrain_encoder() -> dict[str, Any]:
         if not cfg.encoder_images:
@@ -156,10 +169,10 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
 
     from egocache.report.benchmark import benchmark_cache, benchmark_paper_configs
     from egocache.student.config import TrainConfig
-    from egocache.student.train import train_student
+    from egocache.student.pool import RunJob, train_pool
 
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)   # 0: torch's default
+        torch.set_num_threads(cfg.threads)   # the students, extraction and the latency measurements
     out = Path(cfg.out).resolve()
     plan = student_plan(cfg)
     steps = Steps(out, WORLD_STEPS + len(plan) + 1 + cfg.paper_configs, log)
@@ -168,16 +181,27 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
     world = build_world(cfg, out, steps, log)
     cache, teacher, extracted = world["cache"], world["teacher"], world["extract"]
 
-    students: dict[str, Any] = {}
+    jobs = []
     for name, variant, n, shared in plan:
         init = str(runs / shared / "pretrain" / "last.pt") if shared else None
         tc = TrainConfig(cache=str(cache), out=str(runs / name), variant=variant, frames=n,
                          stage="distill" if shared else "all", init=init, seed=cfg.seed,
                          epochs=cfg.distill_epochs, pretrain_epochs=cfg.pretrain_epochs,
                          batch_size=cfg.batch_size, lr=cfg.student_lr, freeze_image_encoder=True,
-                         image_weights=world["image_weights"], num_workers=0, device="cpu").with_overrides(**cfg.student_options)
-        students[name] = steps.run(f"train-{name}", lambda tc=tc: _final(train_student(
-            tc, resume=True, progress=cfg.progress, log=log)))
+                         image_weights=world["image_weights"], num_workers=0, device="cpu")
+        jobs.append(RunJob(name, tc.with_overrides(**cfg.student_options).to_dict(), after=shared))
+    students = {job.name: steps.reuse(f"train-{job.name}") for job in jobs}
+    todo = [dataclasses.replace(job, after=None if students.get(job.after) else job.after)
+            for job in jobs if students[job.name] is None]
+    if todo:
+        where = f", logs in {out / 'logs'}" if cfg.jobs > 1 else ""
+        log(f"[demo] training {', '.join(job.name for job in todo)} ({min(cfg.jobs, len(todo))} at a time{where})")
+
+    def finished(job: RunJob, headline: dict[str, Any], seconds: float) -> None:
+        students[job.name] = steps.record(f"train-{job.name}", headline, seconds)
+
+    train_pool(todo, workers=cfg.jobs, threads=cfg.threads, done=finished, logs=out / "logs" if cfg.jobs > 1 else None,
+               log=log, progress=cfg.progress, what="demo student")
 
     bench = steps.run("benchmark", lambda: {"files": {k: str(p) for k, p in benchmark_cache(
         str(cache), str(runs), str(report), batch=32, repeats=3).files.items()}})
@@ -193,12 +217,6 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
     return {"out": str(out), "report": str(report / "report.md"), "files": bench["files"], "table": table,
             "teacher": teacher, "extract": extracted, "students": students,
             "seconds": round(time.perf_counter() - began, 1), "config": asdict(cfg)}
-
-
-def _final(results: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-ready headline of a student run: its last stage's accuracy and losses."""
-    final = results.get("distill") or results.get("pretrain") or {}
-    return {k: final.get(k) for k in ("epoch", "top1_acc", "motion_pairs_top1_acc", "losses")}
 
 
 def ablation_world(out: str, *, seed: int = 0, threads: int = 1, log: Callable[[str], None] = print

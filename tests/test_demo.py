@@ -18,9 +18,10 @@ REPORT_FILES = ("report.md", "report.json", "results.csv", "accuracy_vs_gflops.p
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One run of `egocache demo --quick` (the whole chain, shortened); its folder and stdout."""
+    """One run of `egocache demo --quick` (the whole chain, shortened; synth and the students in two
+    processes); its folder and stdout."""
     out = tmp_path_factory.mktemp("demo") / "out"
-    result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(out), "--threads", "1"])
+    result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(out), "--threads", "1", "--jobs", "2"])
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -84,6 +85,33 @@ def test_rerun_reuses_every_step(quick_demo: tuple[Path, str]) -> None:
     reused = [line for line in lines if "done before" in line]
     assert len(reused) == 8 and not any(": running" in line for line in lines), lines
     assert Path(result["report"]).read_text() == (out / "report" / "report.md").read_text()
+
+
+def test_students_trained_in_this_process_equal_those_of_the_two_processes(quick_demo: tuple[Path, str],
+                                                                          tmp_path: Path) -> None:
+    """--jobs 1 trains the students in order in this process: the same predictions bit for bit, and visimu
+    still waits for egodistill's pretrain stage."""
+    import shutil
+
+    import numpy as np
+
+    out, output = quick_demo
+    assert f"logs in {out / 'logs'}" in output and (out / "logs" / "egodistill-n1.log").stat().st_size > 0
+    again = tmp_path / "out"
+    shutil.copytree(out, again, ignore=shutil.ignore_patterns("runs", "report", "logs"))
+    for marker in (again / "steps").glob("*.json"):
+        if marker.stem.startswith("train-e") or marker.stem.startswith("train-v") or marker.stem == "benchmark":
+            marker.unlink()
+    lines: list[str] = []
+    run_demo(DemoConfig.quick(str(again)), log=lines.append)
+    assert not (again / "logs").exists()
+    finished = [line.split()[3].rstrip(":") for line in lines if ": finished in" in line]
+    assert finished.index("train-egodistill-n1") < finished.index("train-visimu-n1")
+    for name in ("egodistill-n1", "visimu-n1", "visonly-distill-n1"):
+        a, b = (np.load(d / "runs" / name / "segments.npz") for d in (out, again))
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), (name, key)
 
 
 def test_a_failing_step_is_named(tmp_path: Path) -> None:

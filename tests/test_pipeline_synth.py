@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from egocache.cli import main
-from egocache.errors import EgocacheError
+from egocache.errors import ConfigError, EgocacheError
 from egocache.synth import (APPEARANCE_VERBS, EGO4D_IMU_COLUMNS, EPIC_COLUMNS, MOTION_PAIRS, NOUNS,
                                      VERBS, SynthSummary, epic_timestamp, synthesize)
 from egocache.synth.files import link
@@ -234,6 +234,17 @@ def test_same_seed_same_bytes_and_another_seed_differs(small, tmp_path):
     assert first == second and len(first) == 16
     other = synthesize(str(tmp_path / "other"), **dict(SMALL, seed=SMALL["seed"] + 1))
     assert file_hashes(other.root)["P01/videos/P01_101.MP4"] != first["P01/videos/P01_101.MP4"]
+
+
+def test_two_worker_processes_write_the_same_bytes(tmp_path):
+    """--workers 2 renders the kitchens (two videos each, the last one alone here) in two processes."""
+    args = dict(SMALL, videos=3, duration_s=8.0, rgb_frames=True)
+    one = synthesize(str(tmp_path / "one"), **args)
+    two = synthesize(str(tmp_path / "two"), workers=2, **args)
+    assert file_hashes(one.root) == file_hashes(two.root)
+    assert [v.video_id for v in two.videos] == ["P01_101", "P01_102", "P02_101"]
+    with pytest.raises(ConfigError, match="--workers"):
+        synthesize(str(tmp_path / "none"), workers=0, **args)
 
 
 def test_videos_are_h264_at_the_asked_rate_and_size(small):

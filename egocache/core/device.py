@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+from contextlib import contextmanager
+from typing import Iterator
 
 from egocache.errors import ConfigError
 
@@ -39,3 +42,18 @@ def resolve_device(name: str = "auto", *, local_rank: int | None = None) -> "tor
     if dev.index >= torch.cuda.device_count():
         raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` torch CPU threads (0: one per CPU this process may use), then restore the
+    previous count. Big matrix products (a teacher, the ResNet-18) gain from every core; the students' small
+    IMU-encoder steps were measured fastest on 1 (docs/benchmarks.md)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or len(os.sched_getaffinity(0)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

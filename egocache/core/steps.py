@@ -28,13 +28,10 @@ class Steps:
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run `fn` unless step `name` finished before; any failure is re-raised naming the step."""
-        self.done += 1
-        tag = f"[{self.tag}] step {self.done}/{self.total} {name}"
-        marker = self.dir / f"{name}.json"
-        if marker.exists():
-            self.log(f"{tag}: done before, reusing ({marker})")
-            return json.loads(marker.read_text())
-        self.log(f"{tag}: running")
+        before = self.reuse(name)
+        if before is not None:
+            return before
+        self.log(f"[{self.tag}] step {self.done + 1}/{self.total} {name}: running")
         began = time.perf_counter()
         try:
             result = fn()
@@ -42,8 +39,22 @@ class Steps:
             raise EgocacheError(f"{self.tag} step {name!r} failed: {exc}") from exc
         except Exception as exc:
             raise EgocacheError(f"{self.tag} step {name!r} failed: {type(exc).__name__}: {exc}") from exc
-        result = {**result, "seconds": round(time.perf_counter() - began, 1)}
-        write_json_atomic(marker, result)
-        self.log(f"{tag}: finished in {result['seconds']:.0f} s "
+        return self.record(name, result, time.perf_counter() - began)
+
+    def reuse(self, name: str) -> dict[str, Any] | None:
+        """Step `name`'s result if it finished before (counted and logged as done), else None."""
+        marker = self.dir / f"{name}.json"
+        if not marker.exists():
+            return None
+        self.done += 1
+        self.log(f"[{self.tag}] step {self.done}/{self.total} {name}: done before, reusing ({marker})")
+        return json.loads(marker.read_text())
+
+    def record(self, name: str, result: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """Write step `name`'s marker (its result and `seconds`) and log it finished; return the marker's dict."""
+        self.done += 1
+        result = {**result, "seconds": round(seconds, 1)}
+        write_json_atomic(self.dir / f"{name}.json", result)
+        self.log(f"[{self.tag}] step {self.done}/{self.total} {name}: finished in {result['seconds']:.0f} s "
                  f"({self.tag} at {time.perf_counter() - self.began:.0f} s)")
         return result

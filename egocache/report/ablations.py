@@ -21,10 +21,8 @@ the paper claims, each as a paired difference with its interval and a verdict.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +33,7 @@ from egocache.errors import EgocacheError
 from egocache.report.hits import Hits, aligned, motion_subset, stack_runs, teacher_hits
 from egocache.report.intervals import Estimate, difference, estimate
 from egocache.report.options import ABLATION_PARTS as PARTS
+from egocache.student.pool import RunJob, train_pool
 
 VARIANTS = ("egodistill", "visonly-distill", "visimu", "visonly")   # Fig. 3's curves by default
 PRETRAINED = ("egodistill", "visimu", "listentolook")              # variants with a self-supervised stage
@@ -124,56 +123,18 @@ def _canonical(spec: RunSpec) -> RunSpec:
 
 # --- running -------------------------------------------------------------------------------------
 
-def _train_one(values: dict[str, Any], log_path: str, threads: int) -> dict[str, Any]:
-    """Train one run in this (worker) process from its config dict; its log goes to `log_path`."""
-    import torch
-
-    from egocache.student.config import TrainConfig
-    from egocache.student.train import train_student
-
-    if threads:
-        torch.set_num_threads(threads)
-    with open(log_path, "a", encoding="utf-8") as f:
-        def log(msg: str) -> None:
-            f.write(msg + "\n")
-            f.flush()
-        result = train_student(TrainConfig.from_dict(values), resume=True, progress=False, log=log)
-    final = result.get("distill") or result.get("pretrain") or {}
-    return {"epoch": final.get("epoch"), "top1_acc": final.get("top1_acc")}
-
-
 def _run_all(jobs: list[tuple[str, dict[str, Any]]], out: Path, *, workers: int, threads: int,
              log: Callable[[str], None]) -> None:
-    """Train every (name, config) job, `workers` at a time (in this process when 1); stop on the first failure."""
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    """Train every (name, config) job, `workers` at a time, each logging to OUT/logs/NAME.log."""
     began = time.perf_counter()
 
     def done(i: int, name: str, result: dict[str, Any]) -> None:
         acc = "" if result.get("top1_acc") is None else f", top-1 {100 * result['top1_acc']:.1f}%"
         log(f"[ablations] {i}/{len(jobs)} {name} finished{acc} ({time.perf_counter() - began:.0f} s)")
 
-    if workers <= 1:
-        for i, (name, values) in enumerate(jobs, 1):
-            done(i, name, _guard(name, lambda: _train_one(values, str(logs / f"{name}.log"), threads)))
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_train_one, values, str(logs / f"{name}.log"), threads): name
-                   for name, values in jobs}
-        for i, fut in enumerate(as_completed(futures), 1):
-            name = futures[fut]
-            done(i, name, _guard(name, fut.result))
-
-
-def _guard(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """fn(), with any failure re-raised as one line naming the run."""
-    try:
-        return fn()
-    except EgocacheError as exc:
-        raise EgocacheError(f"ablation run {name}: {exc}") from exc
-    except Exception as exc:
-        raise EgocacheError(f"ablation run {name}: {type(exc).__name__}: {exc}") from exc
+    count = iter(range(1, len(jobs) + 1))
+    train_pool([RunJob(name, values) for name, values in jobs], workers=workers, threads=threads, logs=out / "logs",
+               done=lambda job, result, _: done(next(count), job.name, result), log=log, what="ablation run")
 
 
 def run_dir(out: Path, name: str, seed: int) -> Path:

@@ -402,7 +402,7 @@ class PretrainEncoderOptions:
     weight_decay: float = setting(0.05, min=0, help="AdamW weight decay (not on biases and norms).")
     warmup: float = setting(0.05, min=0, max=0.5, help="Share of the steps with linear learning-rate warm-up.")
     seed: int = setting(0, help="Seed of init, training images, data order and augmentation.")
-    torch_threads: int = setting(1, min=0, help="torch CPU threads (0: torch's default; 1 measured fastest on a "
+    torch_threads: int = setting(1, min=0, help="torch CPU threads (0: one per CPU; 1 measured fastest on a "
                                                 "shared 2-core CPU).")
     device: str = setting("auto", check=check_device_name, help="auto (cuda when available), cpu, cuda or cuda:K.")
     checkpoint_every: int = setting(200, min=1, help="Also save the training state every K steps inside an "

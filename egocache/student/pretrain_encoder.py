@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from egocache.core.device import resolve_device
+from egocache.core.device import resolve_device, torch_threads
 from egocache.core.files import finished_summary, storage_error, write_json_atomic
 from egocache.core.order import epoch_permutation, step_generator
 from egocache.core.torchio import safe_load, save_atomic
@@ -256,21 +256,17 @@ def pretrain_image_encoder(opts: PretrainEncoderOptions, images: ImageSource, *,
         return done
     _check_writable(opts.out)
     device = resolve_device(opts.device)
-    threads = torch.get_num_threads()
-    if opts.torch_threads:
-        torch.set_num_threads(opts.torch_threads)
-    try:
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            log(f"pretraining resnet18 on {images.num_classes} classes of {images.size}px images: {opts.epochs} "
-                f"epochs of {opts.images // opts.batch_size * opts.batch_size} fresh images, {opts.val_images} "
-                "held out")
-            fit = _Pretrain(opts, images, device, log)
-            history = fit.run()
-            t0 = time.perf_counter()
-            top1 = fit.held_out_top1()
-            eval_s = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(opts.torch_threads), \
+            torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        threads = torch.get_num_threads()
+        log(f"pretraining resnet18 on {images.num_classes} classes of {images.size}px images: {opts.epochs} "
+            f"epochs of {opts.images // opts.batch_size * opts.batch_size} fresh images, {opts.val_images} "
+            "held out")
+        fit = _Pretrain(opts, images, device, log)
+        history = fit.run()
+        t0 = time.perf_counter()
+        top1 = fit.held_out_top1()
+        eval_s = time.perf_counter() - t0
     save_atomic(opts.out, torchvision_state(fit.encoder, fit.head))
     steps_images = fit.step * opts.batch_size
     summary = {
@@ -283,7 +279,7 @@ def pretrain_image_encoder(opts: PretrainEncoderOptions, images: ImageSource, *,
                          "generate": (steps_images + opts.val_images) / max(fit.seconds["generate"], 1e-9)},
         "seconds": {"train": fit.seconds["train"], "eval": eval_s, "generate": fit.seconds["generate"],
                     "total": time.perf_counter() - began},
-        "torch_threads": opts.torch_threads or threads, "device": str(device),
+        "torch_threads": threads, "device": str(device),
     }
     write_json_atomic(summary_path(opts.out), summary, sort_keys=False)
     fit.partial.unlink(missing_ok=True)

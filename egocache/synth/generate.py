@@ -31,7 +31,9 @@ threaded with fixed options (identical output for the same seed and the same num
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -253,23 +255,57 @@ def _annotation_rows(video_id: str, participant: str, segments: list[_Segment], 
     return rows
 
 
-def _render_video(path: str, renderer: SceneRenderer, num_frames: int, fps: float, bar: tqdm,
-                  audio: np.ndarray | None = None) -> None:
-    """Render and encode one video (atomically, with its sound track if given), ticking the progress bar
-    per frame."""
+@dataclass
+class _VideoJob:
+    """What one video's files are drawn from: everything `_write_video` needs, picklable for a worker."""
+
+    files: dict[str, str | None]
+    size: tuple[int, int]
+    motion: HeadMotion
+    props: list[Prop]
+    num_frames: int
+    fps: float
+    duration_s: float
+    track: np.ndarray | None                # the sound track, or None without audio
+    imu_rngs: list[np.random.Generator]
+
+
+def _write_kitchen(world_seed: np.random.SeedSequence, jobs: list[_VideoJob], bar: tqdm | None = None) -> None:
+    """Draw one participant's kitchen texture and write each of their videos in it; tick `bar` per frame."""
+    texture = world_texture(np.random.default_rng(world_seed), texture_width(jobs[0].size[0]))
+    for job in jobs:
+        _write_video(job, texture, bar)
+
+
+def _write_video(job: _VideoJob, texture: np.ndarray, bar: tqdm | None) -> None:
+    """Render and encode one video (atomically, with its sound track), its RGB frames if asked for, the
+    Ego4D link and its IMU files."""
+    size = job.size
+    renderer = SceneRenderer(texture, size, job.motion, job.props)
+    files = job.files
+
     def frames() -> Iterator[np.ndarray]:
-        for img in renderer.frames(np.arange(num_frames) / fps):
-            bar.update(1)
+        for img in renderer.frames(np.arange(job.num_frames) / job.fps):
+            if bar is not None:
+                bar.update(1)
             yield img
 
-    write_atomic(path, lambda tmp: encode_video(tmp, frames(), renderer.size, fps, audio, AUDIO_RATE_HZ))
+    video_path = files["epic_video"] or files["ego4d_video"]
+    write_atomic(video_path, lambda tmp: encode_video(tmp, frames(), size, job.fps, job.track, AUDIO_RATE_HZ))
+    if files.get("rgb_frames"):
+        write_rgb_frames(files["rgb_frames"], renderer.frames(np.arange(int(job.duration_s * RGB_FPS["extension"]))
+                                                              / RGB_FPS["extension"]))
+    if files["epic_video"] and files["ego4d_video"]:
+        link(files["epic_video"], files["ego4d_video"])
+    write_imu(job.motion, job.duration_s, job.imu_rngs, files["accl_csv"], files["gyro_csv"], files["ego4d_imu_csv"])
 
 
 def _check_args(out_dir: str, videos: int, size: tuple[int, int], fps: float, duration_s: float,
-                imu_layout: str, validation_share: float) -> None:
+                imu_layout: str, validation_share: float, workers: int) -> None:
     """Refuse arguments that cannot make a dataset, naming the option (ConfigError) or the folder."""
     SynthOptions(out=out_dir, videos=videos, size=f"{size[0]}x{size[1]}", fps=fps,
-                 duration=duration_s, imu_layout=imu_layout, validation_share=validation_share)   # checks each setting
+                 duration=duration_s, imu_layout=imu_layout, validation_share=validation_share,
+                 workers=workers)   # checks each setting
     if duration_s < 2 * EDGE_S + 0.8 + SEGMENT_S[1]:
         raise ConfigError(f"--duration: must be >= {2 * EDGE_S + 0.8 + SEGMENT_S[1]:.1f} s to hold a segment, "
                           f"got {duration_s}")
@@ -325,16 +361,18 @@ def _video_files(root: str, participant: str, vid: str, imu_layout: str) -> dict
 def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int, int] = (160, 120),
                fps: float = 30.0, duration_s: float = 30.0, imu_layout: str = "both",
                rgb_frames: bool = False, validation_share: float = 0.25, audio: bool = True,
-               progress: bool = False) -> SynthSummary:
+               workers: int = 1, progress: bool = False) -> SynthSummary:
     """Write the synthetic dataset under `out_dir` (new or empty) and return where everything is.
 
     Videos are P01_101, P01_102, P02_101, ... (two per participant, who share a kitchen: one world
     texture); a `validation_share` of them (every 4th video at the default 0.25) is the validation
     split. With `audio`, every video has a sound track (synth/audio.py; its own random stream, so the
-    frames, IMU and labels are the same with or without it). Raises ValueError for arguments that cannot make a dataset and EgocacheError if `out_dir` is not empty.
+    frames, IMU and labels are the same with or without it). `workers` > 1 renders and encodes the videos
+    in that many processes (the same bytes: each video is drawn from its own generators). Raises ValueError
+    for arguments that cannot make a dataset and EgocacheError if `out_dir` is not empty.
     """
     size = (int(size[0]), int(size[1]))
-    _check_args(out_dir, videos, size, fps, duration_s, imu_layout, validation_share)
+    _check_args(out_dir, videos, size, fps, duration_s, imu_layout, validation_share, workers)
     root = os.path.abspath(out_dir)
     os.makedirs(root, exist_ok=True)
     ids = [(f"P{i // 2 + 1:02d}", f"P{i // 2 + 1:02d}_{101 + i % 2}") for i in range(videos)]
@@ -349,35 +387,33 @@ def synthesize(out_dir: str, *, videos: int = 4, seed: int = 0, size: tuple[int,
         plan_rng, *imu_rngs = (np.random.default_rng(s) for s in seeds[i].spawn(4))
         plans.append((plan_rng, imu_rngs, *_plan_video(plan_rng, draw_verb, duration_s, size)))
     num_frames = int(round(duration_s * fps))
-    bar = tqdm(total=videos * num_frames, unit="frame", desc="synth", disable=not progress)
     rows: dict[str, list[list[Any]]] = {"train": [], "validation": []}
     written: list[SynthVideo] = []
     head_kinds: dict[str, str] = {}
-    texture: tuple[str, np.ndarray] | None = None
+    kitchens: dict[str, list[_VideoJob]] = {p: [] for p in participants}
     for i, (plan_rng, imu_rngs, segments, motion) in enumerate(plans):
         participant, vid = ids[i]
         split = "validation" if i in val else "train"
         files = _video_files(root, participant, vid, imu_layout)
-        video_path = files["epic_video"] or files["ego4d_video"]
-        if texture is None or texture[0] != participant:
-            world = world_texture(np.random.default_rng(worlds[participant]), texture_width(size[0]))
-            texture = (participant, world)
-        renderer = SceneRenderer(texture[1], size, motion, [s.prop for s in segments])
-        track, sounds = (sound_track(audio_rng(seed, i), [(s.start, s.stop, s.verb) for s in segments], duration_s)
-                         if audio else (None, []))
-        _render_video(video_path, renderer, num_frames, fps, bar, track)
         if rgb_frames and imu_layout in ("epic100", "both"):
             files["rgb_frames"] = os.path.join(root, participant, "rgb_frames", vid)
-            write_rgb_frames(files["rgb_frames"], renderer.frames(np.arange(int(duration_s * RGB_FPS["extension"]))
-                                                                  / RGB_FPS["extension"]))
-        if files["epic_video"] and files["ego4d_video"]:
-            link(files["epic_video"], files["ego4d_video"])
-        write_imu(motion, duration_s, imu_rngs, files["accl_csv"], files["gyro_csv"], files["ego4d_imu_csv"])
+        track, sounds = (sound_track(audio_rng(seed, i), [(s.start, s.stop, s.verb) for s in segments], duration_s)
+                         if audio else (None, []))
+        kitchens[participant].append(_VideoJob(files, size, motion, [s.prop for s in segments], num_frames, fps,
+                                               duration_s, track, imu_rngs))
         rows[split] += _annotation_rows(vid, participant, segments, fps, plan_rng)
-        written.append(SynthVideo(vid, participant, split, num_frames, duration_s, len(segments), video_path,
-                                  **files, audio_events=tuple(sounds)))
+        written.append(SynthVideo(vid, participant, split, num_frames, duration_s, len(segments),
+                                  files["epic_video"] or files["ego4d_video"], **files, audio_events=tuple(sounds)))
         head_kinds.update({f"{vid}_{k}": s.head for k, s in enumerate(segments)})
-    bar.close()
+    with tqdm(total=videos * num_frames, unit="frame", desc="synth", disable=not progress) as bar:
+        if workers <= 1:
+            for participant, jobs in kitchens.items():
+                _write_kitchen(worlds[participant], jobs, bar)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for jobs, _ in zip(kitchens.values(),
+                                   pool.map(_write_kitchen, [worlds[p] for p in kitchens], kitchens.values())):
+                    bar.update(num_frames * len(jobs))
     paths = {name: os.path.join(root, f"EPIC_100_{name}.csv")
              for name in ("train", "validation", "verb_classes", "noun_classes")}
     write_csv(paths["train"], EPIC_COLUMNS, rows["train"])

@@ -41,6 +41,8 @@ class SynthOptions:
                                            "frame_0000000001.jpg, ...) at its 50 fps.")
     audio: bool = setting(True, help="Give every video a sound track (AAC, 24 kHz mono) whose sounds go with "
                                      "some verbs (docs/synthetic.md).")
+    workers: int = setting(1, min=1, help="Processes rendering and encoding the videos (the same bytes for any "
+                                          "number).")
 
     def __post_init__(self) -> None:
         """Check every setting where the options are built."""
