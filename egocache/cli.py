@@ -207,7 +207,7 @@ def _ablations(opts: BenchmarkOptions) -> None:
         from egocache.demo import ablation_world
 
         cache, base = ablation_world(os.path.join(opts.out, "world"), seed=min(opts.seeds), threads=opts.threads,
-                                     log=log)
+                                     jobs=opts.jobs, log=log)
     if opts.image_weights:
         base["image_weights"] = opts.image_weights
     result = run_ablations(cache, opts.out, seeds=tuple(opts.seeds), parts=tuple(opts.ablation_parts),

@@ -219,8 +219,8 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str
             "seconds": round(time.perf_counter() - began, 1), "config": asdict(cfg)}
 
 
-def ablation_world(out: str, *, seed: int = 0, threads: int = 1, log: Callable[[str], None] = print
-                   ) -> tuple[str, dict[str, Any]]:
+def ablation_world(out: str, *, seed: int = 0, threads: int = 1, jobs: int = 2,
+                   log: Callable[[str], None] = print) -> tuple[str, dict[str, Any]]:
     """The synthetic default of `egocache benchmark --ablations`: the demo's world, with every N of 1, 2, 4
     and every frame selection stored, and the demo's student settings (cache path, TrainConfig values)."""
     import dataclasses
@@ -231,7 +231,7 @@ def ablation_world(out: str, *, seed: int = 0, threads: int = 1, log: Callable[[
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = dataclasses.replace(DemoConfig(out=out, seed=seed, threads=threads), frames=(1, 2, 4),
+    cfg = dataclasses.replace(DemoConfig(out=out, seed=seed, threads=threads, jobs=jobs), frames=(1, 2, 4),
                               frame_selections=FRAME_SELECTIONS, paper_configs=False)
     world = build_world(cfg, Path(out).resolve(), Steps(Path(out), WORLD_STEPS, log, tag="ablations world"), log)
     base = {"epochs": cfg.distill_epochs, "pretrain_epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,

@@ -147,3 +147,27 @@ def test_modality_probe_reads_a_demo_student(quick_demo: tuple[Path, str]) -> No
                               str(out / "runs" / "visonly-distill-n1"), str(out / "cache.zarr")],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and "reads no IMU" in refused.stderr
+
+
+def test_teacher_targets_reads_a_demo_cache(quick_demo: tuple[Path, str]) -> None:
+    """benchmarks/teacher_targets.py: one line per split, its figures those of the cached logits."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from teacher_targets import split_targets, target_stats
+
+    out, _ = quick_demo
+    res = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "teacher_targets.py"),
+                          str(out / "cache.zarr"), "--tau", "2"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["train", "validation"] and all("(tau 2)" in x for x in lines)
+    logits, labels = split_targets(str(out / "cache.zarr"), "train", "verb")
+    stats = target_stats(logits, labels, 2.0)
+    assert f"teacher top-1 {100 * stats['top1']:.1f}" in lines[0]
+    assert stats["top1"] == np.mean(logits.argmax(1) == labels) and 0 < stats["mean_top_p"] <= 1
+    sure = target_stats(np.eye(3)[[0, 1, 2]] * 50, np.array([0, 1, 2]), 1.0)
+    assert sure["top1"] == 1 and sure["label_ce"] < 1e-9 and sure["share_top_p_over_0.9"] == 1

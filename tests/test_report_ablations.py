@@ -18,7 +18,7 @@ from egocache.report.intervals import difference, estimate, seed_interval
 from egocache.student.resnet import ResNet18
 
 SMALL = ["--student-option", "epochs=1", "--student-option", "pretrain_epochs=1", "--student-option",
-         "batch_size=8"]
+         "batch_size=8", "--jobs", "1"]
 
 
 # --- intervals ----------------------------------------------------------------------------------

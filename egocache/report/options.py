@@ -42,8 +42,9 @@ class BenchmarkOptions:
                                            "(add listentolook for the ListenToLook baseline; needs a cache with audio).")
     ablation_frames: list[int] = setting(factory=lambda: [1, 2, 4], min=1, help="The N of Fig. 3's curves "
                                                                                 "(Table 1 is at N=1, Table 4 at N=4).")
-    jobs: int = setting(1, min=1, help="Ablation runs trained at once, each in its own process.")
-    threads: int = setting(1, min=0, help="torch CPU threads per ablation run (0: torch's default).")
+    jobs: int = setting(2, min=1, help="Ablation runs trained at once, each in its own process (1: in order, in "
+                                       "this process).")
+    threads: int = setting(1, min=0, help="torch CPU threads per ablation run (0: one per CPU).")
     image_weights: str | None = setting(None, path="file", default_text="none (the synthetic default pretrains one)",
                                         help="torchvision-format ResNet-18 file for every ablation student.")
     student_options: tuple[tuple[str, Any], ...] = setting(
