@@ -171,3 +171,27 @@ def test_teacher_targets_reads_a_demo_cache(quick_demo: tuple[Path, str]) -> Non
     assert stats["top1"] == np.mean(logits.argmax(1) == labels) and 0 < stats["mean_top_p"] <= 1
     sure = target_stats(np.eye(3)[[0, 1, 2]] * 50, np.array([0, 1, 2]), 1.0)
     assert sure["top1"] == 1 and sure["label_ce"] < 1e-9 and sure["share_top_p_over_0.9"] == 1
+
+
+def test_head_motion_splits_the_motion_pairs_by_head_motion_kind(quick_demo: tuple[Path, str]) -> None:
+    """benchmarks/head_motion.py: one line per model; each cell counts that kind's motion-pair segments."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from head_motion import by_kind
+
+    from egocache.report.hits import Hits
+
+    out, _ = quick_demo
+    res = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "head_motion.py"),
+                          str(out / "data"), str(out / "runs"), str(out / "cache.zarr")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert [line.split()[0] for line in res.stdout.splitlines()] == ["teacher", "egodistill-n1", "visimu-n1",
+                                                                     "visonly-distill-n1"]
+    import numpy as np
+
+    hits = Hits(np.array(["a", "b", "c", "d"]), np.array([[1], [0], [1], [1]]), np.array([0, 0, 1, 2]), {})
+    cells = by_kind(hits, {"a": "weak", "b": "weak", "c": "informative", "d": "weak"}, {0, 1}, ["informative", "weak"])
+    assert cells["weak"][:2] == (2, 0.5) and cells["informative"][:2] == (1, 1.0)
