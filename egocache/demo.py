@@ -18,10 +18,10 @@ and frozen, student frames at 64 px, lr 1e-3 (paper: 1e-4 over far more steps), 
 and 8 distill epochs. The self-supervised IMU stage is the same for egodistill and visimu at a given N
 (same model, seed, data and loss), so it runs once, in the egodistill run, and visimu's distill stage
 starts from its checkpoint. Synth's videos and the students run in `jobs` processes (2), visimu after
-egodistill. Each student runs on 1 torch thread: on a 2-core CPU shared with other work, 2 threads
-made the IMU encoder's training steps up to 6x slower; the teacher and the image-encoder pretraining,
-big matrix products, use one thread per CPU (the teacher's training step 1.8x faster than on 1 on an
-idle 2-core CPU).
+egodistill. Each student runs on 1 torch thread: on a 2-core CPU shared with other work, a student's
+training step ran ~4x slower on 2 threads; the teacher and the image-encoder pretraining, big matrix
+products, use one thread per CPU (both 1.8x faster than on 1 on an idle 2-core CPU,
+benchmarks/threads.py).
 """
 
 from __future__ import annotations
