@@ -196,3 +196,44 @@ def test_open_files_stay_within_the_limit_and_reads_stay_right(tmp_path):
     assert len(files._open) <= 3 and len(files._maps) <= 3
     for key in ("frames", "imu", "feature"):
         np.testing.assert_array_equal(got[key].numpy(), want[key].numpy())
+
+
+def test_frame_entries_off_the_grid_or_missing_are_read_or_named_per_entry(tmp_path):
+    """The raw reader gathers frames by each shard's chunk grid, parsed once per mapping: an entry that is
+    valid but not on the back-to-back grid is read where it points, a missing one is one line, and a shard
+    file mapped anew is parsed again."""
+    from egocache.cache.frames import _MISSING
+    from egocache.errors import CacheError
+
+    path = make_cache(tmp_path / "c.zarr", fail_shard=None)
+    ds = CacheDataset(path, split="train", frames=1)
+    reader = ds._load().frames
+    first = ds[[0, 1]]["frames"].numpy()                      # shard 0 mapped, its grid parsed
+    r, k = reader.spec.chunk_rows, reader.spec.shape[1]
+    name = os.path.join(path, "frames", "c", "0", "0", "0", "0", "0")
+    data = bytearray(open(name, "rb").read())
+    at = len(data) - (r * k * 16 + 4)
+    entries = np.frombuffer(bytes(data[at:at + r * k * 16]), "<u8").reshape(r, k, 2).copy()
+    row, pos = int(ds.rows[0]) % r, ds._stored[0]
+    frame_bytes = SIZE * SIZE * 3
+    off = int(entries[row, pos, 0]) + frame_bytes // 2         # in the data, between two chunks
+    entries[row, pos] = (off, frame_bytes)
+
+    def replace(table: np.ndarray) -> None:
+        data[at:at + r * k * 16] = table.tobytes()
+        with open(name + ".new", "wb") as fh:
+            fh.write(bytes(data))
+        os.replace(name + ".new", name)                      # a new file: a new mapping
+
+    replace(entries)
+    reader.files.close()                                     # the next read opens and maps the new file
+    got = ds[[0, 1]]["frames"].numpy()
+    want = np.frombuffer(bytes(data[off:off + frame_bytes]), np.uint8).reshape(SIZE, SIZE, 3)
+    np.testing.assert_array_equal(got[0, 0], want)
+    np.testing.assert_array_equal(got[1], first[1])
+    entries[row, pos] = (_MISSING, _MISSING)
+    replace(entries)
+    reader.files.close()
+    with pytest.raises(CacheError, match=rf"no frame stored for row {int(ds.rows[0])} position {pos}"):
+        ds[[0, 1]]
+    assert len(reader._grids) <= reader.files.max_open

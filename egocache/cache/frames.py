@@ -13,6 +13,7 @@ whatever wrote the store.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
@@ -86,6 +87,9 @@ class FrameReader:
                                    "direct reader knows")
         self.files = files if files is not None else ShardFiles(self.store)
         self._zarr: Any = None
+        # local raw shards: key -> (the map's view, its frame chunks (M, frame bytes), grid (r, K) of each
+        # entry's chunk number, -1 where the entry is missing or off the back-to-back grid), per mapping
+        self._grids: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     @property
     def direct(self) -> bool:
@@ -150,33 +154,72 @@ class FrameReader:
         return reqs, decode
 
     def _gather_local(self, rows: np.ndarray, stored: list[int], out: np.ndarray) -> None:
-        """Raw frames of a local cache: per shard file, its index entries and then its frames gathered by
-        numpy straight from the file's map (one np.take per run of adjacent clips), every entry checked
-        against the file first (one combined test; the slow path names what is wrong)."""
-        r, k = self.spec.chunk_rows, self.spec.shape[1]
-        index_bytes, frame_bytes = r * k * 16 + 4, out[0, 0].nbytes
+        """Raw frames of a local cache: per shard file, numpy gathers them straight from the file's map
+        (one np.take per run of adjacent clips) by the shard's chunk grid, parsed and checked once per
+        mapping (`_grid`); entries off that grid take the checked per-entry path, which names what is wrong."""
+        r = self.spec.chunk_rows
+        frame_bytes = out[0, 0].nbytes
         n = len(stored)
         flat = out.reshape(len(rows) * n, frame_bytes)       # row b * n + j: clip b's j-th frame
-        at_end, positions = self.index_location == "end", np.arange(n)
+        positions = np.arange(n)
         for c, sel in chunk_groups(rows, r):
             key = chunk_key(self.spec, c)
-            view = self.files.view(key)
-            if len(view) < index_bytes:
-                raise CacheError(f"{self.store.where(key)}: shard file truncated ({len(view)} bytes, index needs "
-                                 f"{index_bytes})")
-            first = len(view) - index_bytes if at_end else 0
-            lo, hi = (0, first) if at_end else (index_bytes, len(view))   # where the frame chunks may lie
-            index = view[first:first + r * k * 16].view("<u8").reshape(r, k, 2)
-            entries = index[rows[sel] % r][:, stored]
-            off, nb = entries[..., 0], entries[..., 1]
-            # zarr writes the chunks back to back from lo: every offset is lo + a whole number of frames
-            if ((nb != frame_bytes) | (off < lo) | (off + frame_bytes > hi) | ((off - lo) % frame_bytes != 0)).any():
-                self._bad_entries(key, rows[sel], stored, off, nb, lo, hi, frame_bytes)
-                for b, j in np.ndindex(*off.shape):   # valid, but not on the back-to-back grid
-                    flat[sel[b] * n + j] = view[int(off[b, j]):int(off[b, j]) + frame_bytes]
+            view, chunks, grid = self._grid(key, frame_bytes)
+            at = (sel[:, None] * n + positions).reshape(-1)
+            idx = grid[rows[sel] % r][:, stored]
+            if (idx < 0).any():
+                self._gather_entries(key, view, rows[sel], stored, flat, at, frame_bytes)
                 continue
-            chunks = view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes)
-            take_rows(chunks, ((off - lo) // frame_bytes).reshape(-1), flat, (sel[:, None] * n + positions).reshape(-1))
+            take_rows(chunks, idx.reshape(-1), flat, at)
+
+    def _grid(self, key: str, frame_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(view, frame chunks, chunk grid) of local shard `key`, computed when its map is new: zarr writes
+        the chunks back to back, so an entry on the grid is at lo + a whole number of frames."""
+        view = self.files.view(key)          # checks the file has not shrunk, every call
+        got = self._grids.get(key)
+        if got is not None and got[0] is view:
+            self._grids.move_to_end(key)
+            return got
+        r, k = self.spec.chunk_rows, self.spec.shape[1]
+        index_bytes = r * k * 16 + 4
+        if len(view) < index_bytes:
+            raise CacheError(f"{self.store.where(key)}: shard file truncated ({len(view)} bytes, index needs "
+                             f"{index_bytes})")
+        lo, hi = self._data_range(len(view), index_bytes)
+        entries = self._index(view, index_bytes)
+        off, nb = entries[..., 0], entries[..., 1]
+        on_grid = ((off != _MISSING) & (nb == frame_bytes) & (off >= lo) & (off + frame_bytes <= hi)
+                   & ((off - lo) % frame_bytes == 0))
+        grid = np.where(on_grid, (off - lo) // frame_bytes, 0).astype(np.int64)
+        grid[~on_grid] = -1
+        got = (view, view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes), grid)
+        self._grids[key] = got
+        while len(self._grids) > self.files.max_open:
+            self._grids.popitem(last=False)
+        return got
+
+    def _data_range(self, size: int, index_bytes: int) -> tuple[int, int]:
+        """(lo, hi): where a shard file of `size` bytes may hold frame chunks, by its index's location."""
+        return (0, size - index_bytes) if self.index_location == "end" else (index_bytes, size)
+
+    def _index(self, view: np.ndarray, index_bytes: int) -> np.ndarray:
+        """The shard index of a mapped shard file as (r, K, 2) <u8 (offset, bytes) entries."""
+        r, k = self.spec.chunk_rows, self.spec.shape[1]
+        first = len(view) - index_bytes if self.index_location == "end" else 0
+        return view[first:first + r * k * 16].view("<u8").reshape(r, k, 2)
+
+    def _gather_entries(self, key: str, view: np.ndarray, rows: np.ndarray, stored: list[int], flat: np.ndarray,
+                        at: np.ndarray, frame_bytes: int) -> None:
+        """The frames of `rows` of shard `key` entry by entry, after checking each (one-line errors)."""
+        r, k = self.spec.chunk_rows, self.spec.shape[1]
+        index_bytes = r * k * 16 + 4
+        lo, hi = self._data_range(len(view), index_bytes)
+        entries = self._index(view, index_bytes)[rows % r][:, stored]
+        off, nb = entries[..., 0], entries[..., 1]
+        self._bad_entries(key, rows, stored, off, nb, lo, hi, frame_bytes)
+        dst = at.reshape(off.shape)
+        for b, j in np.ndindex(*off.shape):   # valid, but not on the back-to-back grid
+            flat[dst[b, j]] = view[int(off[b, j]):int(off[b, j]) + frame_bytes]
 
     def _bad_entries(self, key: str, rows: np.ndarray, stored: list[int], off: np.ndarray, nb: np.ndarray,
                      lo: int, hi: int, frame_bytes: int) -> None:

@@ -252,13 +252,16 @@ def chunk_groups(rows: np.ndarray, r: int) -> list[tuple[int, np.ndarray]]:
 
 
 def take_rows(src: np.ndarray, idx: np.ndarray, dst: np.ndarray, at: np.ndarray) -> None:
-    """dst[at[i]] = src[idx[i]] for 2-D byte arrays (dst C-contiguous). Large rows (frames) are copied
-    once each, run by run of adjacent positions (np.take into a view: no temporary); small rows
-    through numpy's fancy assignment (one temporary, fewer calls)."""
+    """dst[at[i]] = src[idx[i]] for 2-D byte arrays (dst C-contiguous, `at` increasing). Large rows (frames)
+    are copied once each, run by run of adjacent positions (np.take into a view: no temporary); small
+    rows through numpy's fancy assignment (one temporary, fewer calls)."""
     if len(at) == 0:
         return
     if src.shape[1] < _LARGE_ROW_BYTES:
         dst[at] = src[idx]
+        return
+    if at[-1] - at[0] == len(at) - 1:       # one run (a sorted batch's clips of one shard): one call
+        np.take(src, idx, axis=0, out=dst[at[0]:at[0] + len(at)], mode="clip")
         return
     cuts = np.flatnonzero(np.diff(at) != 1) + 1
     for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(at)]):
