@@ -32,7 +32,7 @@ def test_a_run_waiting_for_an_unknown_or_circular_run_is_refused(tmp_path: Path)
         train_pool([_job(tmp_path, "a"), _job(tmp_path, "b", after="nowhere")], workers=2, threads=1,
                    logs=tmp_path, done=lambda *_: None)
     with pytest.raises(EgocacheError, match="wait for each other"):
-        train_pool([_job(tmp_path, "a", after="b"), _job(tmp_path, "b", after="a")], workers=1, threads=1,
+        train_pool([_job(tmp_path, "a", after="b"), _job(tmp_path, "b", after="a")], workers=2, threads=1, logs=tmp_path,
                    done=lambda *_: None)
 
 

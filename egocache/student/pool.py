@@ -62,6 +62,7 @@ def train_pool(jobs: list[RunJob], *, workers: int, threads: int,
     unknown = [f"{j.name} after {j.after}" for j in jobs if j.after is not None and j.after not in names]
     if unknown:
         raise EgocacheError(f"{what}s: {', '.join(unknown)}: no such run in this pool")
+    ordered = _in_order(jobs)            # refuses runs that wait for each other
     if logs is None and workers > 1:
         raise ValueError("train_pool: runs in worker processes log to files; give `logs`")
     if logs is not None:
@@ -71,7 +72,7 @@ def train_pool(jobs: list[RunJob], *, workers: int, threads: int,
         return None if logs is None else str(logs / f"{job.name.replace('/', '-')}.log")
 
     if workers <= 1:
-        for job in _in_order(jobs):
+        for job in ordered:
             began = time.perf_counter()
             done(job, _guard(f"{what} {job.name}", lambda: train_one(job.config, log_path(job), threads,
                                                                      progress, log)),
@@ -85,8 +86,6 @@ def train_pool(jobs: list[RunJob], *, workers: int, threads: int,
                 pending.remove(job)
                 fut = pool.submit(train_one, job.config, log_path(job), threads)
                 running[fut] = (job, time.perf_counter())
-            if not running:
-                raise EgocacheError(f"{what}s: {', '.join(j.name for j in pending)} wait for runs that never run")
             finished_now, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished_now:
                 job, began = running.pop(fut)
