@@ -28,9 +28,10 @@ def by_kind(hits: Hits, kinds: dict[str, str], motion_ids: set[int], names: list
     """{kind: (segments, top-1, 95 % segment interval or None when too few segments)} over the motion-pair
     segments of each head-motion kind in `names`."""
     out = {}
+    kind_of = np.array([kinds.get(str(s), "") for s in hits.segment_ids])
+    motion = np.isin(hits.labels, sorted(motion_ids))
     for kind in names:
-        keep = np.array([kinds.get(str(s)) == kind for s in hits.segment_ids]) & np.isin(hits.labels,
-                                                                                         sorted(motion_ids))
+        keep = (kind_of == kind) & motion
         if keep.any():
             est = estimate(hits.hits[keep])
             out[kind] = (int(keep.sum()), est.mean, est.segments)

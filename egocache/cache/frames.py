@@ -92,6 +92,11 @@ class FrameReader:
         self._grids: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     @property
+    def index_bytes(self) -> int:
+        """Bytes of a frames shard's index: (offset, length) u64 pairs per inner chunk, then a crc32c."""
+        return self.spec.chunk_rows * self.spec.shape[1] * 16 + 4
+
+    @property
     def direct(self) -> bool:
         """Whether frames are read straight from the shard files (else through zarr)."""
         return self.index_location is not None
@@ -118,7 +123,7 @@ class FrameReader:
             self._gather_local(rows, stored, out)
             return [], lambda: None
         r, k = self.spec.chunk_rows, self.spec.shape[1]
-        index_bytes = r * k * 16 + 4
+        index_bytes = self.index_bytes
         entries = np.empty((len(rows), k, 2), dtype="<u8")
         keys = [chunk_key(self.spec, int(row) // r) for row in rows.tolist()]
         index_reqs: list[Request] = []
@@ -180,41 +185,37 @@ class FrameReader:
         if got is not None and got[0] is view:
             self._grids.move_to_end(key)
             return got
-        r, k = self.spec.chunk_rows, self.spec.shape[1]
-        index_bytes = r * k * 16 + 4
+        index_bytes = self.index_bytes
         if len(view) < index_bytes:
             raise CacheError(f"{self.store.where(key)}: shard file truncated ({len(view)} bytes, index needs "
                              f"{index_bytes})")
-        lo, hi = self._data_range(len(view), index_bytes)
-        entries = self._index(view, index_bytes)
+        lo, hi = self._data_range(len(view))
+        entries = self._index(view)
         off, nb = entries[..., 0], entries[..., 1]
         on_grid = ((off != _MISSING) & (nb == frame_bytes) & (off >= lo) & (off + frame_bytes <= hi)
                    & ((off - lo) % frame_bytes == 0))
-        grid = np.where(on_grid, (off - lo) // frame_bytes, 0).astype(np.int64)
-        grid[~on_grid] = -1
+        grid = np.where(on_grid, ((off - lo) // frame_bytes).astype(np.int64), -1)
         got = (view, view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes), grid)
         self._grids[key] = got
         while len(self._grids) > self.files.max_open:
             self._grids.popitem(last=False)
         return got
 
-    def _data_range(self, size: int, index_bytes: int) -> tuple[int, int]:
+    def _data_range(self, size: int) -> tuple[int, int]:
         """(lo, hi): where a shard file of `size` bytes may hold frame chunks, by its index's location."""
-        return (0, size - index_bytes) if self.index_location == "end" else (index_bytes, size)
+        return (0, size - self.index_bytes) if self.index_location == "end" else (self.index_bytes, size)
 
-    def _index(self, view: np.ndarray, index_bytes: int) -> np.ndarray:
+    def _index(self, view: np.ndarray) -> np.ndarray:
         """The shard index of a mapped shard file as (r, K, 2) <u8 (offset, bytes) entries."""
         r, k = self.spec.chunk_rows, self.spec.shape[1]
-        first = len(view) - index_bytes if self.index_location == "end" else 0
+        first = len(view) - self.index_bytes if self.index_location == "end" else 0
         return view[first:first + r * k * 16].view("<u8").reshape(r, k, 2)
 
     def _gather_entries(self, key: str, view: np.ndarray, rows: np.ndarray, stored: list[int], flat: np.ndarray,
                         at: np.ndarray, frame_bytes: int) -> None:
         """The frames of `rows` of shard `key` entry by entry, after checking each (one-line errors)."""
-        r, k = self.spec.chunk_rows, self.spec.shape[1]
-        index_bytes = r * k * 16 + 4
-        lo, hi = self._data_range(len(view), index_bytes)
-        entries = self._index(view, index_bytes)[rows % r][:, stored]
+        lo, hi = self._data_range(len(view))
+        entries = self._index(view)[rows % self.spec.chunk_rows][:, stored]
         off, nb = entries[..., 0], entries[..., 1]
         self._bad_entries(key, rows, stored, off, nb, lo, hi, frame_bytes)
         dst = at.reshape(off.shape)

@@ -11,6 +11,7 @@ stops the pool (runs already started finish) and is raised as one line naming th
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -40,15 +41,15 @@ def train_one(values: dict[str, Any], log_path: str | None, threads: int, progre
     from egocache.student.config import TrainConfig
     from egocache.student.train import train_student
 
-    with torch_threads(threads):
-        if log_path is None:
-            result = train_student(TrainConfig.from_dict(values), resume=True, progress=progress, log=log or print)
-        else:
-            with open(log_path, "a", encoding="utf-8") as f:
-                def to_file(msg: str) -> None:
-                    f.write(msg + "\n")
-                    f.flush()
-                result = train_student(TrainConfig.from_dict(values), resume=True, progress=False, log=to_file)
+    with torch_threads(threads), contextlib.ExitStack() as stack:
+        if log_path is not None:
+            f = stack.enter_context(open(log_path, "a", encoding="utf-8"))
+
+            def to_file(msg: str) -> None:
+                f.write(msg + "\n")
+                f.flush()
+            log, progress = to_file, False
+        result = train_student(TrainConfig.from_dict(values), resume=True, progress=progress, log=log or print)
     final = result.get("distill") or result.get("pretrain") or {}
     return {k: final.get(k) for k in ("epoch", "top1_acc", "motion_pairs_top1_acc", "losses")}
 

@@ -213,8 +213,8 @@ class ExternalTeacher(Teacher):
         self.model = model
 
     def train(self, mode: bool = True) -> ExternalTeacher:
-        """Set the model's mode; a torch.export module keeps the mode it was exported in (its train() and
-        eval() raise NotImplementedError), so it is left alone."""
+        """Set the model's mode; a torch.export module keeps the mode it was exported in (torch refuses
+        train() and eval() on it), so it is left alone."""
         self.training = mode
         if self.spec.config["kind"] != "export":
             self.model.train(mode)
