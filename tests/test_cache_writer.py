@@ -11,10 +11,11 @@ import textwrap
 
 import numpy as np
 import pytest
+import simplejpeg
 import zarr
 
 from egocache.cache import (
-    FORMAT_VERSION, STATUS_PENDING, CacheWriter, extraction_lock, open_cache,
+    FORMAT_VERSION, STATUS_PENDING, CacheDataset, CacheWriter, extraction_lock, open_cache,
 )
 from cache_factory import FEAT, HEADS, SIZE, cache_attrs, clip_table, create, make_cache, shard_data, write
 from egocache.errors import CacheError, CacheFormatError, CacheLockedError
@@ -168,3 +169,37 @@ def test_extraction_lock_of_a_killed_process_is_released(tmp_path):
         proc.wait()
     with extraction_lock(path):
         pass
+
+
+@pytest.mark.parametrize("codec", ["raw", "jpeg"])
+def test_frames_shards_hold_each_clips_frames_back_to_back_and_zarr_reads_them(tmp_path, codec):
+    """The writer encodes frames shards itself (zarr would scatter a clip's frames in Morton order): the
+    index lists every inner chunk in (clip, position) order, back to back, ends with its crc32c, marks the
+    rows past the array's end missing, and zarr decodes the same frames as those written."""
+    import google_crc32c
+
+    from egocache.cache.frames import _MISSING
+
+    path = make_cache(tmp_path / "c.zarr", codec=codec)     # 10 clips in shards of 4: the last holds 2
+    g = zarr.open_group(str(path), mode="r")
+    r, k = 4, g["frames"].shape[1]
+    for i, m in ((0, 4), (2, 2)):
+        data = open(os.path.join(path, "frames", "c", str(i), *(["0"] * (g["frames"].ndim - 1))), "rb").read()
+        index, crc = data[-(r * k * 16 + 4):-4], data[-4:]
+        assert int.from_bytes(crc, "little") == google_crc32c.value(index)
+        entries = np.frombuffer(index, "<u8").reshape(r * k, 2)
+        off, nb = entries[:m * k, 0].astype(np.int64), entries[:m * k, 1].astype(np.int64)
+        assert off[0] == 0 and (off[1:] == off[:-1] + nb[:-1]).all()          # back to back, clip by clip
+        assert off[-1] + nb[-1] == len(data) - len(index) - 4
+        assert (entries[m * k:] == _MISSING).all()
+    w = CacheWriter.open(path)
+    written = np.concatenate([shard_data(w, i)["frames"] for i in range(w.num_shards)])
+    stored = g["frames"][:]
+    if codec == "raw":
+        np.testing.assert_array_equal(stored, written)
+    else:
+        decoded = np.stack([simplejpeg.decode_jpeg(bytes(b), colorspace="RGB") for b in stored.reshape(-1)])
+        assert np.abs(decoded.astype(int) - written.reshape(decoded.shape).astype(int)).mean() < 3.0
+        ds = CacheDataset(path, split="train", frames=4)
+        np.testing.assert_array_equal(ds[list(range(len(ds)))]["frames"].numpy(),
+                                      decoded.reshape(written.shape)[ds.rows][:, ds._stored])

@@ -16,10 +16,11 @@ import asyncio
 from collections import OrderedDict
 from typing import Any, Callable
 
+import google_crc32c
 import numpy as np
 import simplejpeg
 
-from egocache.cache.rows import Request, ShardFiles, chunk_groups, take_rows
+from egocache.cache.rows import Request, ShardFiles
 from egocache.cache.schema import ArraySpec, array_specs, chunk_key, load_json_object
 from egocache.cache.store import CacheStore, open_store
 from egocache.errors import CacheError, CacheFormatError
@@ -46,6 +47,28 @@ def decode_jpeg_into(data: bytes | memoryview, out: np.ndarray, where: str) -> N
         raise CacheError(f"{where}: JPEG frame cannot be decoded ({exc})") from exc
     if img.shape != out.shape:
         raise CacheFormatError(f"{where}: JPEG frame is {img.shape}, expected {out.shape}")
+
+
+def encode_frames_shard(frames: np.ndarray, shard_rows: int) -> bytes:
+    """One frames shard file (zarr `sharding_indexed`, index at the end) holding `frames`, the (m, K, S, S, 3)
+    uint8 frames or (m, K) JPEG bytes of a shard's m <= `shard_rows` clips, each clip's K inner chunks back
+    to back. zarr writes a shard's chunks in Morton order, which scatters a clip's frames over the file and
+    made batch reads 5-6 % slower than reading them in one piece (docs/benchmarks.md); the spec leaves the
+    order to the writer, since every chunk is found through the index."""
+    m, k = frames.shape[:2]
+    if frames.dtype == np.uint8:
+        size = frames[0, 0].nbytes if m else 0
+        chunks: list[Any] = [np.ascontiguousarray(frames).reshape(-1)]
+        sizes = np.full(m * k, size, np.uint64)
+    else:           # vlen-bytes inner chunks: u32 item count (1), u32 length, the JPEG
+        chunks = [part for jpeg in frames.reshape(-1)
+                  for part in (np.array([1, len(jpeg)], "<u4").tobytes(), jpeg)]
+        sizes = np.array([8 + len(jpeg) for jpeg in frames.reshape(-1)], np.uint64)
+    index = np.full((shard_rows * k, 2), _MISSING, "<u8")
+    index[:m * k, 0] = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if m * k else []
+    index[:m * k, 1] = sizes
+    raw = index.tobytes()
+    return b"".join([*chunks, raw, np.array(google_crc32c.value(raw), "<u4").tobytes()])
 
 
 def _direct_layout(meta: dict[str, Any], spec: ArraySpec, codec: str) -> str | None:
@@ -87,9 +110,10 @@ class FrameReader:
                                    "direct reader knows")
         self.files = files if files is not None else ShardFiles(self.store)
         self._zarr: Any = None
-        # local raw shards: key -> (the map's view, its frame chunks (M, frame bytes), grid (r, K) of each
-        # entry's chunk number, -1 where the entry is missing or off the back-to-back grid), per mapping
-        self._grids: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        # local raw shards: key -> (the map's view, its frame chunks (M, frame bytes), grid (r * K,) of each
+        # entry's chunk number, -1 where the entry is missing or off the back-to-back grid, whether no entry
+        # is -1), per mapping
+        self._grids: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = OrderedDict()
 
     @property
     def index_bytes(self) -> int:
@@ -159,27 +183,41 @@ class FrameReader:
         return reqs, decode
 
     def _gather_local(self, rows: np.ndarray, stored: list[int], out: np.ndarray) -> None:
-        """Raw frames of a local cache: per shard file, numpy gathers them straight from the file's map
-        (one np.take per run of adjacent clips) by the shard's chunk grid, parsed and checked once per
-        mapping (`_grid`); entries off that grid take the checked per-entry path, which names what is wrong."""
-        r = self.spec.chunk_rows
+        """Raw frames of a local cache: numpy gathers them straight from each shard file's map by the
+        shard's chunk grid (parsed and checked once per mapping, `_grid`), one np.take per run of the
+        batch's clips in one shard (a sorted batch: one per shard). The bookkeeping is plain Python over
+        the batch's rows, a few numpy calls per shard, and runs before the copies: after a batch's copies
+        have evicted the CPU's caches every small numpy call is several times slower than alone, and a
+        vectorised version of this loop cost the reader ~6 % against a memmap (docs/benchmarks.md).
+        Entries off the grid take the checked per-entry path, which names what is wrong."""
+        r, k = self.spec.chunk_rows, self.spec.shape[1]
         frame_bytes = out[0, 0].nbytes
         n = len(stored)
         flat = out.reshape(len(rows) * n, frame_bytes)       # row b * n + j: clip b's j-th frame
-        positions = np.arange(n)
-        for c, sel in chunk_groups(rows, r):
-            key = chunk_key(self.spec, c)
-            view, chunks, grid = self._grid(key, frame_bytes)
-            at = (sel[:, None] * n + positions).reshape(-1)
-            idx = grid[rows[sel] % r][:, stored]
-            if (idx < 0).any():
-                self._gather_entries(key, view, rows[sel], stored, flat, at, frame_bytes)
-                continue
-            take_rows(chunks, idx.reshape(-1), flat, at)
+        runs: list[list[int]] = []                            # [shard, first clip in the batch, rows in shard...]
+        for b, row in enumerate(rows.tolist()):
+            shard, local = divmod(row, r)
+            if runs and runs[-1][0] == shard and runs[-1][1] + len(runs[-1]) - 2 == b:
+                runs[-1].append(local)
+            else:
+                runs.append([shard, b, local])
+        copies: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []      # (frame chunks, chunk numbers, out view)
+        for shard, b, *local in runs:
+            key = chunk_key(self.spec, shard)
+            view, chunks, grid, complete = self._grid(key, frame_bytes)
+            idx = grid[[i * k + p for i in local for p in stored]]
+            dst = flat[b * n:(b + len(local)) * n]
+            if not complete and (idx < 0).any():
+                self._gather_entries(key, view, rows[b:b + len(local)], stored, dst, frame_bytes)
+            else:
+                copies.append((chunks, idx, dst))
+        for chunks, idx, dst in copies:
+            np.take(chunks, idx, axis=0, out=dst, mode="clip")  # on the grid, in range; "raise" would buffer
 
-    def _grid(self, key: str, frame_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(view, frame chunks, chunk grid) of local shard `key`, computed when its map is new: zarr writes
-        the chunks back to back, so an entry on the grid is at lo + a whole number of frames."""
+    def _grid(self, key: str, frame_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(view, frame chunks, chunk grid (r * K,), whether every entry is on it) of local shard `key`,
+        computed when its map is new: the chunks lie back to back, so an entry on the grid is at lo + a
+        whole number of frames."""
         view = self.files.view(key)          # checks the file has not shrunk, every call
         got = self._grids.get(key)
         if got is not None and got[0] is view:
@@ -194,8 +232,9 @@ class FrameReader:
         off, nb = entries[..., 0], entries[..., 1]
         on_grid = ((off != _MISSING) & (nb == frame_bytes) & (off >= lo) & (off + frame_bytes <= hi)
                    & ((off - lo) % frame_bytes == 0))
-        grid = np.where(on_grid, ((off - lo) // frame_bytes).astype(np.int64), -1)
-        got = (view, view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes), grid)
+        grid = np.where(on_grid, ((off - lo) // frame_bytes).astype(np.int64), -1).reshape(-1)
+        got = (view, view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes), grid,
+               bool(on_grid.all()))
         self._grids[key] = got
         while len(self._grids) > self.files.max_open:
             self._grids.popitem(last=False)
@@ -211,16 +250,16 @@ class FrameReader:
         first = len(view) - self.index_bytes if self.index_location == "end" else 0
         return view[first:first + r * k * 16].view("<u8").reshape(r, k, 2)
 
-    def _gather_entries(self, key: str, view: np.ndarray, rows: np.ndarray, stored: list[int], flat: np.ndarray,
-                        at: np.ndarray, frame_bytes: int) -> None:
-        """The frames of `rows` of shard `key` entry by entry, after checking each (one-line errors)."""
+    def _gather_entries(self, key: str, view: np.ndarray, rows: np.ndarray, stored: list[int], dst: np.ndarray,
+                        frame_bytes: int) -> None:
+        """The frames of `rows` of shard `key` into `dst` (row b * len(stored) + j: clip b's j-th frame) entry
+        by entry, after checking each (one-line errors)."""
         lo, hi = self._data_range(len(view))
         entries = self._index(view)[rows % self.spec.chunk_rows][:, stored]
         off, nb = entries[..., 0], entries[..., 1]
         self._bad_entries(key, rows, stored, off, nb, lo, hi, frame_bytes)
-        dst = at.reshape(off.shape)
-        for b, j in np.ndindex(*off.shape):   # valid, but not on the back-to-back grid
-            flat[dst[b, j]] = view[int(off[b, j]):int(off[b, j]) + frame_bytes]
+        for q, o in enumerate(off.reshape(-1).tolist()):   # valid, but not on the back-to-back grid
+            dst[q] = view[o:o + frame_bytes]
 
     def _bad_entries(self, key: str, rows: np.ndarray, stored: list[int], off: np.ndarray, nb: np.ndarray,
                      lo: int, hi: int, frame_bytes: int) -> None:

@@ -230,9 +230,6 @@ def _runs(items: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarra
     return runs
 
 
-_LARGE_ROW_BYTES = 64 * 1024       # rows at least this long (frames) are copied run by run, no temporary
-
-
 def _preadv_runs(fd: int, where: str, items: list[tuple[int, np.ndarray]]) -> None:
     """preadv each run of back-to-back ranges of one file straight into its arrays."""
     for run in _runs(items):
@@ -241,32 +238,6 @@ def _preadv_runs(fd: int, where: str, items: list[tuple[int, np.ndarray]]) -> No
         got = os.preadv(fd, [memoryview(out).cast("B") for _, out in run], start)
         if got != want:
             raise CacheError(f"{where}: short read at byte {start} ({got} of {want})")
-
-
-def chunk_groups(rows: np.ndarray, r: int) -> list[tuple[int, np.ndarray]]:
-    """(chunk, positions in `rows`) of the rows falling in each chunk of `r` rows, chunks ascending."""
-    chunk = rows // r
-    order = np.argsort(chunk, kind="stable")
-    cuts = np.flatnonzero(np.diff(chunk[order])) + 1
-    return [(int(chunk[part[0]]), part) for part in np.split(order, cuts) if len(part)]
-
-
-def take_rows(src: np.ndarray, idx: np.ndarray, dst: np.ndarray, at: np.ndarray) -> None:
-    """dst[at[i]] = src[idx[i]] for 2-D byte arrays (dst C-contiguous, `at` increasing). Large rows (frames)
-    are copied once each, run by run of adjacent positions (np.take into a view: no temporary); small
-    rows through numpy's fancy assignment (one temporary, fewer calls)."""
-    if len(at) == 0:
-        return
-    if src.shape[1] < _LARGE_ROW_BYTES:
-        dst[at] = src[idx]
-        return
-    if at[-1] - at[0] == len(at) - 1:       # one run (a sorted batch's clips of one shard): one call
-        np.take(src, idx, axis=0, out=dst[at[0]:at[0] + len(at)], mode="clip")
-        return
-    cuts = np.flatnonzero(np.diff(at) != 1) + 1
-    for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(at)]):
-        # indices were checked by the caller; mode "raise" would buffer `out`
-        np.take(src, idx[a:b], axis=0, out=dst[at[a]:at[a] + b - a], mode="clip")
 
 
 def _check_uncompressed(store: CacheStore, spec: ArraySpec, prefix: str = "") -> None:

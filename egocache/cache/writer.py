@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from egocache import __version__
-from egocache.cache.frames import encode_jpeg_frames
+from egocache.cache.frames import encode_frames_shard, encode_jpeg_frames
 from egocache.cache.lease import LeaseToken, check_lease, extraction_lock
 from egocache.cache.schema import (
     CONTROL_GROUP, FORMAT_NAME, ArraySpec, FORMAT_VERSION, FRAME_CODECS, MARKER_GROUP, STATUS_FAILED, STATUS_OK,
@@ -131,7 +131,10 @@ def commit_shard(store: CacheStore, specs: list[ArraySpec], i: int, rows: slice,
             group = zarr.open_group(store.zarr_store(read_only=False), mode="r+")
             for spec in specs:
                 spec_name = spec.name
-                group[spec.name][rows] = data[spec.name]
+                if spec.name == "frames":   # written whole, each clip's frames together (encode_frames_shard)
+                    store.write(chunk_key(spec, i), encode_frames_shard(data["frames"], spec.chunk_rows))
+                else:
+                    group[spec.name][rows] = data[spec.name]
     except Exception as exc:  # OSError locally; fsspec/botocore types on object storage
         target = chunk_key(next(s for s in specs if s.name == spec_name), i) if spec_name else ""
         raise store.failure(f"write shard {i} ({spec_name or 'open'}) of", target, exc) from exc
