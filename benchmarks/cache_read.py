@@ -12,7 +12,7 @@ best pass and as the median (and range) of the ratios of passes of the same roun
 during one pass moves less, and, on the last line, the warm read ratio cache/memmap of whole items of
 the first codec listed (the default, raw).
 
-    python benchmarks/cache_read.py [--clips 2000] [--codecs raw,jpeg] [--batch 64] [--rounds 5]
+    python benchmarks/cache_read.py [--clips 2000] [--codecs raw,jpeg] [--batch 64] [--rounds 5] [--shard-size 256]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 
 from egocache.cache import CacheDataset, CacheWriter
 from egocache.cache.info import disk_size
+from egocache.cache.writer import SHARD_SIZE
 from egocache.pipeline.sampling import student_positions
 
 SIZE, FEAT, HEADS = 224, 768, {"verb": 97, "noun": 300}
@@ -53,8 +54,10 @@ def shard_frames(bank: np.ndarray, noise: np.ndarray, m: int, k: int, rng: np.ra
     return out
 
 
-def build(root: str, n: int, codecs: list[str], seed: int = 0) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """Write one cache per codec and the memmaps, all holding the same clips; return paths and memmaps."""
+def build(root: str, n: int, codecs: list[str], seed: int = 0, shard_size: int = SHARD_SIZE
+          ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Write one cache per codec (shards of `shard_size` clips) and the memmaps, all holding the same clips;
+    return paths and memmaps."""
     rng = np.random.default_rng(seed)
     bank, noise = frame_bank(48, seed), rng.normal(0, 3, (8, SIZE, SIZE, 3)).astype(np.int16)
     positions, sets, _ = student_positions((4,), False)
@@ -79,7 +82,8 @@ def build(root: str, n: int, codecs: list[str], seed: int = 0) -> tuple[dict[str
     writers = {c: CacheWriter.create(os.path.join(root, f"{c}.zarr"), clips=clips, feature_dim=FEAT,
                                      heads={h: [str(i) for i in range(c_)] for h, c_ in HEADS.items()},
                                      frame_size=SIZE, frame_positions=positions, frames_for_n=for_n,
-                                     first_last=None, attrs=attrs, frame_codec=c) for c in codecs}
+                                     first_last=None, attrs=attrs, frame_codec=c, shard_size=shard_size)
+               for c in codecs}
     first = writers[codecs[0]]
     for i in range(first.num_shards):
         sl = first.shard_slice(i)
@@ -156,13 +160,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--codecs", default="raw,jpeg", help="frame codecs to measure; the first gives the ratio")
     ap.add_argument("--rounds", type=int, default=5, help="warm passes per reader (best is reported)")
+    ap.add_argument("--shard-size", type=int, default=SHARD_SIZE,
+                    help="clips per shard (the writer's default); small shards show a large cache, where each "
+                         "clip of a batch lies in a shard of its own")
     args = ap.parse_args()
     codecs = args.codecs.split(",")
     with tempfile.TemporaryDirectory(prefix="egocache-bench-") as root:
         t = time.perf_counter()
-        caches, mm = build(root, args.clips, codecs)
-        print(f"cache read benchmark: {args.clips} clips x 4 frames {SIZE}x{SIZE}, batch {args.batch}, "
-              f"random order; built in {time.perf_counter() - t:.0f} s")
+        caches, mm = build(root, args.clips, codecs, shard_size=args.shard_size)
+        print(f"cache read benchmark: {args.clips} clips x 4 frames {SIZE}x{SIZE} in shards of {args.shard_size}, "
+              f"batch {args.batch}, random order; built in {time.perf_counter() - t:.0f} s")
         npy = [os.path.join(root, f"{name}.npy") for name in mm]
         del mm
         files = {"memmap": npy, **{c: [p] for c, p in caches.items()}}

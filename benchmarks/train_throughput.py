@@ -5,7 +5,7 @@ temporary directory, builds the real training stage (egocache.student.train.Stag
 optimizer, sampler, loader and step), then times `--steps` optimizer steps twice: fed by the
 DataLoader over the cache (workers read and batch while the model trains), and fed by the same
 batches already held in memory. The ratio loader/memory is the share of the step rate that survives
-loading; the goal is >= 0.9, i.e. loading hidden behind compute. Then the same for the frozen-encoder
+loading; the goal is >= 0.95, i.e. loading hidden behind compute. Then the same for the frozen-encoder
 mode (--freeze-image-encoder: per-frame features computed once, not timed, read instead of frames).
 
     python benchmarks/train_throughput.py [--frame-size 112] [--batch-size 32] [--steps 20] [--num-workers 2]

@@ -110,10 +110,9 @@ class FrameReader:
                                    "direct reader knows")
         self.files = files if files is not None else ShardFiles(self.store)
         self._zarr: Any = None
-        # local raw shards: key -> (the map's view, its frame chunks (M, frame bytes), grid (r * K,) of each
-        # entry's chunk number, -1 where the entry is missing or off the back-to-back grid, whether no entry
-        # is -1), per mapping
-        self._grids: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = OrderedDict()
+        # local raw shards: key -> (the map's view, its frame chunks (M, frame bytes), chunk grid or None), per
+        # mapping (`_grid`)
+        self._grids: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
 
     @property
     def index_bytes(self) -> int:
@@ -204,20 +203,26 @@ class FrameReader:
         copies: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []      # (frame chunks, chunk numbers, out view)
         for shard, b, *local in runs:
             key = chunk_key(self.spec, shard)
-            view, chunks, grid, complete = self._grid(key, frame_bytes)
-            idx = grid[[i * k + p for i in local for p in stored]]
+            view, chunks, grid = self._grid(key, frame_bytes)
+            at = [i * k + p for i in local for p in stored]       # entries in the shard's (r * K) index
             dst = flat[b * n:(b + len(local)) * n]
-            if not complete and (idx < 0).any():
+            if grid is None:                                       # clip-major and complete: entry = chunk
+                copies.append((chunks, at, dst))
+                continue
+            idx = grid[at]
+            if (idx < 0).any():
                 self._gather_entries(key, view, rows[b:b + len(local)], stored, dst, frame_bytes)
             else:
                 copies.append((chunks, idx, dst))
         for chunks, idx, dst in copies:
-            np.take(chunks, idx, axis=0, out=dst, mode="clip")  # on the grid, in range; "raise" would buffer
+            chunks.take(idx, 0, dst, "clip")      # indices checked on the grid; "raise" would buffer `dst`
 
-    def _grid(self, key: str, frame_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        """(view, frame chunks, chunk grid (r * K,), whether every entry is on it) of local shard `key`,
-        computed when its map is new: the chunks lie back to back, so an entry on the grid is at lo + a
-        whole number of frames."""
+    def _grid(self, key: str, frame_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(view, frame chunks, chunk grid) of local shard `key`, computed when its map is new. The grid
+        (r * K,) holds each index entry's chunk number, -1 where the entry is missing or off the grid (the
+        chunks lie back to back, so an entry on it is at lo + a whole number of frames); None when every
+        entry is on it in index order (egocache's clip-major shards, complete), the entry then being the
+        chunk number."""
         view = self.files.view(key)          # checks the file has not shrunk, every call
         got = self._grids.get(key)
         if got is not None and got[0] is view:
@@ -228,13 +233,13 @@ class FrameReader:
             raise CacheError(f"{self.store.where(key)}: shard file truncated ({len(view)} bytes, index needs "
                              f"{index_bytes})")
         lo, hi = self._data_range(len(view))
-        entries = self._index(view)
-        off, nb = entries[..., 0], entries[..., 1]
+        entries = self._index(view).reshape(-1, 2)
+        off, nb = entries[:, 0], entries[:, 1]
         on_grid = ((off != _MISSING) & (nb == frame_bytes) & (off >= lo) & (off + frame_bytes <= hi)
                    & ((off - lo) % frame_bytes == 0))
-        grid = np.where(on_grid, ((off - lo) // frame_bytes).astype(np.int64), -1).reshape(-1)
-        got = (view, view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes), grid,
-               bool(on_grid.all()))
+        grid = np.where(on_grid, ((off - lo) // frame_bytes).astype(np.int64), -1)
+        chunks = view[lo:lo + (hi - lo) // frame_bytes * frame_bytes].reshape(-1, frame_bytes)
+        got = (view, chunks, None if np.array_equal(grid, np.arange(len(grid))) else grid)
         self._grids[key] = got
         while len(self._grids) > self.files.max_open:
             self._grids.popitem(last=False)

@@ -30,6 +30,9 @@ from egocache.errors import CacheError
 __all__ = ["CacheWriter", "extraction_lock", "write_meta"]
 
 
+SHARD_SIZE = 256        # clips per shard unless told otherwise
+
+
 def write_meta(store: CacheStore, key: str, obj: Any) -> None:
     """Write a zarr metadata document atomically (keys in the order zarr writes them)."""
     store.write(key, (json.dumps(obj, indent=2, default=str) + "\n").encode())
@@ -220,7 +223,7 @@ class CacheWriter(ShardedWriter):
     @classmethod
     def create(cls, path: str | CacheStore, *, clips: dict[str, Any], feature_dim: int, heads: dict[str, list[str]],
                frame_size: int, frame_positions: list[float], frames_for_n: dict[int, list[int]],
-               first_last: list[int] | None, attrs: dict[str, Any], shard_size: int = 256,
+               first_last: list[int] | None, attrs: dict[str, Any], shard_size: int = SHARD_SIZE,
                frame_codec: str = "raw", jpeg_quality: int = 90, aux: dict[str, int] | None = None) -> CacheWriter:
         """Create the store with every array at its final length, or reopen the same cache to resume."""
         if frame_codec not in FRAME_CODECS:
