@@ -1,4 +1,4 @@
-"""Frames on disk: JPEG encoding for the writer and a fast batch reader of the sharded frames array.
+"""Frames on disk: JPEG and shard encoding for the writer, and a fast batch reader of the sharded frames array.
 
 zarr 3.1 reads a batch of clips out of a sharded array slowly (orthogonal indexing ~15-31 clips/s,
 per-chunk async reads ~600 clips/s here). The frames array is written in a layout this module
