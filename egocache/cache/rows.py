@@ -6,7 +6,7 @@ the rows of a batch straight into the batch's arrays (`os.preadv` from cached fi
 concurrent ranged GETs on object storage) and holds nothing per clip: memory per DataLoader worker
 does not grow with the cache. Raw frames, the bulk of a batch, are gathered instead by numpy from
 read-only memory maps of their shard files (`view`, used by cache/frames.py): a copy out of mapped
-pages, where preadv paid the kernel's page-cache walk per range (0.65x a numpy memmap, now ~0.9x).
+pages, where preadv paid the kernel's page-cache walk per range (0.65x a numpy memmap, now 0.94x median).
 Small arrays keep preadv: a random batch of a large cache touches hundreds of small files, and mapping
 each (and faulting its pages in) cost 3x in reads at 100k clips (benchmarks/scale.py). A mapped file
 that shrinks under the reader would raise SIGBUS on access, killing the process without a message;
