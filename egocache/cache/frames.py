@@ -57,15 +57,14 @@ def encode_frames_shard(frames: np.ndarray, shard_rows: int) -> bytes:
     order to the writer, since every chunk is found through the index."""
     m, k = frames.shape[:2]
     if frames.dtype == np.uint8:
-        size = frames[0, 0].nbytes if m else 0
         chunks: list[Any] = [np.ascontiguousarray(frames).reshape(-1)]
-        sizes = np.full(m * k, size, np.uint64)
+        sizes = np.full(m * k, frames[0, 0].nbytes, np.uint64)
     else:           # vlen-bytes inner chunks: u32 item count (1), u32 length, the JPEG
         chunks = [part for jpeg in frames.reshape(-1)
                   for part in (np.array([1, len(jpeg)], "<u4").tobytes(), jpeg)]
         sizes = np.array([8 + len(jpeg) for jpeg in frames.reshape(-1)], np.uint64)
     index = np.full((shard_rows * k, 2), _MISSING, "<u8")
-    index[:m * k, 0] = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if m * k else []
+    index[:m * k, 0] = np.cumsum(sizes) - sizes          # each chunk right after the one before
     index[:m * k, 1] = sizes
     raw = index.tobytes()
     return b"".join([*chunks, raw, np.array(google_crc32c.value(raw), "<u4").tobytes()])
