@@ -156,5 +156,6 @@ def main() -> None:
               f"{r['ratio_max']:.3f})  loader alone {r['loader_alone_batches_s']:.0f} batches/s = "
               f"{100 * r['loading_share']:.1f} % of a step  (setup {r['setup_s']:.1f} s)")
 
+
 if __name__ == "__main__":
     main()
